@@ -1,0 +1,33 @@
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install test test-all demo bench lint
+
+# torch first with the exact pin (a local CPU wheel here); then the project and dev tools.
+install: .installed
+.installed: pyproject.toml
+	$(PYTHON) -c "import torch; assert torch.__version__.startswith('2.13.0')" 2>/dev/null \
+		|| $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	touch .installed
+
+test: install
+	$(PYTHON) -m pytest
+
+test-all: install
+	$(PYTHON) -m pytest -m ""
+
+demo: install
+	guard demo
+
+bench: install
+	$(PYTHON) bench/run.py --out bench/results.json
+
+lint: install
+	$(PYTHON) -m ruff check guard tests bench
+	$(PYTHON) -m ruff format --check guard tests bench

@@ -1,0 +1,21 @@
+"""collapse-guard: keep training-data flywheels from spinning backward.
+
+Importing the package is cheap: heavy modules (numpy, pyarrow, datasets, torch) load only
+when the object that needs them is used, so ``guard filter`` starts fast.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["Guard", "annotate", "__version__"]
+
+
+def __getattr__(name):
+    if name == "Guard":
+        from guard.pipeline import Guard
+
+        return Guard
+    if name == "annotate":
+        from guard.pipeline import annotate
+
+        return annotate
+    raise AttributeError(f"module 'guard' has no attribute {name!r}")

@@ -1,0 +1,105 @@
+"""The ``guard`` command. Sub-commands import what they need when they run, so start-up
+stays light (no torch or transformers on the lexical path).
+
+Exit codes: 0 the job ran (records may have been rejected); 2 it could not run (bad
+argument, missing file, bad config or store), with one line on stderr; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from guard.errors import GuardError
+
+
+def _filter(args) -> int:
+    from guard.config import load_config
+    from guard.pipeline import Guard
+
+    config = load_config(args.config)
+    overrides = {
+        key: value
+        for key, value in (
+            ("text_field", args.text_field), ("id_field", args.id_field),
+            ("batch_size", args.batch_size),
+        )
+        if value is not None
+    }  # fmt: skip
+    for key, value in overrides.items():
+        setattr(config.input, key, value)
+    for path in args.inputs:
+        if not os.path.exists(path):
+            raise GuardError(f"{path}: no such file")
+    with Guard(config, store=args.store) as guard:
+        summary = guard.filter(
+            args.inputs, args.out, args.rejected, args.summary, progress=not args.quiet
+        )
+    print(summary.format())
+    return 0
+
+
+def _demo(args) -> int:
+    from guard.demo import run_demo
+
+    return run_demo(args.out_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guard", description="Keep training-data flywheels from spinning backward."
+    )
+    from guard import __version__
+
+    parser.add_argument("--version", action="version", version=f"collapse-guard {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    filt = commands.add_parser(
+        "filter",
+        help="flag duplicates in record files; write kept and rejected records",
+        description="Every input record goes to exactly one of --out (kept) and --rejected, "
+        "with guard_* columns added. Formats by extension: .jsonl .json .parquet .csv, or a "
+        "saved HF dataset directory.",
+    )
+    filt.add_argument("inputs", nargs="+", metavar="INPUT")
+    filt.add_argument("--out", required=True, metavar="KEPT", help="where kept records go")
+    filt.add_argument("--rejected", required=True, metavar="REJECTED", help="where rejected records go")
+    filt.add_argument("--store", metavar="DIR", help="check against, and add to, this store")
+    filt.add_argument("--config", metavar="YAML", help="pipeline config (default: built-in defaults)")
+    filt.add_argument("--text-field", help="field holding the text (default: text)")
+    filt.add_argument("--id-field", help="field holding the record id (default: id)")
+    filt.add_argument("--batch-size", type=int, help="records checked together (default: 1000)")
+    filt.add_argument("--summary", metavar="JSON", help="also write the summary here")
+    filt.add_argument("--quiet", action="store_true", help="no progress bar")
+    filt.set_defaults(run=_filter)
+
+    demo = commands.add_parser("demo", help="run the main job on built-in data")
+    demo.add_argument("--out-dir", default="demo-output", help="where outputs go (default: demo-output)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except GuardError as exc:
+        print(f"guard: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("guard: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: one line unless GUARD_DEBUG is set
+        if os.environ.get("GUARD_DEBUG"):
+            raise
+        print(
+            f"guard: internal error: {type(exc).__name__}: {exc} (set GUARD_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""Guard: the checks, the keep policy and the store, applied to column batches or files.
+
+Records are compared in order: a record is a duplicate when it matches one kept before it,
+from the store (earlier runs) or earlier in this run. The most senior match is named in
+``guard_*_duplicate_of``. Records that are kept and not duplicates become the reference for
+everything after them, and, with a store, for later runs once ``commit`` is called.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from guard.checks.exact import exact_hashes, first_occurrences
+from guard.config import GuardConfig, load_config
+from guard.store import Segment, SegmentStack, Store
+from guard.text import normalize
+
+
+@dataclass
+class Summary:
+    """What a run did: counts per output and per reason, and throughput."""
+
+    n_input: int = 0
+    n_kept: int = 0
+    n_rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    inputs: list[str] = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+    store: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "n_input": self.n_input,
+            "n_kept": self.n_kept,
+            "n_rejected": self.n_rejected,
+            "reasons": dict(sorted(self.reasons.items())),
+            "seconds": round(self.seconds, 3),
+            "records_per_second": round(self.n_input / self.seconds, 1) if self.seconds else None,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "store": self.store,
+        }
+
+    def format(self) -> str:
+        """A few lines for a person: totals, then one line per reason."""
+        rate = f"{self.n_input / self.seconds:,.0f} records/s" if self.seconds else ""
+        lines = [
+            f"guard: {self.n_input:,} records in {self.seconds:.2f} s ({rate}): "
+            f"{self.n_kept:,} kept, {self.n_rejected:,} rejected"
+        ]
+        lines += [f"  {reason:<18} {count:>10,}" for reason, count in sorted(self.reasons.items())]
+        if self.store:
+            lines.append(
+                f"  store {self.store['path']}: {self.store['records_before']:,} -> "
+                f"{self.store['records_after']:,} records"
+            )
+        for name, path in self.outputs.items():
+            lines.append(f"  {name}: {path}")
+        return "\n".join(lines)
+
+
+class Guard:
+    """The ingestion filter.
+
+    Args:
+        config: a GuardConfig, a dict, a YAML path, or None for the defaults.
+        store: a store directory; records are then also checked against every earlier run
+            that committed to it. Without a store, dedup is within this run only.
+
+    ``annotate(batch)`` works on column batches (``dict[str, list]``), so
+    ``dataset.map(guard.annotate, batched=True)`` works; state carries across calls, so a
+    record in batch 2 that duplicates one in batch 1 is flagged. ``filter`` runs files.
+    """
+
+    def __init__(self, config=None, store: str | Path | None = None):
+        self.config: GuardConfig = load_config(config)
+        self.store = None
+        if store is not None:
+            self.store = Store(
+                store,
+                self.config.fingerprint(),
+                self.config.store_settings(),
+                self.config.store.max_segments,
+            )
+        self.run = SegmentStack()
+        self.near = None
+        if self.config.near.enabled:
+            from guard.checks.minhash import NearDuplicateCheck
+
+            self.near = NearDuplicateCheck(self.config.near)
+        self._rows_annotated = 0
+
+    # -- column batches -------------------------------------------------------------------
+
+    def annotate(self, batch: dict[str, list]) -> dict[str, list]:
+        """The batch with the ``guard_*`` columns added (its own columns untouched)."""
+        text_field, id_field = self.config.input.text_field, self.config.input.id_field
+        n = len(next(iter(batch.values()))) if batch else 0
+        texts = batch.get(text_field, [None] * n)
+        start = self._rows_annotated
+        self._rows_annotated += n
+        given_ids = batch.get(id_field, [None] * n)
+        ids = [
+            str(given) if given not in (None, "") else f"row:{start + i}"
+            for i, given in enumerate(given_ids)
+        ]
+        problems = [text_problem(t, text_field) for t in texts]
+        columns = self.check(
+            ids,
+            [t if p is None else None for t, p in zip(texts, problems)],
+            [p[0] if p else None for p in problems],
+            [p[1] if p else None for p in problems],
+        )
+        table = getattr(batch, "pa_table", None)
+        if table is not None:
+            # A datasets LazyBatch: answer with its Arrow table plus typed guard columns, so a
+            # column that is all None in the first batch does not freeze as type null.
+            return _append_arrow_columns(table, columns)
+        return {**batch, **columns}
+
+    def check(
+        self,
+        ids: list[str],
+        texts: list[str | None],
+        input_reasons: list[str | None],
+        input_errors: list[str | None],
+    ) -> dict[str, list]:
+        """Guard columns for one batch, in order.
+
+        Args:
+            ids: record ids.
+            texts: the text of each usable record; None where ``input_reasons`` is set.
+            input_reasons: None, or "empty"/"malformed" for records that cannot be checked.
+            input_errors: the one-line explanation for each input reason, else None.
+        """
+        n = len(ids)
+        valid = np.array([r is None for r in input_reasons], dtype=bool)
+        valid_rows = np.flatnonzero(valid)
+        normalized = [normalize(texts[i]) for i in valid_rows]
+        reference = SegmentStack(
+            [*(self.store.stack.segments if self.store else []), *self.run.segments], merge=False
+        )
+        columns: dict[str, list] = {"guard_id": ids}
+
+        hashes = exact_hashes(normalized)
+        exact_of, near_of, jaccard, representative, signatures, keys = self._find_duplicates(
+            [ids[i] for i in valid_rows], normalized, hashes, reference
+        )
+        if self.config.exact.enabled:
+            columns["guard_exact_duplicate_of"] = _scatter(exact_of, valid_rows, n)
+        if self.near is not None:
+            columns["guard_near_duplicate_of"] = _scatter(near_of, valid_rows, n)
+            columns["guard_near_duplicate_jaccard"] = _scatter(jaccard, valid_rows, n)
+
+        keep, reasons, weights = self._decide(
+            input_reasons, _scatter(exact_of, valid_rows, n), _scatter(near_of, valid_rows, n)
+        )
+        columns.update(
+            guard_keep=keep, guard_reasons=reasons, guard_weight=weights, guard_error=input_errors
+        )
+        new = [k for k in np.flatnonzero(representative) if keep[valid_rows[k]]]
+        if new:
+            self.run.append(
+                Segment.build([ids[valid_rows[k]] for k in new], hashes[new], signatures[new], keys[new])
+            )
+        return columns
+
+    def _find_duplicates(self, ids, normalized, hashes, reference):
+        """Exact and near matches of usable records, every match naming a kept record.
+
+        An exact copy of an earlier record of the batch points to it when that record is
+        kept; when that record is itself a near duplicate, the copy inherits its near match.
+        Returns lists (exact_of, near_of, jaccard), the (n,) bool mask of representatives
+        (neither kind of duplicate), and (n, num_perm) signatures and (n, bands) band keys
+        (zero columns when the near check is off).
+        """
+        n = len(ids)
+        exact_of: list[str | None] = [None] * n
+        first = np.arange(n)
+        if self.config.exact.enabled:
+            exact_of = reference.find_exact(hashes)
+            first = first_occurrences(hashes)
+        checked = (first == np.arange(n)) & np.array([m is None for m in exact_of], dtype=bool)
+        near_of: list[str | None] = [None] * n
+        jaccard: list[float | None] = [None] * n
+        signatures = np.zeros((n, 0), dtype=np.uint32)
+        keys = np.zeros((n, 0), dtype=np.uint32)
+        if self.near is not None:
+            signatures = np.zeros((n, self.near.hasher.num_perm), dtype=np.uint32)
+            keys = np.zeros((n, self.near.bands), dtype=np.uint32)
+            rows = np.flatnonzero(checked)
+            signatures[rows] = self.near.signatures([normalized[i] for i in rows])
+            keys[rows] = self.near.band_keys(signatures[rows])
+            matches, sims = self.near.find(signatures[rows], keys[rows], [ids[i] for i in rows], reference)
+            for row, match, sim in zip(rows, matches, sims):
+                near_of[row], jaccard[row] = match, sim
+        for i in np.flatnonzero(first != np.arange(n)):
+            f = first[i]
+            if exact_of[f] is None and near_of[f] is not None:
+                near_of[i], jaccard[i] = near_of[f], jaccard[f]
+            elif exact_of[f] is None:
+                exact_of[i] = ids[f]
+        representative = checked & np.array([m is None for m in near_of], dtype=bool)
+        return exact_of, near_of, jaccard, representative, signatures, keys
+
+    def _decide(self, input_reasons, exact_of, near_of):
+        """guard_keep, guard_reasons and guard_weight from the flags and the policy."""
+        reject = set(self.config.policy.reject)
+        keep, reasons, weights = [], [], []
+        for input_reason, exact, near in zip(input_reasons, exact_of, near_of):
+            flags = [input_reason] if input_reason else []
+            if exact is not None:
+                flags.append("exact_duplicate")
+            if near is not None:
+                flags.append("near_duplicate")
+            kept = input_reason is None and not reject.intersection(flags)
+            keep.append(kept)
+            reasons.append(flags)
+            weights.append(1.0 if kept else 0.0)
+        return keep, reasons, weights
+
+    # -- files ----------------------------------------------------------------------------
+
+    def filter(self, inputs, out, rejected, summary_path=None, progress: bool = True) -> Summary:
+        """Check every record of ``inputs``; write kept records to ``out`` and the rest to
+        ``rejected`` (formats by extension), commit the run to the store, and return (and
+        optionally write as JSON) the summary."""
+        from tqdm import tqdm
+
+        from guard.io import iter_record_batches, open_writer
+
+        summary = Summary(inputs=[str(p) for p in inputs])
+        summary.outputs = {"kept": str(out), "rejected": str(rejected)}
+        before = self.store.n_records if self.store else 0
+        start = time.perf_counter()
+        cfg = self.config.input
+        with open_writer(out) as kept_writer, open_writer(rejected) as rejected_writer, tqdm(
+            unit=" rec", disable=not progress, desc="guard filter", leave=False
+        ) as bar:
+            for path in inputs:
+                for records in iter_record_batches(
+                    path, text_field=cfg.text_field, id_field=cfg.id_field, batch_size=cfg.batch_size
+                ):
+                    columns = self.check(
+                        [r.id for r in records],
+                        [r.text for r in records],
+                        [r.reason for r in records],
+                        [r.error for r in records],
+                    )
+                    kept_rows, rejected_rows = _split_rows(records, columns)
+                    kept_writer.write(kept_rows)
+                    rejected_writer.write(rejected_rows)
+                    summary.n_kept += len(kept_rows)
+                    summary.n_rejected += len(rejected_rows)
+                    summary.reasons.update(r for flags in columns["guard_reasons"] for r in flags)
+                    bar.update(len(records))
+        summary.n_input = summary.n_kept + summary.n_rejected
+        self.commit()
+        summary.seconds = time.perf_counter() - start
+        if self.store:
+            summary.store = {
+                "path": str(self.store.directory),
+                "records_before": before,
+                "records_after": self.store.n_records,
+            }
+        if summary_path:
+            _write_summary(summary, summary_path)
+        return summary
+
+    def commit(self) -> None:
+        """Write the records kept so far in this run to the store (no-op without one)."""
+        if self.store is None or not len(self.run):
+            return
+        self.store.commit(Segment.merge(self.run.segments))
+        self.run = SegmentStack()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def text_problem(value, text_field: str) -> tuple[str, str] | None:
+    """(reason, explanation) when ``value`` cannot be checked as a text, else None."""
+    if value is None:
+        return "malformed", f"field '{text_field}' missing"
+    if not isinstance(value, str):
+        return "malformed", f"field '{text_field}' is {type(value).__name__}, not str"
+    if not value.strip():
+        return "empty", f"field '{text_field}' is empty or whitespace-only"
+    return None
+
+
+def _append_arrow_columns(table, columns: dict[str, list]):
+    """``table`` (a pyarrow Table) with ``columns`` appended (replaced if present), typed by
+    their names: ``*_of``, ``guard_id`` and ``guard_error`` strings, ``guard_keep`` bool,
+    ``guard_reasons`` list of strings, others float64."""
+    import pyarrow as pa
+
+    types = {"guard_keep": pa.bool_(), "guard_reasons": pa.list_(pa.string())}
+    for name, values in columns.items():
+        kind = types.get(name)
+        if kind is None:
+            kind = pa.string() if name.endswith(("_of", "_id", "_error")) else pa.float64()
+        if name in table.column_names:
+            table = table.drop_columns(name)
+        table = table.append_column(name, pa.array(values, type=kind))
+    return table
+
+
+def _scatter(values: list, rows: np.ndarray, n: int) -> list:
+    """A list of length n with ``values[k]`` at ``rows[k]`` and None elsewhere."""
+    out = [None] * n
+    for row, value in zip(rows, values):
+        out[row] = value
+    return out
+
+
+def _split_rows(records, columns: dict[str, list]) -> tuple[list[dict], list[dict]]:
+    """Output rows (original fields, or ``guard_raw`` for unparseable input, plus the guard
+    columns), split into kept and rejected."""
+    names = list(columns)
+    kept, rejected = [], []
+    for i, record in enumerate(records):
+        row = dict(record.fields) if record.raw is None else {"guard_raw": record.raw}
+        for name in names:
+            row[name] = columns[name][i]
+        (kept if row["guard_keep"] else rejected).append(row)
+    return kept, rejected
+
+
+def _write_summary(summary: Summary, path) -> None:
+    import json
+
+    from guard.errors import GuardError
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise GuardError(f"{path}: cannot write summary ({exc.strerror})") from None
+
+
+_default_guard: Guard | None = None
+
+
+def annotate(batch: dict[str, list]) -> dict[str, list]:
+    """``Guard().annotate`` on a process-wide default Guard (default config, no store), for
+    ``dataset.map(guard.annotate, batched=True)``. Use your own ``Guard`` for a config, a
+    store, or a fresh state."""
+    global _default_guard
+    if _default_guard is None:
+        _default_guard = Guard()
+    return _default_guard.annotate(batch)

@@ -1,0 +1,338 @@
+"""The dedup keys of everything kept so far: in memory for one run, on disk across runs.
+
+A **segment** holds the keys of a run of kept records as fixed-width arrays: exact hashes
+(uint64, sorted), MinHash signatures (uint32) and, per LSH band, the band keys (uint32,
+sorted) with the row each came from. Segments never change once built; searching many is
+searching each. Record seniority ("first seen wins") is segment order, then row order.
+
+A **store** is a directory of segments plus ``manifest.json`` (format and guard versions,
+the config fingerprint, the segment list). Each run that commits adds one segment; beyond
+``max_segments`` they are merged into one. Every write goes to a temporary name and is
+renamed into place, and the manifest is replaced last, so a crash never leaves a store that
+lists a half-written segment. A store built with other dedup settings is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from guard import __version__
+from guard.errors import GuardError
+
+STORE_FORMAT = "collapse-guard-store"
+STORE_FORMAT_VERSION = 1
+_ARRAYS = ("exact_hashes", "exact_rows", "signatures", "band_keys", "band_rows", "id_offsets")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Dedup keys of ``n`` kept records.
+
+    Attributes:
+        id_blob: UTF-8 ids of all rows, concatenated; row i is
+            ``id_blob[id_offsets[i]:id_offsets[i + 1]]``.
+        id_offsets: (n + 1,) int64.
+        exact_hashes: (n,) uint64 normalised-text hashes, sorted ascending.
+        exact_rows: (n,) uint32 row of each entry of ``exact_hashes``.
+        signatures: (n, num_perm) uint32 MinHash signatures, in row order.
+        band_keys: (bands, n) uint32 band keys, each band's keys sorted ascending.
+        band_rows: (bands, n) uint32 row of each entry of ``band_keys``.
+    """
+
+    id_blob: bytes
+    id_offsets: np.ndarray
+    exact_hashes: np.ndarray
+    exact_rows: np.ndarray
+    signatures: np.ndarray
+    band_keys: np.ndarray
+    band_rows: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.id_offsets) - 1
+
+    @classmethod
+    def build(cls, ids: list[str], exact: np.ndarray, signatures: np.ndarray, bands: np.ndarray):
+        """A segment from rows in seniority order.
+
+        Args:
+            ids: n record ids.
+            exact: (n,) uint64 exact hashes.
+            signatures: (n, num_perm) uint32.
+            bands: (n, n_bands) uint32 band keys.
+        """
+        encoded = [i.encode("utf-8") for i in ids]
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        exact_rows = np.argsort(exact, kind="stable").astype(np.uint32)
+        band_rows = np.argsort(bands.T, axis=1, kind="stable").astype(np.uint32)
+        return cls(
+            id_blob=b"".join(encoded),
+            id_offsets=offsets,
+            exact_hashes=exact[exact_rows],
+            exact_rows=exact_rows,
+            signatures=np.ascontiguousarray(signatures),
+            band_keys=np.take_along_axis(bands.T, band_rows.astype(np.int64), axis=1),
+            band_rows=band_rows,
+        )
+
+    @classmethod
+    def merge(cls, segments: list[Segment]) -> Segment:
+        """One segment holding the rows of ``segments`` in order."""
+        ids = [i for s in segments for i in s.ids()]
+        exact = np.concatenate([s.exact_in_row_order() for s in segments])
+        signatures = np.concatenate([s.signatures for s in segments])
+        bands = np.concatenate([s.bands_in_row_order() for s in segments])
+        return cls.build(ids, exact, signatures, bands)
+
+    def id_of(self, row: int) -> str:
+        return self.id_blob[self.id_offsets[row] : self.id_offsets[row + 1]].decode("utf-8")
+
+    def ids(self) -> list[str]:
+        blob, offsets = self.id_blob, self.id_offsets.tolist()
+        return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
+
+    def exact_in_row_order(self) -> np.ndarray:
+        out = np.empty(self.n, dtype=np.uint64)
+        out[self.exact_rows] = self.exact_hashes
+        return out
+
+    def bands_in_row_order(self) -> np.ndarray:
+        """(n, n_bands) uint32."""
+        out = np.empty((self.band_keys.shape[1], self.band_keys.shape[0]), dtype=np.uint32)
+        for band in range(self.band_keys.shape[0]):
+            out[self.band_rows[band], band] = self.band_keys[band]
+        return out
+
+    def find_exact(self, hashes: np.ndarray) -> np.ndarray:
+        """(m,) int64 row holding each hash (the most senior if several), or -1."""
+        left = np.searchsorted(self.exact_hashes, hashes, side="left")
+        found = left < self.n
+        found[found] = self.exact_hashes[left[found]] == hashes[found]
+        rows = np.full(len(hashes), -1, dtype=np.int64)
+        rows[found] = self.exact_rows[left[found]]
+        return rows
+
+    def band_matches(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (query, row) sharing at least one band key; ``keys`` is (m, n_bands) uint32.
+        Each pair appears once."""
+        queries, rows = [], []
+        for band in range(self.band_keys.shape[0]):
+            sorted_keys = self.band_keys[band]
+            left = np.searchsorted(sorted_keys, keys[:, band], side="left")
+            right = np.searchsorted(sorted_keys, keys[:, band], side="right")
+            counts = right - left
+            if not counts.any():
+                continue
+            query = np.repeat(np.arange(len(keys)), counts)
+            position = np.repeat(left - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            queries.append(query)
+            rows.append(self.band_rows[band][position].astype(np.int64))
+        if not queries:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        pair_keys = np.unique(np.concatenate(queries) * self.n + np.concatenate(rows))
+        return pair_keys // self.n, pair_keys % self.n
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True)
+        (directory / "ids.bin").write_bytes(self.id_blob)
+        for name in _ARRAYS:
+            np.save(directory / f"{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, directory: Path) -> Segment:
+        """Arrays memory-mapped read-only: only the pages a search touches are read."""
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        return cls(id_blob=(directory / "ids.bin").read_bytes(), **arrays)
+
+
+class SegmentStack:
+    """Segments searched as one, oldest first. ``append`` merges the newest segments while
+    the last is at least half the size of the one before, so a run of many small batches
+    keeps O(log n) segments."""
+
+    def __init__(self, segments: list[Segment] | None = None, merge: bool = True):
+        self.segments = list(segments or [])
+        self.merge = merge
+
+    def __len__(self) -> int:
+        return sum(s.n for s in self.segments)
+
+    def append(self, segment: Segment) -> None:
+        if segment.n == 0:
+            return
+        self.segments.append(segment)
+        while self.merge and len(self.segments) >= 2 and (
+            2 * self.segments[-1].n >= self.segments[-2].n
+        ):
+            last = self.segments.pop()
+            self.segments[-1] = Segment.merge([self.segments[-1], last])
+
+    def find_exact(self, hashes: np.ndarray) -> list[str | None]:
+        """Id of the most senior record holding each hash, or None."""
+        found: list[str | None] = [None] * len(hashes)
+        for segment in self.segments:
+            rows = segment.find_exact(hashes)
+            for i in np.flatnonzero(rows >= 0):
+                if found[i] is None:
+                    found[i] = segment.id_of(rows[i])
+        return found
+
+    def near_matches(self, signatures, keys, threshold):
+        """For each query, the most senior record whose estimated Jaccard is >= threshold.
+
+        Args:
+            signatures: (m, num_perm) uint32 query signatures.
+            keys: (m, n_bands) uint32 query band keys.
+        Returns:
+            (ids, similarities): lists of length m, None where nothing matched.
+        """
+        from guard.hashing import estimated_jaccard
+
+        ids: list[str | None] = [None] * len(signatures)
+        similarities: list[float | None] = [None] * len(signatures)
+        for segment in self.segments:
+            queries, rows = segment.band_matches(keys)
+            if not len(queries):
+                continue
+            jaccard = estimated_jaccard(signatures[queries], np.asarray(segment.signatures[rows]))
+            hit = jaccard >= threshold
+            # pairs are sorted by query then row: the first hit of a query is its most senior
+            queries, rows, jaccard = queries[hit], rows[hit], jaccard[hit]
+            first = np.concatenate(([True], queries[1:] != queries[:-1])) if len(queries) else []
+            for q, row, sim in zip(queries[first], rows[first], jaccard[first]):
+                if ids[q] is None:
+                    ids[q], similarities[q] = segment.id_of(row), float(sim)
+        return ids, similarities
+
+
+class Store:
+    """A store directory, opened for one run and locked against concurrent writers.
+
+    Args:
+        directory: created if missing.
+        fingerprint: the config fingerprint; an existing store must have the same one.
+        settings: the settings behind the fingerprint, recorded in the manifest and named in
+            the refusal message.
+        max_segments: segments merged into one when a commit would exceed this.
+    """
+
+    def __init__(self, directory, fingerprint: str, settings: dict, max_segments: int = 8):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self.settings = settings
+        self.max_segments = max_segments
+        if self.directory.exists() and not self.directory.is_dir():
+            raise GuardError(f"{self.directory}: store path exists and is not a directory")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.directory / ".lock", "w")  # noqa: SIM115 (held until close)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise GuardError(f"{self.directory}: store is in use by another guard run") from None
+        self.manifest = self._read_manifest()
+        self.stack = SegmentStack(
+            [Segment.load(self.directory / "segments" / s["name"]) for s in self.manifest["segments"]],
+            merge=False,
+        )
+
+    @property
+    def n_records(self) -> int:
+        return self.manifest["n_records"]
+
+    def _read_manifest(self) -> dict:
+        path = self.directory / "manifest.json"
+        if not path.exists():
+            if any(not p.name.startswith(".") for p in self.directory.iterdir()):
+                raise GuardError(f"{self.directory}: not a guard store (no manifest.json) and not empty")
+            now = _now()
+            return {
+                "format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION,
+                "guard_version": __version__, "fingerprint": self.fingerprint,
+                "settings": self.settings, "segments": [], "n_records": 0,
+                "created": now, "updated": now,
+            }  # fmt: skip
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise GuardError(f"{path}: unreadable store manifest ({exc})") from None
+        if manifest.get("format") != STORE_FORMAT:
+            raise GuardError(f"{path}: not a guard store manifest")
+        if manifest.get("format_version") != STORE_FORMAT_VERSION:
+            raise GuardError(
+                f"{path}: store format {manifest.get('format_version')} is not supported "
+                f"by this guard (format {STORE_FORMAT_VERSION})"
+            )
+        if manifest.get("fingerprint") != self.fingerprint:
+            stored = manifest.get("settings", {})
+            diff = ", ".join(
+                f"{k} {stored.get(k)!r} -> {v!r}" for k, v in self.settings.items() if stored.get(k) != v
+            )
+            raise GuardError(
+                f"{self.directory}: store was built with other dedup settings ({diff}); "
+                "use the config it was built with or a new --store directory"
+            )
+        return manifest
+
+    def commit(self, segment: Segment) -> None:
+        """Add ``segment`` (the run's kept records) and rewrite the manifest atomically;
+        merge all segments into one when there would be more than ``max_segments``."""
+        if segment.n == 0:
+            return
+        segments_dir = self.directory / "segments"
+        segments_dir.mkdir(exist_ok=True)
+        entries = list(self.manifest["segments"])
+        old_names = [e["name"] for e in entries]
+        if len(entries) + 1 > self.max_segments:
+            segment = Segment.merge([*self.stack.segments, segment])
+            entries = []
+        name = f"{self._next_number():06d}"
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.directory))
+        segment.save(staging / "segment")
+        os.replace(staging / "segment", segments_dir / name)
+        staging.rmdir()
+        entries.append({"name": name, "n_records": segment.n, "created": _now()})
+        manifest = {
+            **self.manifest, "guard_version": __version__, "segments": entries,
+            "n_records": sum(e["n_records"] for e in entries), "updated": _now(),
+        }  # fmt: skip
+        _write_json_atomic(self.directory / "manifest.json", manifest)
+        self.manifest = manifest
+        if not entries[:-1]:
+            for old in old_names:
+                shutil.rmtree(segments_dir / old, ignore_errors=True)
+        self.stack = SegmentStack(
+            [Segment.load(segments_dir / e["name"]) for e in entries], merge=False
+        )
+
+    def _next_number(self) -> int:
+        names = [e["name"] for e in self.manifest["segments"]]
+        return max((int(n) for n in names), default=0) + 1
+
+    def close(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

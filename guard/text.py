@@ -1,0 +1,167 @@
+"""Text normalisation and shingling, shared by every check that compares texts.
+
+``normalize`` maps a text to the key that duplicate checks compare: NFKC, zero-width
+characters removed, Cyrillic/Greek look-alike letters mapped to Latin, case folded,
+punctuation turned into spaces, whitespace collapsed. ``shingle_spans`` cuts a whole batch of
+normalised texts into shingles at once (word k-grams, or character k-grams for short texts and
+for scripts written without spaces), as index arrays into one concatenated code-point array,
+so hashing them needs no per-shingle Python loop.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+
+# Characters that render as nothing and are used to defeat exact matching.
+ZERO_WIDTH = "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
+
+# Letters from other scripts that look like Latin letters, upper and lower case.
+HOMOGLYPHS = {
+    # Cyrillic
+    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
+    "т": "t", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "һ": "h", "ӏ": "l",
+    "ԛ": "q", "ԝ": "w", "ё": "e", "ї": "i",
+    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C",
+    "Т": "T", "У": "Y", "Х": "X", "І": "I", "Ј": "J", "Ѕ": "S", "Ԁ": "D", "Һ": "H", "Ӏ": "I",
+    "Ԛ": "Q", "Ԝ": "W",
+    # Greek
+    "α": "a", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
+    "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+    # Latin letters from other blocks
+    "ı": "i", "ɑ": "a", "ɡ": "g", "ɩ": "i", "ꞵ": "b",
+}  # fmt: skip
+
+_UNICODE_TABLE = str.maketrans({**HOMOGLYPHS, **dict.fromkeys(ZERO_WIDTH, "")})
+# Every ASCII character that is not a letter or digit becomes a space, as [\W_] does below.
+_ASCII_NON_WORD_TO_SPACE = str.maketrans(
+    {chr(c): " " for c in range(128) if not chr(c).isalnum()}
+)
+_NON_WORD = re.compile(r"[\W_]+")
+
+# Code-point ranges of scripts written without spaces between words.
+_NO_SPACE_SCRIPTS = np.array(
+    [
+        (0x0E00, 0x0EFF),  # Thai, Lao
+        (0x1000, 0x109F),  # Myanmar
+        (0x1780, 0x17FF),  # Khmer
+        (0x3040, 0x30FF),  # Hiragana, Katakana
+        (0x3400, 0x4DBF),  # CJK extension A
+        (0x4E00, 0x9FFF),  # CJK unified ideographs
+        (0xF900, 0xFAFF),  # CJK compatibility ideographs
+        (0xFF66, 0xFF9F),  # half-width Katakana
+        (0x20000, 0x2FA1F),  # CJK extensions B-F, compatibility supplement
+    ],
+    dtype=np.uint32,
+)
+
+SPACE = ord(" ")
+
+
+def normalize(text: str) -> str:
+    """The comparison key of ``text``: NFKC, no zero-width characters, homoglyphs mapped to
+    Latin, case folded, punctuation as spaces, whitespace collapsed to single spaces.
+
+    A text made only of punctuation keeps its punctuation (whitespace still collapsed), so
+    "!!!" and "? ? ?" stay distinct instead of both becoming "".
+    """
+    if text.isascii():
+        folded = text.lower()
+        words = folded.translate(_ASCII_NON_WORD_TO_SPACE).split()
+    else:
+        folded = unicodedata.normalize("NFKC", text).translate(_UNICODE_TABLE).casefold()
+        words = _NON_WORD.sub(" ", folded).split()
+    if words:
+        return " ".join(words)
+    return " ".join(folded.split())
+
+
+@dataclass(frozen=True)
+class ShingleSpans:
+    """Every shingle of a batch, as half-open spans into the batch's code-point array.
+
+    Attributes:
+        codes: (n_chars,) uint32 code points of the batch's texts joined by single spaces.
+        starts, ends: (n_shingles,) int64 span bounds into ``codes``; shingles of one text are
+            contiguous and texts appear in batch order.
+        text_index: (n_shingles,) int64 index of the text each shingle belongs to.
+        char_mode: (n_texts,) bool, True where the text was shingled by characters.
+    """
+
+    codes: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    text_index: np.ndarray
+    char_mode: np.ndarray
+
+
+def shingle_spans(
+    texts: list[str], word_k: int = 5, char_k: int = 5, min_words: int = 10
+) -> ShingleSpans:
+    """Cut normalised, non-empty ``texts`` into shingles, all at once.
+
+    A text is shingled into word ``word_k``-grams, unless it has fewer than ``min_words``
+    words or more than 30 % of its characters come from a script written without spaces
+    (CJK, Thai, Lao, Khmer, Myanmar); then into character ``char_k``-grams. A text shorter
+    than ``char_k`` characters is one shingle, so short texts never share an empty signature.
+    """
+    if word_k < 1 or char_k < 1 or min_words < word_k:
+        raise ValueError("need word_k >= 1, char_k >= 1 and min_words >= word_k")
+    n_texts = len(texts)
+    joined = " ".join(texts)
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n_texts)
+    text_starts = np.zeros(n_texts, dtype=np.int64)
+    np.cumsum(lengths[:-1] + 1, out=text_starts[1:])
+    text_ends = text_starts + lengths
+
+    is_space = codes == SPACE
+    word_starts = np.flatnonzero(~is_space & np.concatenate(([True], is_space[:-1])))
+    word_ends = np.flatnonzero(~is_space & np.concatenate((is_space[1:], [True]))) + 1
+    word_text = np.searchsorted(text_starts, word_starts, side="right") - 1
+    words_per_text = np.bincount(word_text, minlength=n_texts)
+
+    char_mode = (words_per_text < min_words) | _mostly_unspaced(codes, is_space, text_starts)
+
+    # Word shingles: word i .. i + k - 1, all inside one word-mode text.
+    last = np.arange(word_k - 1, len(word_starts))
+    first = last - (word_k - 1)
+    keep = (word_text[first] == word_text[last]) & ~char_mode[word_text[first]]
+    word_span_starts, word_span_ends = word_starts[first[keep]], word_ends[last[keep]]
+    word_span_text = word_text[first[keep]]
+
+    # Character shingles: every char_k window of a char-mode text (the whole text if shorter).
+    char_texts = np.flatnonzero(char_mode)
+    counts = np.maximum(lengths[char_texts] - char_k + 1, 1)
+    char_span_text = np.repeat(char_texts, counts)
+    offset_in_text = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    char_span_starts = text_starts[char_span_text] + offset_in_text
+    char_span_ends = np.minimum(char_span_starts + char_k, text_ends[char_span_text])
+
+    text_index = np.concatenate((word_span_text, char_span_text))
+    order = np.argsort(text_index, kind="stable")
+    return ShingleSpans(
+        codes=codes,
+        starts=np.concatenate((word_span_starts, char_span_starts))[order],
+        ends=np.concatenate((word_span_ends, char_span_ends))[order],
+        text_index=text_index[order],
+        char_mode=char_mode,
+    )
+
+
+def _mostly_unspaced(codes: np.ndarray, is_space: np.ndarray, text_starts: np.ndarray):
+    """(n_texts,) bool: more than 30 % of a text's non-space characters are in a script
+    written without spaces."""
+    unspaced = np.zeros(len(codes), dtype=bool)
+    if codes.size and codes.max() >= _NO_SPACE_SCRIPTS[0, 0]:
+        for low, high in _NO_SPACE_SCRIPTS:
+            unspaced |= (codes >= low) & (codes <= high)
+    if not codes.size:
+        return np.zeros(len(text_starts), dtype=bool)
+    n_unspaced = np.add.reduceat(unspaced.astype(np.int64), text_starts)
+    n_visible = np.add.reduceat((~is_space).astype(np.int64), text_starts)
+    return n_unspaced > 0.3 * np.maximum(n_visible, 1)

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from guard.text import normalize, shingle_spans
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "The  Quick brown\tfox,\njumps!",
+        "the quick brown fox jumps",
+        "THE QUICK BROWN FOX JUMPS...",
+        "  the quick—brown fox « jumps »  ",
+        "the qu\u200bick bro\u200dwn fox jumps\ufeff",  # zero-width characters
+        "thе quiсk brоwn fох jumps",  # Cyrillic е, с, о, х
+        "ｔｈｅ ｑｕｉｃｋ brown fox jumps",  # full-width letters (NFKC)
+    ],
+)
+def test_variants_normalise_to_one_key(variant):
+    assert normalize(variant) == "the quick brown fox jumps"
+
+
+def test_ascii_fast_path_agrees_with_unicode_path():
+    ascii_text = "Hello, World! It's 3:15 -- under_score (ok)\x01end"
+    assert normalize(ascii_text) == normalize(ascii_text + "\u200b")
+
+
+def test_punctuation_only_text_keeps_its_punctuation():
+    assert normalize("!!!") == "!!!"
+    assert normalize(" ? ?  ?") == "? ? ?"
+    assert normalize("!!!") != normalize("???")
+
+
+def test_word_shingles_cover_each_window_once():
+    texts = ["a b c d e f g h i j k l", "m n o p q r s t u v w x y"]
+    spans = shingle_spans(texts, word_k=3, char_k=5, min_words=10)
+    shingles = [spans.codes[s:e].tobytes().decode("utf-32-le") for s, e in zip(spans.starts, spans.ends)]
+    first = [s for s, t in zip(shingles, spans.text_index) if t == 0]
+    assert first == [" ".join("abcdefghijkl"[i : i + 3]) for i in range(10)]
+    assert (spans.text_index == 1).sum() == 13 - 2
+    assert not spans.char_mode.any()
+
+
+def test_short_and_unspaced_texts_use_character_shingles():
+    texts = ["short text here", "这是一个没有空格的中文句子用来测试字符切分" * 2, "ok"]
+    spans = shingle_spans(texts, word_k=3, char_k=5, min_words=10)
+    assert spans.char_mode.tolist() == [True, True, True]
+    counts = np.bincount(spans.text_index, minlength=3)
+    assert counts[0] == len(texts[0]) - 5 + 1
+    assert counts[1] == len(texts[1]) - 5 + 1
+    assert counts[2] == 1  # shorter than char_k: the whole text is one shingle
+
+
+def test_long_cjk_text_with_punctuation_is_still_character_shingled():
+    text = normalize("，".join(["中文句子"] * 40))  # 40 "words" once punctuation becomes spaces
+    assert len(text.split()) == 40
+    spans = shingle_spans([text], word_k=3, char_k=5, min_words=10)
+    assert spans.char_mode.tolist() == [True]
