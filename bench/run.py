@@ -23,6 +23,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
@@ -124,19 +125,47 @@ def best_of(fn, repeats: int) -> float:
     return best
 
 
+GNU_TIME = "/usr/bin/time"
+
+
+def rss_method() -> str:
+    if _has_gnu_time():
+        return "GNU time %M of the child (its own peak resident set)"
+    return ("os.wait4 ru_maxrss; on Linux this is at least the benchmark process's RSS at fork, "
+            "so small children read high")
+
+
+@functools.lru_cache(maxsize=1)
+def _has_gnu_time() -> bool:
+    try:
+        probe = subprocess.run([GNU_TIME, "-f", "%M", "true"], capture_output=True, text=True)
+    except OSError:
+        return False
+    return probe.returncode == 0 and probe.stderr.strip().isdigit()
+
+
 def run_process(cmd: list[str], log_path: Path) -> dict:
-    """Run ``cmd`` to completion; wall seconds (start-up included) and the peak RSS of that
-    child alone (``os.wait4``)."""
+    """Run ``cmd`` to completion: wall seconds (start-up included) and peak RSS of the child.
+
+    The peak comes from GNU time when present: ``ru_maxrss`` of a direct child (os.wait4 or
+    RUSAGE_CHILDREN) starts from the parent's high-water mark on Linux, because fork copies it
+    and exec keeps it, so it would report this (large) benchmark process instead.
+    """
+    rss_path = log_path.with_suffix(".rss")
+    wrapped = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *cmd] if _has_gnu_time() else list(cmd)
     with open(log_path, "wb") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=os.environ.copy())
+        proc = subprocess.Popen(wrapped, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=os.environ.copy())
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     text = log_path.read_text(encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{text[-2000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "output": text.strip()}
+    peak_kb = usage.ru_maxrss
+    if rss_path.exists():
+        peak_kb = int(rss_path.read_text().split()[-1])
+    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "output": text.strip()}
 
 
 def guard_command() -> list[str]:
@@ -156,16 +185,25 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def read_decisions(*paths: Path) -> dict[str, bool]:
-    """id -> guard_keep over output JSONL files."""
+def read_decisions(*paths: Path) -> dict[str, tuple[bool, str | None]]:
+    """id -> (guard_keep, id it duplicates or None) over output JSONL files."""
     decisions = {}
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             for line in handle:
                 if line.strip():
                     row = json.loads(line)
-                    decisions[row["guard_id"]] = bool(row["guard_keep"])
+                    match = row.get("guard_exact_duplicate_of") or row.get("guard_near_duplicate_of")
+                    decisions[row["guard_id"]] = (bool(row["guard_keep"]), match)
     return decisions
+
+
+def true_jaccard(a: str, b: str, near: NearConfig | None = None) -> float:
+    """Exact Jaccard of the shingle sets of two raw texts (normalised, shingled as guard does)."""
+    near = near or NearConfig()
+    args = (near.word_ngram, near.char_ngram, near.min_words)
+    left, right = set(shingles(normalize(a), *args)), set(shingles(normalize(b), *args))
+    return len(left & right) / max(len(left | right), 1)
 
 
 def dir_size_mb(path: Path) -> float:
@@ -298,8 +336,11 @@ def bench_end_to_end(paragraphs, sizes, config_path, cfg: GuardConfig, work: Pat
     ours = run_process(ours_cmd(source, "ours"), work / "ours.log")
     base = run_process(ds_cmd(source, "ds"), work / "ds.log")
     ours_summary = json.loads((work / "ours-summary.json").read_text())
-    ours_keep = read_decisions(work / "ours-kept.jsonl", work / "ours-rejected.jsonl")
-    ds_keep = read_decisions(work / "ds-kept.jsonl", work / "ds-rejected.jsonl")
+    ours_decisions = read_decisions(work / "ours-kept.jsonl", work / "ours-rejected.jsonl")
+    ds_decisions = read_decisions(work / "ds-kept.jsonl", work / "ds-rejected.jsonl")
+    ours_keep = {i: d[0] for i, d in ours_decisions.items()}
+    ds_keep = {i: d[0] for i, d in ds_decisions.items()}
+    text_of = {r["id"]: r["text"] for r in records}
 
     ids = [r["id"] for r in records]
     planted = {r["id"]: r["planted"] for r in records}
@@ -319,10 +360,17 @@ def bench_end_to_end(paragraphs, sizes, config_path, cfg: GuardConfig, work: Pat
 
     n = len(records)
     agree = sum(1 for i in ids if ours_keep.get(i) == ds_keep.get(i))
-    disagreements = [
-        {"id": i, "planted": planted[i], "guard_keep": ours_keep.get(i), "datasketch_keep": ds_keep.get(i)}
-        for i in ids if ours_keep.get(i) != ds_keep.get(i)
-    ]  # fmt: skip
+    disagreements = []
+    for i in ids:
+        if ours_keep.get(i) == ds_keep.get(i):
+            continue
+        match = (ours_decisions.get(i) or (None, None))[1] or (ds_decisions.get(i) or (None, None))[1]
+        disagreements.append({
+            "id": i, "planted": planted[i], "guard_keep": ours_keep.get(i),
+            "datasketch_keep": ds_keep.get(i), "matched": match,
+            "true_jaccard_with_match": round(true_jaccard(text_of[i], text_of[match], near), 4)
+            if match in text_of else None,
+        })  # fmt: skip
     result = {
         "records": n,
         "composition": {kind: sum(1 for r in records if r["planted"] == kind) for kind in ("original", "exact", "near")},
@@ -393,7 +441,9 @@ def bench_recall(paragraphs: list[str]) -> dict:
 
 
 def _recall(records, exact_of, near_of) -> dict:
-    near_hit = near_any = exact_hit = fp = 0
+    text_of = {r["id"]: r["text"] for r in records}
+    threshold = NearConfig().threshold
+    near_hit = near_any = exact_hit = fp = fp_real = 0
     counts = {"near": 0, "exact": 0, "original": 0}
     for record, exact, near in zip(records, exact_of, near_of):
         kind = record["planted"]
@@ -403,14 +453,16 @@ def _recall(records, exact_of, near_of) -> dict:
             near_any += exact is not None or near is not None
         elif kind == "exact":
             exact_hit += exact == record["planted_of"]
-        else:
-            fp += exact is not None or near is not None
+        elif exact is not None or near is not None:
+            fp += 1
+            fp_real += true_jaccard(record["text"], text_of[exact or near]) >= threshold
     return {
         "near_recall": round(near_hit / counts["near"], 4),
         "near_flagged_any": round(near_any / counts["near"], 4),
         "exact_variant_recall": round(exact_hit / counts["exact"], 4),
         "false_positive_rate": round(fp / counts["original"], 5),
         "false_positives": fp,
+        "false_positives_true_jaccard_at_least_threshold": fp_real,
     }
 
 
@@ -516,9 +568,14 @@ def table(results: dict) -> str:
         f"{e['keep_agreement']:.2%} of records ({e['disagreements']} differ); guard in-process "
         f"{e['guard']['in_process_seconds']} s of {e['guard']['wall_seconds']} s wall"
     )
+    for d in e["disagreement_examples"]:
+        lines.append(
+            f"     differs: {d['id']} ({d['planted']}) guard keep={d['guard_keep']}, datasketch "
+            f"keep={d['datasketch_keep']}, match {d['matched']}, true Jaccard {d['true_jaccard_with_match']}"
+        )
     r = results["recall"]["by_edit_rate"]
     lines += ["", "3. Recall on planted copies (3,482 originals + 300 exact variants + 1,000 near copies, defaults)",
-              f"   {'edit rate':<11}{'near recall':>12}{'exact recall':>14}{'FP rate':>10}{'FPs':>6}"]  # fmt: skip
+              f"   {'edit rate':<11}{'near recall':>12}{'exact recall':>14}{'FP rate':>10}{'FPs':>6}  (of which true Jaccard >= threshold)"]  # fmt: skip
     for rate, row in r.items():
         for name in ("guard", "datasketch"):
             if name in row:
@@ -527,6 +584,7 @@ def table(results: dict) -> str:
                 lines.append(
                     f"   {label:<11}{q['near_recall']:>12.4f}{q['exact_variant_recall']:>14.4f}"
                     f"{q['false_positive_rate']:>10.4f}{q['false_positives']:>6}"
+                    f"  ({q['false_positives_true_jaccard_at_least_threshold']})"
                 )
     g = results["store_growth"]["rows"]
     lines += ["", "4. guard filter against a store (synthetic random stored signatures; whole process)",
@@ -569,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"path": str(config_path.relative_to(REPO)) if config_path else None,
                    "fingerprint": cfg.fingerprint(), "store_settings": cfg.store_settings(),
                    "near_threshold": cfg.near.threshold},
+        "peak_rss_method": rss_method(),
         "note": "all figures are from this one run on this one machine",
     }  # fmt: skip
     log(f"benchmark ({mode}): {len(paragraphs):,} WikiText-2 paragraphs, config {results['config']['path'] or 'defaults'}")

@@ -29,13 +29,16 @@ def _filter(args) -> int:
     }  # fmt: skip
     for key, value in overrides.items():
         setattr(config.input, key, value)
+    from guard.io import detect_format
+
     for path in args.inputs:
         if not os.path.exists(path):
             raise GuardError(f"{path}: no such file")
+        detect_format(path)
+    detect_format(args.out)
+    detect_format(args.rejected)
     with Guard(config, store=args.store) as guard:
-        summary = guard.filter(
-            args.inputs, args.out, args.rejected, args.summary, progress=not args.quiet
-        )
+        summary = guard.filter(args.inputs, args.out, args.rejected, args.summary, progress=not args.quiet)
     print(summary.format())
     return 0
 

@@ -53,7 +53,9 @@ class NearConfig(_Strict):
     false_positive_weight: float = Field(0.2, ge=0.0)
     false_negative_weight: float = Field(0.8, ge=0.0)
     max_pairs_per_bucket: int = Field(
-        64, ge=1, description="a record is compared with at most this many earlier records per band bucket"
+        64,
+        ge=1,
+        description="a record is compared with at most this many earlier records per band bucket",
     )
 
     @model_validator(mode="after")

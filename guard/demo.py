@@ -46,9 +46,7 @@ def run_demo(out_dir: str | Path) -> int:
     source = out / "input.jsonl"
     records = write_demo_input(source)
     with Guard(store=None) as guard:
-        summary = guard.filter(
-            [source], out / "kept.jsonl", out / "rejected.jsonl", out / "summary.json"
-        )
+        summary = guard.filter([source], out / "kept.jsonl", out / "rejected.jsonl", out / "summary.json")
     print(summary.format())
     print(score_against_truth(out / "rejected.jsonl", records))
     print(f"\nsummary: {out / 'summary.json'}")
@@ -61,8 +59,8 @@ def score_against_truth(rejected_path: Path, records: list[dict]) -> str:
     with rejected_path.open(encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
-            matched[row["guard_id"]] = (
-                row.get("guard_exact_duplicate_of") or row.get("guard_near_duplicate_of")
+            matched[row["guard_id"]] = row.get("guard_exact_duplicate_of") or row.get(
+                "guard_near_duplicate_of"
             )
     copies = [r for r in records if r["planted"] != "original"]
     caught = sum(matched.get(r["id"]) == r["planted_of"] for r in copies)

@@ -128,12 +128,10 @@ def _batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def _record_from_fields(
-    fields: dict, location: str, *, text_field: str, id_field: str
-) -> InputRecord:
+def _record_from_fields(fields: dict, location: str, *, text_field: str, id_field: str) -> InputRecord:
     """Build the record for a parsed row, judging its text field."""
     text = fields.get(text_field)
-    reason, problem = _text_problem(fields, text_field)
+    reason, problem = text_problem(fields, text_field)
     return InputRecord(
         fields=fields,
         id=_record_id(fields.get(id_field), location),
@@ -145,7 +143,7 @@ def _record_from_fields(
     )
 
 
-def _text_problem(fields: dict, text_field: str) -> tuple[str | None, str | None]:
+def text_problem(fields: dict, text_field: str) -> tuple[str | None, str | None]:
     """Return (reason, explanation) when the text field is unusable, else (None, None)."""
     if text_field not in fields:
         return REASON_MALFORMED, f"field {text_field!r} missing"
@@ -254,7 +252,7 @@ def _read_jsonl(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[
 def _jsonl_record(line: bytes, location: str, build: _RecordBuilder) -> InputRecord:
     """Decode one JSONL line into a record, or into an unusable record saying what is wrong."""
     try:
-        value = json.loads(line.decode("utf-8"))
+        value = json.loads(line.rstrip(b"\r\n").decode("utf-8"))
     except UnicodeDecodeError as err:
         problem = f"not valid UTF-8 (byte 0x{line[err.start]:02x} at offset {err.start})"
         return _unparsed_record(location, problem, _jsonl_raw(line))
@@ -279,9 +277,7 @@ def _read_json_array(path: Path, build: _RecordBuilder, batch_size: int) -> Iter
             yield _json_element_record(value, source, f"{path.name}:{index}", build)
 
 
-def _json_element_record(
-    value: object, source: str, location: str, build: _RecordBuilder
-) -> InputRecord:
+def _json_element_record(value: object, source: str, location: str, build: _RecordBuilder) -> InputRecord:
     """Turn one decoded array element (and its source text) into a record."""
     bad_utf8 = _bad_utf8_problem(source)
     if bad_utf8 is not None:
@@ -407,9 +403,7 @@ class _JsonArrayScanner:
 
     def _broken(self, problem: str, pos: int) -> GuardError:
         """The error for a broken array, naming the byte offset of buffer position ``pos``."""
-        offset = self._bytes_before_buffer + len(
-            self._buffer[:pos].encode("utf-8", "surrogateescape")
-        )
+        offset = self._bytes_before_buffer + len(self._buffer[:pos].encode("utf-8", "surrogateescape"))
         return GuardError(f"{self._path}: not a readable JSON array: {problem} at byte {offset}")
 
 
@@ -455,9 +449,7 @@ def _is_blank_csv_row(values: list[str], width: int) -> bool:
     return width > 1 and len(values) == 1 and (not values[0] or values[0].isspace())
 
 
-def _csv_record(
-    header: list[str], values: list[str], location: str, build: _RecordBuilder
-) -> InputRecord:
+def _csv_record(header: list[str], values: list[str], location: str, build: _RecordBuilder) -> InputRecord:
     """Turn one CSV row into a record, or into an unusable record saying what is wrong."""
     if len(values) != len(header):
         problem = f"row has {len(values)} fields, header has {len(header)}"
@@ -515,15 +507,11 @@ def _load_dataset(path: Path):
     except Exception as err:  # datasets raises many kinds; all mean the directory is unusable
         if _holds_no_data_files(path):  # datasets cannot load the empty datasets it saves
             return datasets.Dataset.from_dict({})
-        raise GuardError(
-            f"{path}: not a dataset saved with save_to_disk ({_one_line(err)})"
-        ) from err
+        raise GuardError(f"{path}: not a dataset saved with save_to_disk ({_one_line(err)})") from err
     if isinstance(loaded, datasets.DatasetDict):
         splits = ", ".join(loaded)
         example = path / next(iter(loaded))
-        raise GuardError(
-            f"{path}: holds splits {splits}; pass one split's directory, e.g. {example}"
-        )
+        raise GuardError(f"{path}: holds splits {splits}; pass one split's directory, e.g. {example}")
     return loaded.with_format(None)
 
 
@@ -774,9 +762,7 @@ def _csv_cell(value: object) -> str:
         return ""
     if isinstance(value, str):
         return value
-    plain = (
-        value if isinstance(value, bool | int | float | list | tuple | dict) else _jsonable(value)
-    )
+    plain = value if isinstance(value, bool | int | float | list | tuple | dict) else _jsonable(value)
     return plain if isinstance(plain, str) else _JSON_UTF8.encode(plain)
 
 
@@ -784,12 +770,8 @@ class _CsvWriter(_SpooledWriter):
     """Writes CSV whose columns are all keys seen, in first-seen order."""
 
     def _write_output(self) -> None:
-        columns = list(
-            dict.fromkeys(key for rows in self._row_groups() for row in rows for key in row)
-        )
-        with open(
-            self._temp, "x", encoding="utf-8", errors="backslashreplace", newline=""
-        ) as stream:
+        columns = list(dict.fromkeys(key for rows in self._row_groups() for row in rows for key in row))
+        with open(self._temp, "x", encoding="utf-8", errors="backslashreplace", newline="") as stream:
             if not columns:
                 return
             out = csv.writer(stream)

@@ -17,6 +17,7 @@ import numpy as np
 
 from guard.checks.exact import exact_hashes, first_occurrences
 from guard.config import GuardConfig, load_config
+from guard.io import text_problem
 from guard.store import Segment, SegmentStack, Store
 from guard.text import normalize
 
@@ -102,20 +103,20 @@ class Guard:
         """The batch with the ``guard_*`` columns added (its own columns untouched)."""
         text_field, id_field = self.config.input.text_field, self.config.input.id_field
         n = len(next(iter(batch.values()))) if batch else 0
-        texts = batch.get(text_field, [None] * n)
+        has_text = text_field in batch
+        texts = batch[text_field] if has_text else [None] * n
         start = self._rows_annotated
         self._rows_annotated += n
         given_ids = batch.get(id_field, [None] * n)
         ids = [
-            str(given) if given not in (None, "") else f"row:{start + i}"
-            for i, given in enumerate(given_ids)
+            str(given) if given not in (None, "") else f"row:{start + i}" for i, given in enumerate(given_ids)
         ]
-        problems = [text_problem(t, text_field) for t in texts]
+        problems = [text_problem({text_field: t} if has_text else {}, text_field) for t in texts]
         columns = self.check(
             ids,
-            [t if p is None else None for t, p in zip(texts, problems)],
-            [p[0] if p else None for p in problems],
-            [p[1] if p else None for p in problems],
+            [t if reason is None else None for t, (reason, _) in zip(texts, problems)],
+            [reason for reason, _ in problems],
+            [f"row {start + i}: {problem}" if problem else None for i, (_, problem) in enumerate(problems)],
         )
         table = getattr(batch, "pa_table", None)
         if table is not None:
@@ -161,9 +162,7 @@ class Guard:
         keep, reasons, weights = self._decide(
             input_reasons, _scatter(exact_of, valid_rows, n), _scatter(near_of, valid_rows, n)
         )
-        columns.update(
-            guard_keep=keep, guard_reasons=reasons, guard_weight=weights, guard_error=input_errors
-        )
+        columns.update(guard_keep=keep, guard_reasons=reasons, guard_weight=weights, guard_error=input_errors)
         new = [k for k in np.flatnonzero(representative) if keep[valid_rows[k]]]
         if new:
             self.run.append(
@@ -240,12 +239,17 @@ class Guard:
         before = self.store.n_records if self.store else 0
         start = time.perf_counter()
         cfg = self.config.input
-        with open_writer(out) as kept_writer, open_writer(rejected) as rejected_writer, tqdm(
-            unit=" rec", disable=not progress, desc="guard filter", leave=False
-        ) as bar:
+        with (
+            open_writer(out) as kept_writer,
+            open_writer(rejected) as rejected_writer,
+            tqdm(unit=" rec", disable=None if progress else True, desc="guard filter", leave=False) as bar,
+        ):
             for path in inputs:
                 for records in iter_record_batches(
-                    path, text_field=cfg.text_field, id_field=cfg.id_field, batch_size=cfg.batch_size
+                    path,
+                    text_field=cfg.text_field,
+                    id_field=cfg.id_field,
+                    batch_size=cfg.batch_size,
                 ):
                     columns = self.check(
                         [r.id for r in records],
@@ -289,17 +293,6 @@ class Guard:
 
     def __exit__(self, *exc_info):
         self.close()
-
-
-def text_problem(value, text_field: str) -> tuple[str, str] | None:
-    """(reason, explanation) when ``value`` cannot be checked as a text, else None."""
-    if value is None:
-        return "malformed", f"field '{text_field}' missing"
-    if not isinstance(value, str):
-        return "malformed", f"field '{text_field}' is {type(value).__name__}, not str"
-    if not value.strip():
-        return "empty", f"field '{text_field}' is empty or whitespace-only"
-    return None
 
 
 def _append_arrow_columns(table, columns: dict[str, list]):

@@ -171,9 +171,7 @@ class SegmentStack:
         if segment.n == 0:
             return
         self.segments.append(segment)
-        while self.merge and len(self.segments) >= 2 and (
-            2 * self.segments[-1].n >= self.segments[-2].n
-        ):
+        while self.merge and len(self.segments) >= 2 and (2 * self.segments[-1].n >= self.segments[-2].n):
             last = self.segments.pop()
             self.segments[-1] = Segment.merge([self.segments[-1], last])
 
@@ -311,9 +309,7 @@ class Store:
         if not entries[:-1]:
             for old in old_names:
                 shutil.rmtree(segments_dir / old, ignore_errors=True)
-        self.stack = SegmentStack(
-            [Segment.load(segments_dir / e["name"]) for e in entries], merge=False
-        )
+        self.stack = SegmentStack([Segment.load(segments_dir / e["name"]) for e in entries], merge=False)
 
     def _next_number(self) -> int:
         names = [e["name"] for e in self.manifest["segments"]]

@@ -38,9 +38,7 @@ HOMOGLYPHS = {
 
 _UNICODE_TABLE = str.maketrans({**HOMOGLYPHS, **dict.fromkeys(ZERO_WIDTH, "")})
 # Every ASCII character that is not a letter or digit becomes a space, as [\W_] does below.
-_ASCII_NON_WORD_TO_SPACE = str.maketrans(
-    {chr(c): " " for c in range(128) if not chr(c).isalnum()}
-)
+_ASCII_NON_WORD_TO_SPACE = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 _NON_WORD = re.compile(r"[\W_]+")
 
 # Code-point ranges of scripts written without spaces between words.
@@ -99,9 +97,7 @@ class ShingleSpans:
     char_mode: np.ndarray
 
 
-def shingle_spans(
-    texts: list[str], word_k: int = 5, char_k: int = 5, min_words: int = 10
-) -> ShingleSpans:
+def shingle_spans(texts: list[str], word_k: int = 5, char_k: int = 5, min_words: int = 10) -> ShingleSpans:
     """Cut normalised, non-empty ``texts`` into shingles, all at once.
 
     A text is shingled into word ``word_k``-grams, unless it has fewer than ``min_words``

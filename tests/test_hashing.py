@@ -29,7 +29,7 @@ def _set_pair(rng, size, jaccard):
     """Two sets of random 32-bit hashes with the given Jaccard similarity."""
     n_shared = round(jaccard * size)
     values = rng.choice(2**32, size=2 * size, replace=False).astype(np.uint32)
-    shared, rest = values[:n_shared], values[n_shared:size + (size - n_shared)]
+    shared, rest = values[:n_shared], values[n_shared : size + (size - n_shared)]
     half = (size - n_shared) // 2
     left = np.concatenate([shared, rest[:half]])
     right = np.concatenate([shared, rest[half : 2 * half]])

@@ -72,7 +72,7 @@ def test_bad_texts_are_rejected_with_a_reason_not_dropped():
     out = Guard().annotate(batch)
     assert out["guard_keep"] == [True, False, False, False]
     assert out["guard_reasons"] == [[], ["empty"], ["malformed"], ["malformed"]]
-    assert "field 'text' is int" in out["guard_error"][3]
+    assert out["guard_error"][3] == "row 3: field 'text' is int, not str"
     assert out["id"] == batch["id"] and out["text"] == batch["text"]  # untouched
 
 
