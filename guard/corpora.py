@@ -4,6 +4,8 @@
   (``pydoc_data`` topics and the docstrings of stdlib modules, read with ``ast``, not
   imported), so the demo and tests always have real text.
 - ``wikitext_paragraphs``: WikiText-2 paragraphs from a ``wikitext-2`` folder, when present.
+- ``mutually_distinct``: an oracle for "distinct" that does not use MinHash, so planted
+  duplicates can be scored against corpora that hold real near-duplicates of their own.
 """
 
 from __future__ import annotations
@@ -62,3 +64,24 @@ def wikitext_paragraphs(directory: str | Path, min_words: int = 20) -> list[str]
             if line and not line.startswith("= ") and len(line.split()) >= min_words:
                 found.append(line)
     return list(dict.fromkeys(found))
+
+
+def mutually_distinct(texts: list[str], max_jaccard: float = 0.3, k: int = 3) -> list[str]:
+    """The texts whose exact word ``k``-gram set Jaccard with every earlier kept text is
+    below ``max_jaccard`` (exact sets and an inverted index; no MinHash)."""
+    from guard.text import normalize
+
+    kept: list[set[str]] = []
+    index: dict[str, list[int]] = {}
+    out = []
+    for text in texts:
+        words = normalize(text).split()
+        shingles = {" ".join(words[i : i + k]) for i in range(len(words) - k + 1)}
+        candidates = {j for s in shingles for j in index.get(s, ())}
+        if any(len(shingles & kept[j]) / len(shingles | kept[j]) >= max_jaccard for j in candidates):
+            continue
+        for s in shingles:
+            index.setdefault(s, []).append(len(kept))
+        kept.append(shingles)
+        out.append(text)
+    return out
