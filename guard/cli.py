@@ -49,8 +49,16 @@ def _demo(args) -> int:
     return run_demo(args.out_dir)
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), pointing at --help instead of printing
+    the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="guard", description="Keep training-data flywheels from spinning backward."
     )
     from guard import __version__

@@ -1,6 +1,6 @@
 """Vectorised 64-bit hashing: shingle hashes, MinHash signatures, LSH bands.
 
-All arithmetic is NumPy unsigned integers and wraps modulo 2**32 or 2**64 on purpose.
+All arithmetic is NumPy uint32 and wraps modulo 2**32 on purpose.
 
 - Shingle hashes are 32-bit polynomial hashes of spans of one code-point array, read off a
   prefix sum in O(1) per span, then passed through the murmur3 finaliser.
@@ -18,10 +18,6 @@ from functools import lru_cache
 
 import numpy as np
 
-_U64 = np.uint64
-_GOLDEN = _U64(0x9E3779B97F4A7C15)
-_MIX1 = _U64(0xBF58476D1CE4E5B9)
-_MIX2 = _U64(0x94D049BB133111EB)
 _U32 = np.uint32
 _GOLDEN32 = _U32(0x9E3779B9)
 _FMIX1 = _U32(0x85EBCA6B)
@@ -34,15 +30,15 @@ _BASE_INV = pow(_BASE, -1, 2**32)
 SHINGLE_BLOCK = 4096
 
 
-def splitmix64(values: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser, a bijection on uint64 that spreads every input bit."""
-    z = values.astype(_U64) + _GOLDEN
-    z ^= z >> _U64(30)
-    z *= _MIX1
-    z ^= z >> _U64(27)
-    z *= _MIX2
-    z ^= z >> _U64(31)
-    return z
+def fmix32(values: np.ndarray) -> np.ndarray:
+    """The murmur3 32-bit finaliser, in place on a uint32 array: a bijection that spreads
+    every input bit over the output."""
+    values ^= values >> _U32(16)
+    values *= _FMIX1
+    values ^= values >> _U32(13)
+    values *= _FMIX2
+    values ^= values >> _U32(16)
+    return values
 
 
 def text_hash(text: str) -> int:
@@ -65,12 +61,7 @@ def span_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     hashes -= prefix[starts]
     hashes *= inverse_powers[starts]
     hashes ^= (ends - starts).astype(_U32) * _GOLDEN32
-    hashes ^= hashes >> _U32(16)
-    hashes *= _FMIX1
-    hashes ^= hashes >> _U32(13)
-    hashes *= _FMIX2
-    hashes ^= hashes >> _U32(16)
-    return hashes
+    return fmix32(hashes)
 
 
 @lru_cache(maxsize=4)
@@ -171,16 +162,15 @@ def candidate_probability(similarity: float, bands: int, rows: int) -> float:
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n_texts, bands) uint32 key of each band of ``rows`` consecutive signature entries."""
     n = signatures.shape[0]
-    grouped = signatures[:, : bands * rows].reshape(n, bands, rows).astype(_U64)
-    weights = _row_weights(rows)
-    mixed = splitmix64((grouped * weights).sum(axis=2, dtype=_U64))
-    return (mixed >> _U64(32)).astype(np.uint32)
+    grouped = signatures[:, : bands * rows].reshape(n, bands, rows)
+    return fmix32((grouped * _row_weights(rows)).sum(axis=2, dtype=_U32))
 
 
 @lru_cache(maxsize=8)
 def _row_weights(rows: int) -> np.ndarray:
+    """(rows,) random odd uint32 weights that combine a band's rows into one key."""
     rng = np.random.default_rng(rows)
-    return rng.integers(0, 2**63, size=rows, dtype=np.uint64) * _U64(2) + _U64(1)
+    return rng.integers(0, 2**32, size=rows, dtype=np.uint32) | _U32(1)
 
 
 # Characters hashed per chunk: keeps the prefix-sum and power arrays of one chunk in cache.

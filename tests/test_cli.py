@@ -109,6 +109,9 @@ def _run_cli(*args, cwd):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
+FILTER_IN_JSONL = ["filter", "in.jsonl", "--out", "k.jsonl", "--rejected", "r.jsonl"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -116,33 +119,10 @@ def _run_cli(*args, cwd):
             ["filter", "missing.jsonl", "--out", "k.jsonl", "--rejected", "r.jsonl"],
             "missing.jsonl: no such file",
         ),
-        (
-            [
-                "filter",
-                "in.jsonl",
-                "--out",
-                "k.jsonl",
-                "--rejected",
-                "r.jsonl",
-                "--config",
-                "bad.yaml",
-            ],
-            "bad.yaml: unknown key 'near.treshold'",
-        ),
-        (
-            [
-                "filter",
-                "in.jsonl",
-                "--out",
-                "k.jsonl",
-                "--rejected",
-                "r.jsonl",
-                "--config",
-                "nope.yaml",
-            ],
-            "nope.yaml: no such config file",
-        ),
-        (["filter", "in.txt", "--out", "k.jsonl", "--rejected", "r.jsonl"], "in.txt"),
+        ([*FILTER_IN_JSONL, "--config", "bad.yaml"], "bad.yaml: unknown key 'near.treshold'"),
+        ([*FILTER_IN_JSONL, "--config", "nope.yaml"], "nope.yaml: no such config file"),
+        (["filter", "in.txt", "--out", "k.jsonl", "--rejected", "r.jsonl"], "in.txt: unknown format"),
+        ([*FILTER_IN_JSONL, "--batch-size", "zero"], "invalid int value"),
     ],
 )
 def test_errors_are_one_line_without_traceback(tmp_path, args, message):
