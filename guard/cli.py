@@ -58,9 +58,7 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrors(
-        prog="guard", description="Keep training-data flywheels from spinning backward."
-    )
+    parser = _OneLineErrors(prog="guard", description="Keep training-data flywheels from spinning backward.")
     from guard import __version__
 
     parser.add_argument("--version", action="version", version=f"collapse-guard {__version__}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -36,10 +37,20 @@ HOMOGLYPHS = {
     "ı": "i", "ɑ": "a", "ɡ": "g", "ɩ": "i", "ꞵ": "b",
 }  # fmt: skip
 
-_UNICODE_TABLE = str.maketrans({**HOMOGLYPHS, **dict.fromkeys(ZERO_WIDTH, "")})
-# Every ASCII character that is not a letter or digit becomes a space, as [\W_] does below.
-_ASCII_NON_WORD_TO_SPACE = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
-_NON_WORD = re.compile(r"[\W_]+")
+_LOOKALIKES_AND_INVISIBLES = frozenset(HOMOGLYPHS) | frozenset(ZERO_WIDTH)
+# Byte table: ASCII letters and digits lower-cased, every other ASCII byte a space, bytes of
+# multi-byte UTF-8 sequences (>= 0x80) unchanged.
+_ASCII_WORD_BYTES = bytes(
+    (ord(chr(b).lower()) if chr(b).isalnum() else 32) if b < 128 else b for b in range(256)
+)
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+@lru_cache(maxsize=65536)
+def _is_separator(char: str) -> bool:
+    """True for a character that is not a letter or digit (what ``[\\W_]`` matches)."""
+    return not char.isalnum()
+
 
 # Code-point ranges of scripts written without spaces between words.
 _NO_SPACE_SCRIPTS = np.array(
@@ -62,20 +73,28 @@ SPACE = ord(" ")
 
 def normalize(text: str) -> str:
     """The comparison key of ``text``: NFKC, no zero-width characters, homoglyphs mapped to
-    Latin, case folded, punctuation as spaces, whitespace collapsed to single spaces.
+    Latin, case folded, every character that is not a letter or digit turned into a space,
+    whitespace collapsed to single spaces.
 
     A text made only of punctuation keeps its punctuation (whitespace still collapsed), so
     "!!!" and "? ? ?" stay distinct instead of both becoming "".
+
+    Work is done by C-level string and bytes methods: a 256-entry byte table handles ASCII,
+    and only the distinct non-ASCII characters of a text are looked at one by one.
     """
     if text.isascii():
-        folded = text.lower()
-        words = folded.translate(_ASCII_NON_WORD_TO_SPACE).split()
-    else:
-        folded = unicodedata.normalize("NFKC", text).translate(_UNICODE_TABLE).casefold()
-        words = _NON_WORD.sub(" ", folded).split()
-    if words:
-        return " ".join(words)
-    return " ".join(folded.split())
+        words = text.encode("ascii").translate(_ASCII_WORD_BYTES).split()
+        return b" ".join(words).decode("ascii") if words else " ".join(text.lower().split())
+    folded = unicodedata.normalize("NFKC", text)
+    for char in _LOOKALIKES_AND_INVISIBLES.intersection(folded):
+        folded = folded.replace(char, HOMOGLYPHS.get(char, ""))
+    folded = folded.casefold()
+    spaced = folded
+    for char in set(_NON_ASCII.findall(folded)):
+        if _is_separator(char):
+            spaced = spaced.replace(char, " ")
+    words = spaced.encode("utf-8").translate(_ASCII_WORD_BYTES).split()
+    return b" ".join(words).decode("utf-8") if words else " ".join(folded.split())
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,30 @@ def test_long_cjk_text_with_punctuation_is_still_character_shingled():
     assert len(text.split()) == 40
     spans = shingle_spans([text], word_k=3, char_k=5, min_words=10)
     assert spans.char_mode.tolist() == [True]
+
+
+def _reference_normalize(text: str) -> str:
+    """The definition, written the slow, obvious way."""
+    import re
+    import unicodedata
+
+    from guard.text import HOMOGLYPHS, ZERO_WIDTH
+
+    table = str.maketrans({**HOMOGLYPHS, **dict.fromkeys(ZERO_WIDTH, "")})
+    folded = unicodedata.normalize("NFKC", text).translate(table).casefold()
+    words = re.sub(r"[\W_]+", " ", folded).split()
+    return " ".join(words) if words else " ".join(folded.split())
+
+
+def test_fast_normalize_equals_the_definition_on_random_unicode():
+    import random
+
+    rng = random.Random(0)
+    alphabet = (
+        "abcXYZ019 _-.,;!?'\"\t\n\x01\x7f" + "äöüßéÅǅﬁ" + "аеорсхАВЕ" + "αβγΑΒ" + "中文句子，。"
+        + "ｔｈｅ" + "\u200b\u200d\ufeff\u00ad" + "\u00a0\u2003\u3000\u2028" + "हिन्दी" + "¡¿«»—…"
+    )  # fmt: skip
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        assert normalize(text) == _reference_normalize(text), repr(text)
+    assert normalize("¡¿") == "¡¿"
