@@ -56,7 +56,7 @@ def span_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     n = len(codes)
     powers, inverse_powers = _powers(n + 1)
     prefix = np.zeros(n + 1, dtype=_U32)
-    np.cumsum(codes * powers[:n], out=prefix[1:])
+    np.cumsum(codes * powers[:n], dtype=_U32, out=prefix[1:])
     hashes = prefix[ends]
     hashes -= prefix[starts]
     hashes *= inverse_powers[starts]

@@ -127,56 +127,49 @@ def shingle_spans(texts: list[str], word_k: int = 5, char_k: int = 5, min_words:
     if word_k < 1 or char_k < 1 or min_words < word_k:
         raise ValueError("need word_k >= 1, char_k >= 1 and min_words >= word_k")
     n_texts = len(texts)
-    joined = " ".join(texts)
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n_texts)
+    codes = np.frombuffer(" ".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    lengths = np.array(list(map(len, texts)), dtype=np.int64)
     text_starts = np.zeros(n_texts, dtype=np.int64)
     np.cumsum(lengths[:-1] + 1, out=text_starts[1:])
-    text_ends = text_starts + lengths
 
-    is_space = codes == SPACE
-    word_starts = np.flatnonzero(~is_space & np.concatenate(([True], is_space[:-1])))
-    word_ends = np.flatnonzero(~is_space & np.concatenate((is_space[1:], [True]))) + 1
-    word_text = np.searchsorted(text_starts, word_starts, side="right") - 1
-    words_per_text = np.bincount(word_text, minlength=n_texts)
+    # Positions where space-ness flips, with a space assumed before and after: they
+    # alternate word start, word end (exclusive), start, end, ...
+    flips = np.flatnonzero(np.diff(np.concatenate(([True], codes == SPACE, [True]))))
+    word_starts, word_ends = flips[0::2], flips[1::2]
+    first_word = np.searchsorted(word_starts, text_starts)
+    words_per_text = np.diff(np.append(first_word, len(word_starts)))
+    char_mode = (words_per_text < min_words) | _mostly_unspaced(codes, text_starts, lengths)
 
-    char_mode = (words_per_text < min_words) | _mostly_unspaced(codes, is_space, text_starts)
-
-    # Word shingles: word i .. i + k - 1, all inside one word-mode text.
-    last = np.arange(word_k - 1, len(word_starts))
-    first = last - (word_k - 1)
-    keep = (word_text[first] == word_text[last]) & ~char_mode[word_text[first]]
-    word_span_starts, word_span_ends = word_starts[first[keep]], word_ends[last[keep]]
-    word_span_text = word_text[first[keep]]
-
-    # Character shingles: every char_k window of a char-mode text (the whole text if shorter).
-    char_texts = np.flatnonzero(char_mode)
-    counts = np.maximum(lengths[char_texts] - char_k + 1, 1)
-    char_span_text = np.repeat(char_texts, counts)
-    offset_in_text = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    char_span_starts = text_starts[char_span_text] + offset_in_text
-    char_span_ends = np.minimum(char_span_starts + char_k, text_ends[char_span_text])
-
-    text_index = np.concatenate((word_span_text, char_span_text))
-    order = np.argsort(text_index, kind="stable")
-    return ShingleSpans(
-        codes=codes,
-        starts=np.concatenate((word_span_starts, char_span_starts))[order],
-        ends=np.concatenate((word_span_ends, char_span_ends))[order],
-        text_index=text_index[order],
-        char_mode=char_mode,
-    )
+    # Each text's shingles are contiguous: word k-grams starting at its words 0 .. w - k,
+    # or, in char mode, char k-grams starting at its characters 0 .. len - k (at least one).
+    counts = np.where(char_mode, np.maximum(lengths - char_k + 1, 1), words_per_text - word_k + 1)
+    text_index = np.repeat(np.arange(n_texts), counts)
+    offset = np.arange(len(text_index)) - np.repeat(np.cumsum(counts) - counts, counts)
+    if not char_mode.any():
+        first = first_word[text_index] + offset
+        return ShingleSpans(codes, word_starts[first], word_ends[first + word_k - 1], text_index, char_mode)
+    starts = np.empty(len(text_index), dtype=np.int64)
+    ends = np.empty(len(text_index), dtype=np.int64)
+    by_char = char_mode[text_index]
+    by_word = ~by_char
+    first = first_word[text_index[by_word]] + offset[by_word]
+    starts[by_word], ends[by_word] = word_starts[first], word_ends[first + word_k - 1]
+    char_texts = text_index[by_char]
+    starts[by_char] = text_starts[char_texts] + offset[by_char]
+    ends[by_char] = np.minimum(starts[by_char] + char_k, text_starts[char_texts] + lengths[char_texts])
+    return ShingleSpans(codes, starts, ends, text_index, char_mode)
 
 
-def _mostly_unspaced(codes: np.ndarray, is_space: np.ndarray, text_starts: np.ndarray):
-    """(n_texts,) bool: more than 30 % of a text's non-space characters are in a script
-    written without spaces."""
-    unspaced = np.zeros(len(codes), dtype=bool)
-    if codes.size and codes.max() >= _NO_SPACE_SCRIPTS[0, 0]:
-        for low, high in _NO_SPACE_SCRIPTS:
-            unspaced |= (codes >= low) & (codes <= high)
-    if not codes.size:
+def _mostly_unspaced(codes: np.ndarray, text_starts: np.ndarray, lengths: np.ndarray):
+    """(n_texts,) bool: more than 30 % of a text's characters are in a script written
+    without spaces. Only characters at or above the first such script's code point are
+    looked at, so Latin text costs one comparison per character."""
+    high = np.flatnonzero(codes >= _NO_SPACE_SCRIPTS[0, 0])
+    if not high.size:
         return np.zeros(len(text_starts), dtype=bool)
-    n_unspaced = np.add.reduceat(unspaced.astype(np.int64), text_starts)
-    n_visible = np.add.reduceat((~is_space).astype(np.int64), text_starts)
-    return n_unspaced > 0.3 * np.maximum(n_visible, 1)
+    values = codes[high]
+    unspaced = np.zeros(len(high), dtype=bool)
+    for low, top in _NO_SPACE_SCRIPTS:
+        unspaced |= (values >= low) & (values <= top)
+    text_of = np.searchsorted(text_starts, high[unspaced], side="right") - 1
+    return np.bincount(text_of, minlength=len(text_starts)) > 0.3 * lengths
