@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import orjson
+
 from guard.errors import GuardError
 
 REASON_MALFORMED = "malformed"
@@ -671,7 +673,12 @@ _JSON_ASCII = json.JSONEncoder(default=_jsonable)
 
 
 def _json_bytes(row: object) -> bytes:
-    """``row`` as UTF-8 JSON; lone surrogates, which UTF-8 cannot hold, are kept as escapes."""
+    """``row`` as UTF-8 JSON (orjson; the standard library for what orjson refuses: lone
+    surrogates, which are kept as escapes, integers beyond 64 bits, non-string keys)."""
+    try:
+        return orjson.dumps(row, default=_jsonable)
+    except orjson.JSONEncodeError:
+        pass
     try:
         return _JSON_UTF8.encode(row).encode("utf-8")
     except UnicodeEncodeError:

@@ -128,14 +128,16 @@ class Segment:
         queries, rows = [], []
         for band in range(self.band_keys.shape[0]):
             sorted_keys = self.band_keys[band]
-            left = np.searchsorted(sorted_keys, keys[:, band], side="left")
-            right = np.searchsorted(sorted_keys, keys[:, band], side="right")
-            counts = right - left
-            if not counts.any():
+            wanted = keys[:, band]
+            left = np.searchsorted(sorted_keys, wanted, side="left")
+            found = np.flatnonzero(left < self.n)
+            found = found[sorted_keys[left[found]] == wanted[found]]
+            if not found.size:
                 continue
-            query = np.repeat(np.arange(len(keys)), counts)
+            left = left[found]
+            counts = np.searchsorted(sorted_keys, wanted[found], side="right") - left
             position = np.repeat(left - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            queries.append(query)
+            queries.append(np.repeat(found, counts))
             rows.append(self.band_rows[band][position].astype(np.int64))
         if not queries:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)

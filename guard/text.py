@@ -86,7 +86,7 @@ def normalize(text: str) -> str:
         words = text.encode("ascii").translate(_ASCII_WORD_BYTES).split()
         return b" ".join(words).decode("ascii") if words else " ".join(text.lower().split())
     folded = unicodedata.normalize("NFKC", text)
-    for char in _LOOKALIKES_AND_INVISIBLES.intersection(folded):
+    for char in _LOOKALIKES_AND_INVISIBLES.intersection(_NON_ASCII.findall(folded)):
         folded = folded.replace(char, HOMOGLYPHS.get(char, ""))
     folded = folded.casefold()
     spaced = folded
