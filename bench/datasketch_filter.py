@@ -112,11 +112,13 @@ def _problem(record) -> str | None:
 def filter_jsonl(path, out_path, rejected_path, dedup: DatasketchDedup, batch_size: int = 1000) -> dict:
     """Filter one JSONL file; returns counts."""
     counts = {"n_input": 0, "n_kept": 0, "n_rejected": 0, "exact_duplicate": 0, "near_duplicate": 0}
-    with open(path, "rb") as src, open(out_path, "w", encoding="utf-8") as kept_out, open(
-        rejected_path, "w", encoding="utf-8"
-    ) as rejected_out:
+    with (
+        open(path, "rb") as src,
+        open(out_path, "w", encoding="utf-8") as kept_out,
+        open(rejected_path, "w", encoding="utf-8") as rejected_out,
+    ):
         batch: list = []
-        for line_number, line in enumerate(src, 1):
+        for line in src:
             if not line.strip():
                 continue
             try:

@@ -21,38 +21,40 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import functools  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import datetime as dt
+import functools
+import json
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from datasketch_filter import DatasketchDedup, shingles  # noqa: E402
-from wikitext import DEFAULT_ROOT, wikitext_paragraphs  # noqa: E402
+from datasketch_filter import DatasketchDedup, shingles
 
-import guard  # noqa: E402
-from guard.config import GuardConfig, NearConfig, load_config  # noqa: E402
-from guard.hashing import MinHasher, band_keys, text_signatures  # noqa: E402
-from guard.pipeline import Guard  # noqa: E402
-from guard.plant import plant_duplicates  # noqa: E402
-from guard.store import Segment, Store  # noqa: E402
-from guard.text import normalize  # noqa: E402
+import guard
+from guard.config import GuardConfig, NearConfig, load_config
+from guard.corpora import wikitext_paragraphs
+from guard.hashing import MinHasher, band_keys, text_signatures
+from guard.pipeline import Guard
+from guard.plant import plant_duplicates
+from guard.store import Segment, Store
+from guard.text import normalize, normalize_batch
 
 LEXICAL_CONFIG = REPO / "configs" / "guard" / "lexical.yaml"
+WIKITEXT = REPO.parent / "shared" / "data" / "wikitext-2"
 SEED = 1
+REPEATS = 3  # whole-process timings: median of this many runs
 
 # Sizes per mode.
 SIZES = {
@@ -98,8 +100,19 @@ def machine_info() -> dict:
         "datasketch": datasketch.__version__,
         "pyarrow": pyarrow.__version__,
         "guard": guard.__version__,
+        "read_ahead_kb": _read_ahead(),
         "thread_env": {v: os.environ[v] for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
     }
+
+
+def _read_ahead() -> dict:
+    out = {}
+    for path in Path("/sys/block").glob("*/queue/read_ahead_kb"):
+        try:
+            out[path.parts[3]] = int(path.read_text())
+        except (OSError, ValueError):
+            pass
+    return out
 
 
 def _cpu_model() -> str | None:
@@ -131,8 +144,10 @@ GNU_TIME = "/usr/bin/time"
 def rss_method() -> str:
     if _has_gnu_time():
         return "GNU time %M of the child (its own peak resident set)"
-    return ("os.wait4 ru_maxrss; on Linux this is at least the benchmark process's RSS at fork, "
-            "so small children read high")
+    return (
+        "os.wait4 ru_maxrss; on Linux this is at least the benchmark process's RSS at fork, "
+        "so small children read high"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -155,7 +170,9 @@ def run_process(cmd: list[str], log_path: Path) -> dict:
     wrapped = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *cmd] if _has_gnu_time() else list(cmd)
     with open(log_path, "wb") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(wrapped, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=os.environ.copy())
+        proc = subprocess.Popen(
+            wrapped, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=os.environ.copy()
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -166,6 +183,24 @@ def run_process(cmd: list[str], log_path: Path) -> dict:
     if rss_path.exists():
         peak_kb = int(rss_path.read_text().split()[-1])
     return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "output": text.strip()}
+
+
+def run_repeated(cmd: list[str], log_path: Path, repeats: int, before=None, after=None) -> dict:
+    """``run_process`` ``repeats`` times (``before()`` ahead of each, ``after()``'s dict merged
+    into each run's figures); the median run's figures plus every wall time."""
+    runs = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        run = run_process(cmd, log_path)
+        if after is not None:
+            run.update(after())
+        runs.append(run)
+    runs.sort(key=lambda r: r["seconds"])
+    median = dict(runs[len(runs) // 2])
+    median["all_seconds"] = [round(r["seconds"], 3) for r in runs]
+    median["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    return median
 
 
 def guard_command() -> list[str]:
@@ -213,25 +248,50 @@ def dir_size_mb(path: Path) -> float:
 # -- data --------------------------------------------------------------------------------
 
 
-def sentence_mixes(paragraphs: list[str], n: int, rng: random.Random) -> list[str]:
-    """``n`` new distinct texts, each 4-7 random sentences of the corpus, no sentence more than
-    40 % of a text's words, so no mix reaches Jaccard 0.5 with a paragraph or another mix
-    (concatenating two paragraphs would: it contains all of the longer one)."""
-    sentences = []
-    for paragraph in paragraphs:
-        for sentence in paragraph.split(" . "):
-            sentence = sentence.strip()
+def sentence_mixes(paragraphs: list[str], n: int, rng: random.Random, max_jaccard: float = 0.3) -> list[str]:
+    """``n`` new distinct texts, each 4-7 random corpus sentences from different paragraphs,
+    no sentence more than 30 % of a text's words. A mix whose true shingle Jaccard with any
+    paragraph or earlier mix that shares one of its sentences reaches ``max_jaccard`` is
+    drawn again, so every pair of distinct texts stays clearly below guard's 0.5 threshold.
+    (Concatenating two paragraphs would not do: the result has Jaccard > 0.5 with the longer.)"""
+    near = NearConfig()
+    args = (near.word_ngram, near.char_ngram, near.min_words)
+    sentences, source = [], []
+    for index, paragraph in enumerate(paragraphs):
+        for sentence in dict.fromkeys(s.strip() for s in paragraph.split(" . ")):
             if len(sentence.split()) >= 5:
                 sentences.append(sentence if sentence.endswith(".") else sentence + " .")
-    sentences = list(dict.fromkeys(sentences))
-    lengths = {s: len(s.split()) for s in sentences}
-    mixes: dict[str, None] = {}
+                source.append(index)
+    lengths = [len(x.split()) for x in sentences]
+    holders: list[list[int]] = [[p] for p in source]  # texts holding each sentence
+    shingle_sets: dict[int, set] = {}  # text key (paragraph index, or len(paragraphs) + mix)
+
+    def shingle_set(key: int) -> set:
+        if key not in shingle_sets:
+            shingle_sets[key] = set(shingles(normalize(paragraphs[key]), *args))
+        return shingle_sets[key]
+
+    mixes: list[str] = []
+    seen: set[str] = set()
     while len(mixes) < n:
-        chosen = rng.sample(sentences, rng.randint(4, 7))
-        words = sum(lengths[s] for s in chosen)
-        if words >= 20 and max(lengths[s] for s in chosen) <= 0.4 * words:
-            mixes[" ".join(chosen)] = None
-    return list(mixes)
+        chosen = rng.sample(range(len(sentences)), rng.randint(4, 7))
+        words = sum(lengths[i] for i in chosen)
+        if len({source[i] for i in chosen}) < len(chosen) or max(lengths[i] for i in chosen) > 0.3 * words:
+            continue
+        text = " ".join(sentences[i] for i in chosen)
+        if text in seen:
+            continue
+        mine = set(shingles(normalize(text), *args))
+        neighbours = {key for i in chosen for key in holders[i]}
+        if any(len(mine & shingle_set(k)) >= max_jaccard * len(mine | shingle_set(k)) for k in neighbours):
+            continue
+        key = len(paragraphs) + len(mixes)
+        shingle_sets[key] = mine
+        for i in chosen:
+            holders[i].append(key)
+        mixes.append(text)
+        seen.add(text)
+    return mixes
 
 
 def e2e_records(paragraphs: list[str], n_records: int) -> list[dict]:
@@ -258,8 +318,8 @@ def bench_signatures(paragraphs: list[str], sizes: dict) -> dict:
     ds_texts = normalized[: sizes["sig_datasketch"]]
     hasher = MinHasher(perms, seed=near.seed)
 
-    def ours():
-        text_signatures(ours_texts, hasher, word_k=k, char_k=ck, min_words=mw)
+    def ours():  # from normalised strings, like datasketch: includes building the code array
+        text_signatures(normalize_batch(ours_texts), hasher, word_k=k, char_k=ck, min_words=mw)
 
     def ds_per_text():
         from datasketch import MinHash
@@ -333,9 +393,12 @@ def bench_end_to_end(paragraphs, sizes, config_path, cfg: GuardConfig, work: Pat
     run_process(ours_cmd(warm, "warm-ours"), work / "warm-ours.log")
     run_process(ds_cmd(warm, "warm-ds"), work / "warm-ds.log")
 
-    ours = run_process(ours_cmd(source, "ours"), work / "ours.log")
-    base = run_process(ds_cmd(source, "ds"), work / "ds.log")
-    ours_summary = json.loads((work / "ours-summary.json").read_text())
+    def guard_summary(path=work / "ours-summary.json"):
+        return {"summary": json.loads(path.read_text())}
+
+    ours = run_repeated(ours_cmd(source, "ours"), work / "ours.log", REPEATS, after=guard_summary)
+    base = run_repeated(ds_cmd(source, "ds"), work / "ds.log", REPEATS)
+    ours_summary = ours["summary"]
     ours_decisions = read_decisions(work / "ours-kept.jsonl", work / "ours-rejected.jsonl")
     ds_decisions = read_decisions(work / "ds-kept.jsonl", work / "ds-rejected.jsonl")
     ours_keep = {i: d[0] for i, d in ours_decisions.items()}
@@ -373,14 +436,18 @@ def bench_end_to_end(paragraphs, sizes, config_path, cfg: GuardConfig, work: Pat
         })  # fmt: skip
     result = {
         "records": n,
-        "composition": {kind: sum(1 for r in records if r["planted"] == kind) for kind in ("original", "exact", "near")},
-        "note": "distinct texts = WikiText-2 paragraphs + sentence mixes (4-7 random corpus sentences); "
+        "composition": {
+            kind: sum(1 for r in records if r["planted"] == kind) for kind in ("original", "exact", "near")
+        },
+        "note": "distinct texts = WikiText-2 paragraphs + sentence mixes (4-7 random corpus sentences from "
+        "different paragraphs, true Jaccard < 0.3 with every text sharing a sentence); "
         "copies = exact variants and 5 %-word-edited near copies, shuffled, appended after them",
         "input_mb": round(source.stat().st_size / 2**20, 2),
         "guard": {
             "command": "guard filter IN --out K --rejected R --summary S --quiet"
             + (f" --config {config_path.relative_to(REPO)}" if config_path else ""),
             "wall_seconds": round(ours["seconds"], 3),
+            "wall_seconds_all_runs": ours["all_seconds"],
             "records_per_s": round(n / ours["seconds"], 1),
             "in_process_seconds": ours_summary.get("seconds"),
             "peak_rss_mb": round(ours["peak_rss_mb"], 1),
@@ -389,6 +456,7 @@ def bench_end_to_end(paragraphs, sizes, config_path, cfg: GuardConfig, work: Pat
         "datasketch": {
             "command": "python bench/datasketch_filter.py IN --out K --rejected R (+ same near settings)",
             "wall_seconds": round(base["seconds"], 3),
+            "wall_seconds_all_runs": base["all_seconds"],
             "records_per_s": round(n / base["seconds"], 1),
             "peak_rss_mb": round(base["peak_rss_mb"], 1),
             "output": base["output"],
@@ -487,7 +555,10 @@ def build_store(directory: Path, size: int, cfg: GuardConfig) -> dict:
             store.commit(Segment.build(ids, exact, signatures, keys))
     finally:
         store.close()
-    return {"build_seconds": round(time.perf_counter() - start, 2), "size_mb": round(dir_size_mb(directory), 1)}
+    return {
+        "build_seconds": round(time.perf_counter() - start, 2),
+        "size_mb": round(dir_size_mb(directory), 1),
+    }
 
 
 def bench_store(records: list[dict], sizes: dict, config_path, cfg: GuardConfig, work: Path) -> dict:
@@ -497,20 +568,31 @@ def bench_store(records: list[dict], sizes: dict, config_path, cfg: GuardConfig,
     write_jsonl(source, batch)
     rows = []
     for size in sizes["store_sizes"]:
-        directory = work / f"store-{size}"
-        built = build_store(directory, size, cfg)
+        pristine = work / f"store-{size}"
+        built = build_store(pristine, size, cfg)
+        directory = work / "store-run"
+
+        def fresh_copy(pristine=pristine, directory=directory):
+            # each run commits its batch: start every run from the built store
+            shutil.rmtree(directory, ignore_errors=True)
+            shutil.copytree(pristine, directory)
+
         cmd = [*guard_command(), "filter", str(source), "--out", str(work / "store-kept.jsonl"),
                "--rejected", str(work / "store-rejected.jsonl"), "--store", str(directory),
                "--summary", str(work / "store-summary.json"), "--quiet"]  # fmt: skip
         if config_path:
             cmd += ["--config", str(config_path)]
-        run = run_process(cmd, work / f"store-{size}.log")
-        summary = json.loads((work / "store-summary.json").read_text())
+        run = run_repeated(
+            cmd, work / f"store-{size}.log", REPEATS, before=fresh_copy,
+            after=lambda: {"summary": json.loads((work / "store-summary.json").read_text())},
+        )  # fmt: skip
+        summary = run["summary"]
         rows.append({
             "stored_records": size,
             "batch_records": len(batch),
             **built,
             "wall_seconds": round(run["seconds"], 3),
+            "wall_seconds_all_runs": run["all_seconds"],
             "records_per_s": round(len(batch) / run["seconds"], 1),
             "in_process_seconds": summary.get("seconds"),
             "peak_rss_mb": round(run["peak_rss_mb"], 1),
@@ -518,13 +600,17 @@ def bench_store(records: list[dict], sizes: dict, config_path, cfg: GuardConfig,
             "store_records_after": (summary.get("store") or {}).get("records_after"),
         })  # fmt: skip
         shutil.rmtree(directory)
+        shutil.rmtree(pristine)
         log(f"      store {size:>9,}: {rows[-1]['records_per_s']:>9,.0f} records/s "
             f"(built in {built['build_seconds']:.1f} s, {built['size_mb']:.1f} MB)")  # fmt: skip
     return {
         "note": "stored records are synthetic: random uint64 exact hashes and random uint32 "
         "signatures (band keys computed from them with the config's LSH bands); the batch is real "
         "text sampled from section 2's input, so almost nothing matches the store and the "
-        "figures measure search cost",
+        "figures measure search cost. Each figure is the median of "
+        f"{REPEATS} runs, each on a fresh copy of the built store. Peak RSS counts the store's "
+        "memory-mapped file pages the search touched, read-ahead included (see machine.read_ahead_kb), "
+        "which the kernel can drop; it is not heap growth",
         "rows": rows,
     }
 
@@ -541,21 +627,28 @@ def table(results: dict) -> str:
         f"datasketch {m['datasketch']}"
     )
     s = results["signatures"]
+    ours, per_text, bulk = s["ours"], s["datasketch_per_text"], s["datasketch_bulk"]
     lines += [
         "",
         f"1. MinHash signatures/s ({s['num_perm']} perms, word {s['word_ngram']}-grams, "
         f"~{s['mean_shingles_per_text']:.0f} shingles/text, normalised text -> signature)",
-        f"   guard text_signatures          {s['ours']['signatures_per_s']:>10,.0f}   ({s['ours']['texts']:,} texts)",
-        f"   datasketch MinHash+update_batch {s['datasketch_per_text']['signatures_per_s']:>9,.0f}   "
-        f"({s['datasketch_per_text']['texts']:,} texts)  guard x{s['ratio_ours_over_datasketch_per_text']}",
-        f"   datasketch MinHash.bulk         {s['datasketch_bulk']['signatures_per_s']:>9,.0f}   "
-        f"({s['datasketch_bulk']['texts']:,} texts)  guard x{s['ratio_ours_over_datasketch_best']} (vs fastest)",
+        f"   {'guard text_signatures':<34}{ours['signatures_per_s']:>9,.0f}   ({ours['texts']:,} texts)",
+        f"   {'datasketch MinHash+update_batch':<34}{per_text['signatures_per_s']:>9,.0f}   "
+        f"({per_text['texts']:,} texts)  guard x{s['ratio_ours_over_datasketch_per_text']}",
+        f"   {'datasketch MinHash.bulk':<34}{bulk['signatures_per_s']:>9,.0f}   "
+        f"({bulk['texts']:,} texts)  guard x{s['ratio_ours_over_datasketch_best']} (vs fastest)",
     ]
     e = results["end_to_end"]
-    header = f"   {'':<12}{'records/s':>11}{'wall s':>9}{'RSS MB':>9}{'rejected':>10}{'exact rej':>11}{'near rej':>10}{'distinct rej':>14}"
-    lines += ["", f"2. End to end, whole process ({e['records']:,} records, {e['input_mb']} MB JSONL: "
-              f"{e['composition']['original']:,} distinct, {e['composition']['exact']:,} exact variants, "
-              f"{e['composition']['near']:,} near copies)", header]  # fmt: skip
+    c = e["composition"]
+    columns = ("records/s", 11), ("wall s", 9), ("RSS MB", 9), ("rejected", 10), ("exact rej", 11)
+    columns += ("near rej", 10), ("distinct rej", 14)
+    lines += [
+        "",
+        f"2. End to end, whole process, median of {REPEATS} runs ({e['records']:,} records, "
+        f"{e['input_mb']} MB JSONL: {c['original']:,} distinct, {c['exact']:,} exact variants, "
+        f"{c['near']:,} near copies)",
+        "   " + " " * 12 + "".join(f"{name:>{width}}" for name, width in columns),
+    ]
     for name in ("guard", "datasketch"):
         r = e[name]
         lines.append(
@@ -573,10 +666,13 @@ def table(results: dict) -> str:
             f"     differs: {d['id']} ({d['planted']}) guard keep={d['guard_keep']}, datasketch "
             f"keep={d['datasketch_keep']}, match {d['matched']}, true Jaccard {d['true_jaccard_with_match']}"
         )
-    r = results["recall"]["by_edit_rate"]
-    lines += ["", "3. Recall on planted copies (3,482 originals + 300 exact variants + 1,000 near copies, defaults)",
-              f"   {'edit rate':<11}{'near recall':>12}{'exact recall':>14}{'FP rate':>10}{'FPs':>6}  (of which true Jaccard >= threshold)"]  # fmt: skip
-    for rate, row in r.items():
+    lines += [
+        "",
+        "3. Recall on planted copies (3,482 originals + 300 exact variants + 1,000 near copies, defaults)",
+        f"   {'edit rate':<11}{'near recall':>12}{'exact recall':>14}{'FP rate':>10}{'FPs':>6}"
+        "  (of which true Jaccard >= threshold)",
+    ]
+    for rate, row in results["recall"]["by_edit_rate"].items():
         for name in ("guard", "datasketch"):
             if name in row:
                 q = row[name]
@@ -586,13 +682,19 @@ def table(results: dict) -> str:
                     f"{q['false_positive_rate']:>10.4f}{q['false_positives']:>6}"
                     f"  ({q['false_positives_true_jaccard_at_least_threshold']})"
                 )
-    g = results["store_growth"]["rows"]
-    lines += ["", "4. guard filter against a store (synthetic random stored signatures; whole process)",
-              f"   {'stored':>10}{'batch':>8}{'records/s':>11}{'wall s':>9}{'RSS MB':>9}{'store MB':>10}{'build s':>9}"]  # fmt: skip
-    for row in g:
+    columns = ("stored", 10), ("batch", 8), ("records/s", 11), ("wall s", 9), ("RSS MB", 9)
+    columns += ("store MB", 10), ("build s", 9)
+    lines += [
+        "",
+        "4. guard filter against a store (synthetic random stored signatures; whole process, "
+        f"median of {REPEATS})",
+        "   " + "".join(f"{name:>{width}}" for name, width in columns),
+    ]
+    for row in results["store_growth"]["rows"]:
         lines.append(
             f"   {row['stored_records']:>10,}{row['batch_records']:>8,}{row['records_per_s']:>11,.0f}"
-            f"{row['wall_seconds']:>9.2f}{row['peak_rss_mb']:>9.0f}{row['size_mb']:>10.1f}{row['build_seconds']:>9.1f}"
+            f"{row['wall_seconds']:>9.2f}{row['peak_rss_mb']:>9.0f}{row['size_mb']:>10.1f}"
+            f"{row['build_seconds']:>9.1f}"
         )
     lines.append(f"\nTotal benchmark time {results['total_seconds']:.0f} s.")
     return "\n".join(lines)
@@ -609,9 +711,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     try:
-        paragraphs = wikitext_paragraphs(min_words=20)
+        paragraphs = wikitext_paragraphs(WIKITEXT, min_words=20)
     except FileNotFoundError as exc:
-        message = f"benchmark skipped: {exc} (expected WikiText-2 under {DEFAULT_ROOT})"
+        message = f"benchmark skipped: {exc} (expected WikiText-2 under {WIKITEXT})"
         print(message)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"skipped": True, "reason": message}, indent=2) + "\n")
@@ -630,21 +732,27 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_method": rss_method(),
         "note": "all figures are from this one run on this one machine",
     }  # fmt: skip
-    log(f"benchmark ({mode}): {len(paragraphs):,} WikiText-2 paragraphs, config {results['config']['path'] or 'defaults'}")
+    config_name = results["config"]["path"] or "defaults"
+    log(f"benchmark ({mode}): {len(paragraphs):,} WikiText-2 paragraphs, config {config_name}")
 
     with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp:
         work = Path(tmp)
         log("[1/4] signature throughput ...")
         results["signatures"] = bench_signatures(paragraphs, sizes)
         s = results["signatures"]
-        log(f"      guard {s['ours']['signatures_per_s']:,.0f}/s, datasketch "
-            f"{s['datasketch_per_text']['signatures_per_s']:,.0f}/s (bulk {s['datasketch_bulk']['signatures_per_s']:,.0f}/s)")  # fmt: skip
+        log(
+            f"      guard {s['ours']['signatures_per_s']:,.0f}/s, datasketch "
+            f"{s['datasketch_per_text']['signatures_per_s']:,.0f}/s "
+            f"(bulk {s['datasketch_bulk']['signatures_per_s']:,.0f}/s)"
+        )
 
         log(f"[2/4] end to end on {sizes['e2e_records']:,} records ...")
         results["end_to_end"], records = bench_end_to_end(paragraphs, sizes, config_path, cfg, work)
         e = results["end_to_end"]
-        log(f"      guard {e['guard']['records_per_s']:,.0f} rec/s, datasketch {e['datasketch']['records_per_s']:,.0f} "
-            f"rec/s, agreement {e['keep_agreement']:.4f}")  # fmt: skip
+        log(
+            f"      guard {e['guard']['records_per_s']:,.0f} rec/s, datasketch "
+            f"{e['datasketch']['records_per_s']:,.0f} rec/s, agreement {e['keep_agreement']:.4f}"
+        )
 
         log(f"[3/4] recall at edit rates {', '.join(f'{r:.0%}' for r in EDIT_RATES)} ...")
         results["recall"] = bench_recall(paragraphs)

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     filt.add_argument("--config", metavar="YAML", help="pipeline config (default: built-in defaults)")
     filt.add_argument("--text-field", help="field holding the text (default: text)")
     filt.add_argument("--id-field", help="field holding the record id (default: id)")
-    filt.add_argument("--batch-size", type=int, help="records checked together (default: 1000)")
+    filt.add_argument("--batch-size", type=int, help="records checked together (default: 4000)")
     filt.add_argument("--summary", metavar="JSON", help="also write the summary here")
     filt.add_argument("--quiet", action="store_true", help="no progress bar")
     filt.set_defaults(run=_filter)

@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 class InputConfig(_Strict):
     text_field: str = "text"
     id_field: str = "id"
-    batch_size: int = Field(1000, ge=1, description="records read and checked together")
+    batch_size: int = Field(4000, ge=1, description="records read and checked together")
 
 
 class ExactConfig(_Strict):

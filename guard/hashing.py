@@ -41,9 +41,9 @@ def fmix32(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def text_hash(text: str) -> int:
-    """A 64-bit hash of a whole string (BLAKE2b), for exact-duplicate keys."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+def key_hash(key: bytes) -> int:
+    """A 64-bit BLAKE2b hash of a normalised text's bytes, for exact-duplicate keys."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
 
 
 def span_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -138,20 +138,16 @@ def lsh_params(
     """(bands, rows) with bands * rows <= num_perm that minimise
     ``fp_weight * FP + fn_weight * FN``, where FP is the area under the S-curve
     ``P(s) = 1 - (1 - s**rows)**bands`` below ``threshold`` and FN the area above it
-    of ``1 - P(s)``."""
+    of ``1 - P(s)``. All (bands, rows) pairs are scored at once; ties go to fewer rows."""
     if not 0.0 < threshold < 1.0:
         raise ValueError("threshold must be in (0, 1)")
+    rows, bands = np.array([(r, b) for r in range(1, num_perm + 1) for b in range(1, num_perm // r + 1)]).T
     below = np.linspace(0.0, threshold, 513)
     above = np.linspace(threshold, 1.0, 513)
-    best, best_cost = (1, 1), np.inf
-    for rows in range(1, num_perm + 1):
-        for bands in range(1, num_perm // rows + 1):
-            fp = np.trapezoid(1 - (1 - below**rows) ** bands, below)
-            fn = np.trapezoid((1 - above**rows) ** bands, above)
-            cost = fp_weight * fp + fn_weight * fn
-            if cost < best_cost:
-                best, best_cost = (bands, rows), cost
-    return best
+    fp = np.trapezoid(1 - (1 - below ** rows[:, None]) ** bands[:, None], below, axis=1)
+    fn = np.trapezoid((1 - above ** rows[:, None]) ** bands[:, None], above, axis=1)
+    best = int(np.argmin(fp_weight * fp + fn_weight * fn))
+    return int(bands[best]), int(rows[best])
 
 
 def candidate_probability(similarity: float, bands: int, rows: int) -> float:
@@ -177,21 +173,18 @@ def _row_weights(rows: int) -> np.ndarray:
 CHUNK_CHARS = 1 << 17
 
 
-def text_signatures(
-    texts: list[str], hasher: MinHasher, word_k: int, char_k: int, min_words: int
-) -> np.ndarray:
-    """(len(texts), num_perm) uint32 MinHash signatures of normalised, non-empty ``texts``,
-    shingled by ``guard.text.shingle_spans`` and hashed in chunks of ~CHUNK_CHARS."""
+def text_signatures(batch, hasher: MinHasher, word_k: int, char_k: int, min_words: int) -> np.ndarray:
+    """(len(batch), num_perm) uint32 MinHash signatures of a ``guard.text.NormalizedBatch``
+    of non-empty texts, shingled by ``guard.text.shingle_spans`` and hashed in chunks of
+    ~CHUNK_CHARS characters."""
     from guard.text import shingle_spans
 
-    result = np.empty((len(texts), hasher.num_perm), dtype=np.uint32)
+    result = np.empty((len(batch), hasher.num_perm), dtype=np.uint32)
+    ends = batch.starts + batch.lengths
     lo = 0
-    while lo < len(texts):
-        hi, size = lo, 0
-        while hi < len(texts) and (hi == lo or size + len(texts[hi]) <= CHUNK_CHARS):
-            size += len(texts[hi]) + 1
-            hi += 1
-        spans = shingle_spans(texts[lo:hi], word_k=word_k, char_k=char_k, min_words=min_words)
+    while lo < len(batch):
+        hi = max(int(np.searchsorted(ends, batch.starts[lo] + CHUNK_CHARS, side="right")), lo + 1)
+        spans = shingle_spans(batch.slice(lo, hi), word_k=word_k, char_k=char_k, min_words=min_words)
         hashes = span_hashes(spans.codes, spans.starts, spans.ends)
         result[lo:hi] = hasher.signatures(hashes, spans.text_index, hi - lo)
         lo = hi

@@ -252,9 +252,18 @@ def _read_jsonl(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[
 
 
 def _jsonl_record(line: bytes, location: str, build: _RecordBuilder) -> InputRecord:
-    """Decode one JSONL line into a record, or into an unusable record saying what is wrong."""
+    """Decode one JSONL line into a record, or into an unusable record saying what is wrong.
+
+    orjson decodes; what it refuses (NaN literals, integers beyond 64 bits, escaped lone
+    surrogates, and real errors) goes through the standard library, which accepts the
+    first three and words the errors."""
     try:
-        value = json.loads(line.rstrip(b"\r\n").decode("utf-8"))
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        value = None
+    try:
+        if value is None:
+            value = json.loads(line.rstrip(b"\r\n").decode("utf-8"))
     except UnicodeDecodeError as err:
         problem = f"not valid UTF-8 (byte 0x{line[err.start]:02x} at offset {err.start})"
         return _unparsed_record(location, problem, _jsonl_raw(line))

@@ -19,7 +19,7 @@ from guard.checks.exact import exact_hashes, first_occurrences
 from guard.config import GuardConfig, load_config
 from guard.io import text_problem
 from guard.store import Segment, SegmentStack, Store
-from guard.text import normalize
+from guard.text import normalize_batch
 
 
 @dataclass
@@ -143,15 +143,15 @@ class Guard:
         n = len(ids)
         valid = np.array([r is None for r in input_reasons], dtype=bool)
         valid_rows = np.flatnonzero(valid)
-        normalized = [normalize(texts[i]) for i in valid_rows]
+        batch = normalize_batch([texts[i] for i in valid_rows])
         reference = SegmentStack(
             [*(self.store.stack.segments if self.store else []), *self.run.segments], merge=False
         )
         columns: dict[str, list] = {"guard_id": ids}
 
-        hashes = exact_hashes(normalized)
+        hashes = exact_hashes(batch)
         exact_of, near_of, jaccard, representative, signatures, keys = self._find_duplicates(
-            [ids[i] for i in valid_rows], normalized, hashes, reference
+            [ids[i] for i in valid_rows], batch, hashes, reference
         )
         if self.config.exact.enabled:
             columns["guard_exact_duplicate_of"] = _scatter(exact_of, valid_rows, n)
@@ -170,7 +170,7 @@ class Guard:
             )
         return columns
 
-    def _find_duplicates(self, ids, normalized, hashes, reference):
+    def _find_duplicates(self, ids, batch, hashes, reference):
         """Exact and near matches of usable records, every match naming a kept record.
 
         An exact copy of an earlier record of the batch points to it when that record is
@@ -191,11 +191,9 @@ class Guard:
         signatures = np.zeros((n, 0), dtype=np.uint32)
         keys = np.zeros((n, 0), dtype=np.uint32)
         if self.near is not None:
-            signatures = np.zeros((n, self.near.hasher.num_perm), dtype=np.uint32)
-            keys = np.zeros((n, self.near.bands), dtype=np.uint32)
+            signatures = self.near.signatures(batch)
+            keys = self.near.band_keys(signatures)
             rows = np.flatnonzero(checked)
-            signatures[rows] = self.near.signatures([normalized[i] for i in rows])
-            keys[rows] = self.near.band_keys(signatures[rows])
             matches, sims = self.near.find(signatures[rows], keys[rows], [ids[i] for i in rows], reference)
             for row, match, sim in zip(rows, matches, sims):
                 near_of[row], jaccard[row] = match, sim
@@ -323,13 +321,12 @@ def _scatter(values: list, rows: np.ndarray, n: int) -> list:
 def _split_rows(records, columns: dict[str, list]) -> tuple[list[dict], list[dict]]:
     """Output rows (original fields, or ``guard_raw`` for unparseable input, plus the guard
     columns), split into kept and rejected."""
-    names = list(columns)
+    names = tuple(columns)
     kept, rejected = [], []
-    for i, record in enumerate(records):
-        row = dict(record.fields) if record.raw is None else {"guard_raw": record.raw}
-        for name in names:
-            row[name] = columns[name][i]
-        (kept if row["guard_keep"] else rejected).append(row)
+    for record, values, keep in zip(records, zip(*columns.values()), columns["guard_keep"]):
+        row = {**record.fields} if record.raw is None else {"guard_raw": record.raw}
+        row.update(zip(names, values))
+        (kept if keep else rejected).append(row)
     return kept, rejected
 
 

@@ -87,12 +87,29 @@ class Segment:
 
     @classmethod
     def merge(cls, segments: list[Segment]) -> Segment:
-        """One segment holding the rows of ``segments`` in order."""
-        ids = [i for s in segments for i in s.ids()]
-        exact = np.concatenate([s.exact_in_row_order() for s in segments])
-        signatures = np.concatenate([s.signatures for s in segments])
-        bands = np.concatenate([s.bands_in_row_order() for s in segments])
-        return cls.build(ids, exact, signatures, bands)
+        """One segment holding the rows of ``segments`` in order. The sorted key arrays are
+        concatenated and re-sorted stably, which for already sorted runs is a linear merge;
+        equal keys keep the older segment's rows first."""
+        if len(segments) == 1:
+            return segments[0]
+        offsets = np.cumsum([0] + [s.n for s in segments[:-1]])
+        exact = np.concatenate([s.exact_hashes for s in segments])
+        exact_order = np.argsort(exact, kind="stable")
+        exact_rows = np.concatenate([s.exact_rows + o for s, o in zip(segments, offsets)])
+        band_keys = np.concatenate([s.band_keys for s in segments], axis=1)
+        band_order = np.argsort(band_keys, axis=1, kind="stable")
+        band_rows = np.concatenate([s.band_rows + o for s, o in zip(segments, offsets)], axis=1)
+        blob_starts = np.cumsum([0] + [len(s.id_blob) for s in segments[:-1]])
+        id_offsets = np.concatenate([[0]] + [s.id_offsets[1:] + b for s, b in zip(segments, blob_starts)])
+        return cls(
+            id_blob=b"".join(s.id_blob for s in segments),
+            id_offsets=id_offsets.astype(np.int64),
+            exact_hashes=exact[exact_order],
+            exact_rows=exact_rows[exact_order].astype(np.uint32),
+            signatures=np.concatenate([s.signatures for s in segments]),
+            band_keys=np.take_along_axis(band_keys, band_order, axis=1),
+            band_rows=np.take_along_axis(band_rows, band_order, axis=1).astype(np.uint32),
+        )
 
     def id_of(self, row: int) -> str:
         return self.id_blob[self.id_offsets[row] : self.id_offsets[row + 1]].decode("utf-8")
@@ -100,18 +117,6 @@ class Segment:
     def ids(self) -> list[str]:
         blob, offsets = self.id_blob, self.id_offsets.tolist()
         return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
-
-    def exact_in_row_order(self) -> np.ndarray:
-        out = np.empty(self.n, dtype=np.uint64)
-        out[self.exact_rows] = self.exact_hashes
-        return out
-
-    def bands_in_row_order(self) -> np.ndarray:
-        """(n, n_bands) uint32."""
-        out = np.empty((self.band_keys.shape[1], self.band_keys.shape[0]), dtype=np.uint32)
-        for band in range(self.band_keys.shape[0]):
-            out[self.band_rows[band], band] = self.band_keys[band]
-        return out
 
     def find_exact(self, hashes: np.ndarray) -> np.ndarray:
         """(m,) int64 row holding each hash (the most senior if several), or -1."""

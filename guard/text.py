@@ -69,6 +69,7 @@ _NO_SPACE_SCRIPTS = np.array(
 )
 
 SPACE = ord(" ")
+NEWLINE = ord("\n")
 
 
 def normalize(text: str) -> str:
@@ -80,21 +81,123 @@ def normalize(text: str) -> str:
     "!!!" and "? ? ?" stay distinct instead of both becoming "".
 
     Work is done by C-level string and bytes methods: a 256-entry byte table handles ASCII,
-    and only the distinct non-ASCII characters of a text are looked at one by one.
+    and only the distinct non-ASCII characters of a text are looked at one by one. For many
+    texts at once, ``normalize_batch`` gives the same keys as arrays.
     """
+    words = _spaced_bytes(text).split()
+    return b" ".join(words).decode("utf-8") if words else _punctuation_only(text)
+
+
+def _spaced_bytes(text: str) -> bytes:
+    """UTF-8 of ``text`` folded (NFKC, look-alikes, invisibles, case) with every character
+    that is not a letter or digit, ASCII newline included, replaced by a space."""
     if text.isascii():
-        words = text.encode("ascii").translate(_ASCII_WORD_BYTES).split()
-        return b" ".join(words).decode("ascii") if words else " ".join(text.lower().split())
+        return text.encode("ascii").translate(_ASCII_WORD_BYTES)
+    folded = _fold(text)
+    for char in set(_NON_ASCII.findall(folded)):
+        if _is_separator(char):
+            folded = folded.replace(char, " ")
+    return folded.encode("utf-8").translate(_ASCII_WORD_BYTES)
+
+
+def _punctuation_only(text: str) -> str:
+    """The key of a text with no letter or digit: folded, whitespace collapsed."""
+    return " ".join((text.lower() if text.isascii() else _fold(text)).split())
+
+
+def _fold(text: str) -> str:
+    """NFKC, look-alikes mapped and invisibles removed, case folded (the non-ASCII steps)."""
     folded = unicodedata.normalize("NFKC", text)
     for char in _LOOKALIKES_AND_INVISIBLES.intersection(_NON_ASCII.findall(folded)):
         folded = folded.replace(char, HOMOGLYPHS.get(char, ""))
-    folded = folded.casefold()
-    spaced = folded
-    for char in set(_NON_ASCII.findall(folded)):
-        if _is_separator(char):
-            spaced = spaced.replace(char, " ")
-    words = spaced.encode("utf-8").translate(_ASCII_WORD_BYTES).split()
-    return b" ".join(words).decode("utf-8") if words else " ".join(folded.split())
+    return folded.casefold()
+
+
+@dataclass(frozen=True)
+class NormalizedBatch:
+    """``normalize`` of every text of a batch, as arrays.
+
+    Attributes:
+        utf8: the normalised texts in UTF-8, joined by newlines (a byte no key contains).
+        byte_starts, byte_lengths: (n_texts,) int64 where each key lies in ``utf8``.
+        codes: (n_chars,) uint32 code points of the keys joined by single spaces.
+        starts, lengths: (n_texts,) int64 where each key lies in ``codes``.
+    """
+
+    utf8: bytes
+    byte_starts: np.ndarray
+    byte_lengths: np.ndarray
+    codes: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def key_bytes(self, i: int) -> bytes:
+        """The UTF-8 of normalised text ``i`` (what exact hashes are taken of)."""
+        start = self.byte_starts[i]
+        return self.utf8[start : start + self.byte_lengths[i]]
+
+    def text(self, i: int) -> str:
+        return self.key_bytes(i).decode("utf-8")
+
+    def slice(self, lo: int, hi: int) -> NormalizedBatch:
+        """Texts ``lo`` to ``hi - 1`` as a batch of their own."""
+        first, end = self.starts[lo], self.starts[hi - 1] + self.lengths[hi - 1]
+        first_byte = self.byte_starts[lo]
+        end_byte = self.byte_starts[hi - 1] + self.byte_lengths[hi - 1]
+        return NormalizedBatch(
+            self.utf8[first_byte:end_byte], self.byte_starts[lo:hi] - first_byte, self.byte_lengths[lo:hi],
+            self.codes[first:end], self.starts[lo:hi] - first, self.lengths[lo:hi],
+        )  # fmt: skip
+
+
+def normalize_batch(texts: list[str]) -> NormalizedBatch:
+    """``normalize`` of each text, for a whole batch: each text is folded and spaced by C-level
+    string methods, and the spaces of all of them are collapsed in one pass over a byte array
+    (no word objects are made)."""
+    pieces = []
+    for text in texts:
+        piece = _spaced_bytes(text)
+        if not piece or piece.isspace():
+            piece = _punctuation_only(text).encode("utf-8")
+        pieces.append(piece)
+    joined = np.frombuffer(b"\n".join(pieces), dtype=np.uint8)
+    # Drop a space after a space, a newline or the start; then one before a newline or the end.
+    space = joined == SPACE
+    after_gap = np.concatenate(([True], space[:-1] | (joined[:-1] == NEWLINE)))
+    collapsed = joined[~(space & after_gap)]
+    before_gap = np.concatenate((collapsed[1:] == NEWLINE, [True]))
+    utf8 = collapsed[~((collapsed == SPACE) & before_gap)]
+    byte_starts, byte_lengths = _runs_between(utf8 == NEWLINE, len(texts))
+    if not utf8.size or utf8.max() < 128:
+        codes = utf8.astype(np.uint32)
+        starts, lengths = byte_starts, byte_lengths
+    else:
+        codes = np.frombuffer(utf8.tobytes().decode("utf-8").encode("utf-32-le"), dtype=np.uint32).copy()
+        starts, lengths = _runs_between(codes == NEWLINE, len(texts))
+    codes[starts[1:] - 1] = SPACE
+    return NormalizedBatch(utf8.tobytes(), byte_starts, byte_lengths, codes, starts, lengths)
+
+
+def _runs_between(separator: np.ndarray, n_runs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, lengths), int64, of the ``n_runs`` runs between True positions of
+    ``separator`` (none when ``n_runs`` is 0)."""
+    if n_runs == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    bounds = np.flatnonzero(separator)
+    starts = np.concatenate(([0], bounds + 1)).astype(np.int64)
+    ends = np.append(bounds, len(separator)).astype(np.int64)
+    return starts, ends - starts
+
+
+def _words(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends): int64 bounds of every run of non-space codes."""
+    # Positions where space-ness flips, with a space assumed before and after: they
+    # alternate word start, word end (exclusive), start, end, ...
+    flips = np.flatnonzero(np.diff(np.concatenate(([True], codes == SPACE, [True]))))
+    return flips[0::2], flips[1::2]
 
 
 @dataclass(frozen=True)
@@ -116,8 +219,10 @@ class ShingleSpans:
     char_mode: np.ndarray
 
 
-def shingle_spans(texts: list[str], word_k: int = 5, char_k: int = 5, min_words: int = 10) -> ShingleSpans:
-    """Cut normalised, non-empty ``texts`` into shingles, all at once.
+def shingle_spans(
+    batch: NormalizedBatch, word_k: int = 5, char_k: int = 5, min_words: int = 10
+) -> ShingleSpans:
+    """Cut a batch of normalised texts into shingles, all at once.
 
     A text is shingled into word ``word_k``-grams, unless it has fewer than ``min_words``
     words or more than 30 % of its characters come from a script written without spaces
@@ -126,16 +231,9 @@ def shingle_spans(texts: list[str], word_k: int = 5, char_k: int = 5, min_words:
     """
     if word_k < 1 or char_k < 1 or min_words < word_k:
         raise ValueError("need word_k >= 1, char_k >= 1 and min_words >= word_k")
-    n_texts = len(texts)
-    codes = np.frombuffer(" ".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    lengths = np.array(list(map(len, texts)), dtype=np.int64)
-    text_starts = np.zeros(n_texts, dtype=np.int64)
-    np.cumsum(lengths[:-1] + 1, out=text_starts[1:])
-
-    # Positions where space-ness flips, with a space assumed before and after: they
-    # alternate word start, word end (exclusive), start, end, ...
-    flips = np.flatnonzero(np.diff(np.concatenate(([True], codes == SPACE, [True]))))
-    word_starts, word_ends = flips[0::2], flips[1::2]
+    codes, text_starts, lengths = batch.codes, batch.starts, batch.lengths
+    n_texts = len(batch)
+    word_starts, word_ends = _words(codes)
     first_word = np.searchsorted(word_starts, text_starts)
     words_per_text = np.diff(np.append(first_word, len(word_starts)))
     char_mode = (words_per_text < min_words) | _mostly_unspaced(codes, text_starts, lengths)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from guard.text import normalize, shingle_spans
+from guard.text import normalize, normalize_batch, shingle_spans
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_punctuation_only_text_keeps_its_punctuation():
 
 def test_word_shingles_cover_each_window_once():
     texts = ["a b c d e f g h i j k l", "m n o p q r s t u v w x y"]
-    spans = shingle_spans(texts, word_k=3, char_k=5, min_words=10)
+    spans = shingle_spans(normalize_batch(texts), word_k=3, char_k=5, min_words=10)
     shingles = [spans.codes[s:e].tobytes().decode("utf-32-le") for s, e in zip(spans.starts, spans.ends)]
     first = [s for s, t in zip(shingles, spans.text_index) if t == 0]
     assert first == [" ".join("abcdefghijkl"[i : i + 3]) for i in range(10)]
@@ -43,7 +43,7 @@ def test_word_shingles_cover_each_window_once():
 
 def test_short_and_unspaced_texts_use_character_shingles():
     texts = ["short text here", "这是一个没有空格的中文句子用来测试字符切分" * 2, "ok"]
-    spans = shingle_spans(texts, word_k=3, char_k=5, min_words=10)
+    spans = shingle_spans(normalize_batch(texts), word_k=3, char_k=5, min_words=10)
     assert spans.char_mode.tolist() == [True, True, True]
     counts = np.bincount(spans.text_index, minlength=3)
     assert counts[0] == len(texts[0]) - 5 + 1
@@ -54,7 +54,7 @@ def test_short_and_unspaced_texts_use_character_shingles():
 def test_long_cjk_text_with_punctuation_is_still_character_shingled():
     text = normalize("，".join(["中文句子"] * 40))  # 40 "words" once punctuation becomes spaces
     assert len(text.split()) == 40
-    spans = shingle_spans([text], word_k=3, char_k=5, min_words=10)
+    spans = shingle_spans(normalize_batch([text]), word_k=3, char_k=5, min_words=10)
     assert spans.char_mode.tolist() == [True]
 
 
@@ -79,7 +79,21 @@ def test_fast_normalize_equals_the_definition_on_random_unicode():
         "abcXYZ019 _-.,;!?'\"\t\n\x01\x7f" + "äöüßéÅǅﬁ" + "аеорсхАВЕ" + "αβγΑΒ" + "中文句子，。"
         + "ｔｈｅ" + "\u200b\u200d\ufeff\u00ad" + "\u00a0\u2003\u3000\u2028" + "हिन्दी" + "¡¿«»—…"
     )  # fmt: skip
-    for _ in range(3000):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
+    for text in texts:
         assert normalize(text) == _reference_normalize(text), repr(text)
     assert normalize("¡¿") == "¡¿"
+    batch = normalize_batch(texts)
+    assert [batch.text(i) for i in range(len(texts))] == [normalize(t) for t in texts]
+
+
+def test_batch_normalisation_equals_one_at_a_time(stdlib_texts):
+    texts = (
+        stdlib_texts[:300]
+        + ["!!!", "¡¿", "  ? ?", "ABC", "\u200b", "x"]
+        + [t.upper() for t in stdlib_texts[:20]]
+    )
+    batch = normalize_batch(texts)
+    assert [batch.text(i) for i in range(len(texts))] == [normalize(t) for t in texts]
+    assert batch.codes.tobytes().decode("utf-32-le") == " ".join(normalize(t) for t in texts)
+    assert len(normalize_batch([])) == 0

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from guard.hashing import text_hash
+from guard.hashing import key_hash
+from guard.text import NormalizedBatch
 
 
-def exact_hashes(normalized: list[str]) -> np.ndarray:
+def exact_hashes(batch: NormalizedBatch) -> np.ndarray:
     """(n,) uint64 hash of each normalised text."""
-    return np.fromiter((text_hash(t) for t in normalized), dtype=np.uint64, count=len(normalized))
+    return np.fromiter(
+        (key_hash(batch.key_bytes(i)) for i in range(len(batch))), dtype=np.uint64, count=len(batch)
+    )
 
 
 def first_occurrences(hashes: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 from guard.config import NearConfig
 from guard.hashing import MinHasher, band_keys, estimated_jaccard, text_signatures
 from guard.store import SegmentStack
+from guard.text import NormalizedBatch
 
 
 class NearDuplicateCheck:
@@ -19,10 +20,10 @@ class NearDuplicateCheck:
         self.hasher = MinHasher(config.num_perm, config.seed)
         self.bands, self.rows = config.lsh()
 
-    def signatures(self, normalized: list[str]) -> np.ndarray:
-        """(n, num_perm) uint32."""
+    def signatures(self, batch: NormalizedBatch) -> np.ndarray:
+        """(len(batch), num_perm) uint32."""
         c = self.config
-        return text_signatures(normalized, self.hasher, c.word_ngram, c.char_ngram, c.min_words)
+        return text_signatures(batch, self.hasher, c.word_ngram, c.char_ngram, c.min_words)
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
         """(n, bands) uint32."""
