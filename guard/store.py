@@ -34,6 +34,26 @@ _ARRAYS = ("exact_hashes", "exact_rows", "signatures", "band_keys", "band_rows",
 
 
 @dataclass(frozen=True)
+class QueryKeys:
+    """Band keys of a batch of queries, each band's column sorted (sorted queries make the
+    binary searches into a segment 2-3x faster than random ones).
+
+    Attributes:
+        sorted: (m, n_bands) uint32, each column sorted ascending.
+        order: (m, n_bands) int64, the query each entry of ``sorted`` belongs to.
+    """
+
+    sorted: np.ndarray
+    order: np.ndarray
+
+    @classmethod
+    def of(cls, keys: np.ndarray) -> QueryKeys:
+        """From (m, n_bands) uint32 band keys."""
+        order = np.argsort(keys, axis=0, kind="stable")
+        return cls(np.take_along_axis(keys, order, axis=0), order)
+
+
+@dataclass(frozen=True)
 class Segment:
     """Dedup keys of ``n`` kept records.
 
@@ -127,13 +147,13 @@ class Segment:
         rows[found] = self.exact_rows[left[found]]
         return rows
 
-    def band_matches(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs (query, row) sharing at least one band key; ``keys`` is (m, n_bands) uint32.
-        Each pair appears once."""
+    def band_matches(self, query_keys: QueryKeys) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (query, row) sharing at least one band key, each pair once, sorted by query
+        then row."""
         queries, rows = [], []
         for band in range(self.band_keys.shape[0]):
             sorted_keys = self.band_keys[band]
-            wanted = keys[:, band]
+            wanted = query_keys.sorted[:, band]
             left = np.searchsorted(sorted_keys, wanted, side="left")
             found = np.flatnonzero(left < self.n)
             found = found[sorted_keys[left[found]] == wanted[found]]
@@ -142,7 +162,7 @@ class Segment:
             left = left[found]
             counts = np.searchsorted(sorted_keys, wanted[found], side="right") - left
             position = np.repeat(left - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            queries.append(np.repeat(found, counts))
+            queries.append(np.repeat(query_keys.order[found, band], counts))
             rows.append(self.band_rows[band][position].astype(np.int64))
         if not queries:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
@@ -205,8 +225,9 @@ class SegmentStack:
 
         ids: list[str | None] = [None] * len(signatures)
         similarities: list[float | None] = [None] * len(signatures)
+        query_keys = QueryKeys.of(keys)
         for segment in self.segments:
-            queries, rows = segment.band_matches(keys)
+            queries, rows = segment.band_matches(query_keys)
             if not len(queries):
                 continue
             jaccard = estimated_jaccard(signatures[queries], np.asarray(segment.signatures[rows]))

@@ -115,19 +115,16 @@ def _fold(text: str) -> str:
 
 @dataclass(frozen=True)
 class NormalizedBatch:
-    """``normalize`` of every text of a batch, as arrays.
+    """``normalize`` of every text of a batch, in one UTF-8 buffer.
 
     Attributes:
         utf8: the normalised texts in UTF-8, joined by newlines (a byte no key contains).
-        byte_starts, byte_lengths: (n_texts,) int64 where each key lies in ``utf8``.
-        codes: (n_chars,) uint32 code points of the keys joined by single spaces.
-        starts, lengths: (n_texts,) int64 where each key lies in ``codes``.
+        data: (n_bytes,) uint8 view of ``utf8``.
+        starts, lengths: (n_texts,) int64 byte span of each key in ``utf8``.
     """
 
     utf8: bytes
-    byte_starts: np.ndarray
-    byte_lengths: np.ndarray
-    codes: np.ndarray
+    data: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
 
@@ -136,8 +133,8 @@ class NormalizedBatch:
 
     def key_bytes(self, i: int) -> bytes:
         """The UTF-8 of normalised text ``i`` (what exact hashes are taken of)."""
-        start = self.byte_starts[i]
-        return self.utf8[start : start + self.byte_lengths[i]]
+        start = self.starts[i]
+        return self.utf8[start : start + self.lengths[i]]
 
     def text(self, i: int) -> str:
         return self.key_bytes(i).decode("utf-8")
@@ -145,12 +142,9 @@ class NormalizedBatch:
     def slice(self, lo: int, hi: int) -> NormalizedBatch:
         """Texts ``lo`` to ``hi - 1`` as a batch of their own."""
         first, end = self.starts[lo], self.starts[hi - 1] + self.lengths[hi - 1]
-        first_byte = self.byte_starts[lo]
-        end_byte = self.byte_starts[hi - 1] + self.byte_lengths[hi - 1]
         return NormalizedBatch(
-            self.utf8[first_byte:end_byte], self.byte_starts[lo:hi] - first_byte, self.byte_lengths[lo:hi],
-            self.codes[first:end], self.starts[lo:hi] - first, self.lengths[lo:hi],
-        )  # fmt: skip
+            self.utf8[first:end], self.data[first:end], self.starts[lo:hi] - first, self.lengths[lo:hi]
+        )
 
 
 def normalize_batch(texts: list[str]) -> NormalizedBatch:
@@ -169,50 +163,37 @@ def normalize_batch(texts: list[str]) -> NormalizedBatch:
     after_gap = np.concatenate(([True], space[:-1] | (joined[:-1] == NEWLINE)))
     collapsed = joined[~(space & after_gap)]
     before_gap = np.concatenate((collapsed[1:] == NEWLINE, [True]))
-    utf8 = collapsed[~((collapsed == SPACE) & before_gap)]
-    byte_starts, byte_lengths = _runs_between(utf8 == NEWLINE, len(texts))
-    if not utf8.size or utf8.max() < 128:
-        codes = utf8.astype(np.uint32)
-        starts, lengths = byte_starts, byte_lengths
-    else:
-        codes = np.frombuffer(utf8.tobytes().decode("utf-8").encode("utf-32-le"), dtype=np.uint32).copy()
-        starts, lengths = _runs_between(codes == NEWLINE, len(texts))
-    codes[starts[1:] - 1] = SPACE
-    return NormalizedBatch(utf8.tobytes(), byte_starts, byte_lengths, codes, starts, lengths)
-
-
-def _runs_between(separator: np.ndarray, n_runs: int) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, lengths), int64, of the ``n_runs`` runs between True positions of
-    ``separator`` (none when ``n_runs`` is 0)."""
-    if n_runs == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    bounds = np.flatnonzero(separator)
+    data = collapsed[~((collapsed == SPACE) & before_gap)]
+    if not texts:
+        return NormalizedBatch(b"", data[:0], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    bounds = np.flatnonzero(data == NEWLINE)
     starts = np.concatenate(([0], bounds + 1)).astype(np.int64)
-    ends = np.append(bounds, len(separator)).astype(np.int64)
-    return starts, ends - starts
+    lengths = np.append(bounds, len(data)).astype(np.int64) - starts
+    return NormalizedBatch(data.tobytes(), data, starts, lengths)
 
 
-def _words(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, ends): int64 bounds of every run of non-space codes."""
-    # Positions where space-ness flips, with a space assumed before and after: they
+def _words(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends): int64 bounds of every run of bytes that are neither space nor newline."""
+    # Positions where separator-ness flips, with a separator assumed before and after: they
     # alternate word start, word end (exclusive), start, end, ...
-    flips = np.flatnonzero(np.diff(np.concatenate(([True], codes == SPACE, [True]))))
+    separator = (data == SPACE) | (data == NEWLINE)
+    flips = np.flatnonzero(np.diff(np.concatenate(([True], separator, [True]))))
     return flips[0::2], flips[1::2]
 
 
 @dataclass(frozen=True)
 class ShingleSpans:
-    """Every shingle of a batch, as half-open spans into the batch's code-point array.
+    """Every shingle of a batch, as half-open byte spans into the batch's UTF-8.
 
     Attributes:
-        codes: (n_chars,) uint32 code points of the batch's texts joined by single spaces.
-        starts, ends: (n_shingles,) int64 span bounds into ``codes``; shingles of one text are
+        data: (n_bytes,) uint8, the batch's ``NormalizedBatch.data``.
+        starts, ends: (n_shingles,) int64 span bounds into ``data``; shingles of one text are
             contiguous and texts appear in batch order.
         text_index: (n_shingles,) int64 index of the text each shingle belongs to.
         char_mode: (n_texts,) bool, True where the text was shingled by characters.
     """
 
-    codes: np.ndarray
+    data: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
     text_index: np.ndarray
@@ -226,26 +207,35 @@ def shingle_spans(
 
     A text is shingled into word ``word_k``-grams, unless it has fewer than ``min_words``
     words or more than 30 % of its characters come from a script written without spaces
-    (CJK, Thai, Lao, Khmer, Myanmar); then into character ``char_k``-grams. A text shorter
-    than ``char_k`` characters is one shingle, so short texts never share an empty signature.
+    (CJK, Thai, Lao, Khmer, Myanmar); then into ``char_k``-grams of characters (code points,
+    found from the UTF-8 lead bytes). A text shorter than ``char_k`` characters is one
+    shingle, so short texts never share an empty signature.
     """
     if word_k < 1 or char_k < 1 or min_words < word_k:
         raise ValueError("need word_k >= 1, char_k >= 1 and min_words >= word_k")
-    codes, text_starts, lengths = batch.codes, batch.starts, batch.lengths
+    data, text_starts, lengths = batch.data, batch.starts, batch.lengths
     n_texts = len(batch)
-    word_starts, word_ends = _words(codes)
+    text_ends = text_starts + lengths
+    word_starts, word_ends = _words(data)
     first_word = np.searchsorted(word_starts, text_starts)
     words_per_text = np.diff(np.append(first_word, len(word_starts)))
-    char_mode = (words_per_text < min_words) | _mostly_unspaced(codes, text_starts, lengths)
+    ascii_only = not data.size or data.max() < 128
+    # Byte position of every character, and each text's first character and length in them.
+    char_positions = np.arange(len(data)) if ascii_only else np.flatnonzero((data & 0xC0) != 0x80)
+    first_char = np.searchsorted(char_positions, text_starts)
+    char_lengths = np.searchsorted(char_positions, text_ends) - first_char
+    char_mode = words_per_text < min_words
+    if not ascii_only:
+        char_mode |= _mostly_unspaced(data, text_starts, char_lengths)
 
     # Each text's shingles are contiguous: word k-grams starting at its words 0 .. w - k,
     # or, in char mode, char k-grams starting at its characters 0 .. len - k (at least one).
-    counts = np.where(char_mode, np.maximum(lengths - char_k + 1, 1), words_per_text - word_k + 1)
+    counts = np.where(char_mode, np.maximum(char_lengths - char_k + 1, 1), words_per_text - word_k + 1)
     text_index = np.repeat(np.arange(n_texts), counts)
     offset = np.arange(len(text_index)) - np.repeat(np.cumsum(counts) - counts, counts)
     if not char_mode.any():
         first = first_word[text_index] + offset
-        return ShingleSpans(codes, word_starts[first], word_ends[first + word_k - 1], text_index, char_mode)
+        return ShingleSpans(data, word_starts[first], word_ends[first + word_k - 1], text_index, char_mode)
     starts = np.empty(len(text_index), dtype=np.int64)
     ends = np.empty(len(text_index), dtype=np.int64)
     by_char = char_mode[text_index]
@@ -253,21 +243,30 @@ def shingle_spans(
     first = first_word[text_index[by_word]] + offset[by_word]
     starts[by_word], ends[by_word] = word_starts[first], word_ends[first + word_k - 1]
     char_texts = text_index[by_char]
-    starts[by_char] = text_starts[char_texts] + offset[by_char]
-    ends[by_char] = np.minimum(starts[by_char] + char_k, text_starts[char_texts] + lengths[char_texts])
-    return ShingleSpans(codes, starts, ends, text_index, char_mode)
+    first = first_char[char_texts] + offset[by_char]
+    last = first + char_k  # the character after the shingle, if inside the text
+    inside = offset[by_char] + char_k < char_lengths[char_texts]
+    starts[by_char] = char_positions[first]
+    ends[by_char] = np.where(
+        inside, char_positions[np.minimum(last, len(char_positions) - 1)], text_ends[char_texts]
+    )
+    return ShingleSpans(data, starts, ends, text_index, char_mode)
 
 
-def _mostly_unspaced(codes: np.ndarray, text_starts: np.ndarray, lengths: np.ndarray):
+def _mostly_unspaced(data: np.ndarray, text_starts: np.ndarray, char_lengths: np.ndarray):
     """(n_texts,) bool: more than 30 % of a text's characters are in a script written
-    without spaces. Only characters at or above the first such script's code point are
-    looked at, so Latin text costs one comparison per character."""
-    high = np.flatnonzero(codes >= _NO_SPACE_SCRIPTS[0, 0])
-    if not high.size:
+    without spaces. Those scripts all lie at U+0E00 and above, so only the UTF-8 sequences of
+    3 or 4 bytes are decoded."""
+    lead = np.flatnonzero(data >= 0xE0)
+    if not lead.size:
         return np.zeros(len(text_starts), dtype=bool)
-    values = codes[high]
-    unspaced = np.zeros(len(high), dtype=bool)
+    last = len(data) - 1
+    b0, b1, b2, b3 = (data[np.minimum(lead + k, last)].astype(np.uint32) for k in range(4))
+    three = ((b0 & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
+    four = ((b0 & 0x07) << 18) | ((b1 & 0x3F) << 12) | ((b2 & 0x3F) << 6) | (b3 & 0x3F)
+    values = np.where(b0 < 0xF0, three, four)
+    unspaced = np.zeros(len(lead), dtype=bool)
     for low, top in _NO_SPACE_SCRIPTS:
         unspaced |= (values >= low) & (values <= top)
-    text_of = np.searchsorted(text_starts, high[unspaced], side="right") - 1
-    return np.bincount(text_of, minlength=len(text_starts)) > 0.3 * lengths
+    text_of = np.searchsorted(text_starts, lead[unspaced], side="right") - 1
+    return np.bincount(text_of, minlength=len(text_starts)) > 0.3 * char_lengths

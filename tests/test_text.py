@@ -34,7 +34,7 @@ def test_punctuation_only_text_keeps_its_punctuation():
 def test_word_shingles_cover_each_window_once():
     texts = ["a b c d e f g h i j k l", "m n o p q r s t u v w x y"]
     spans = shingle_spans(normalize_batch(texts), word_k=3, char_k=5, min_words=10)
-    shingles = [spans.codes[s:e].tobytes().decode("utf-32-le") for s, e in zip(spans.starts, spans.ends)]
+    shingles = [spans.data[s:e].tobytes().decode("utf-8") for s, e in zip(spans.starts, spans.ends)]
     first = [s for s, t in zip(shingles, spans.text_index) if t == 0]
     assert first == [" ".join("abcdefghijkl"[i : i + 3]) for i in range(10)]
     assert (spans.text_index == 1).sum() == 13 - 2
@@ -49,6 +49,12 @@ def test_short_and_unspaced_texts_use_character_shingles():
     assert counts[0] == len(texts[0]) - 5 + 1
     assert counts[1] == len(texts[1]) - 5 + 1
     assert counts[2] == 1  # shorter than char_k: the whole text is one shingle
+    cjk = [
+        spans.data[s:e].tobytes().decode("utf-8")
+        for s, e, t in zip(spans.starts, spans.ends, spans.text_index)
+        if t == 1
+    ]
+    assert cjk == [texts[1][i : i + 5] for i in range(len(texts[1]) - 4)]
 
 
 def test_long_cjk_text_with_punctuation_is_still_character_shingled():
@@ -95,5 +101,5 @@ def test_batch_normalisation_equals_one_at_a_time(stdlib_texts):
     )
     batch = normalize_batch(texts)
     assert [batch.text(i) for i in range(len(texts))] == [normalize(t) for t in texts]
-    assert batch.codes.tobytes().decode("utf-32-le") == " ".join(normalize(t) for t in texts)
+    assert batch.utf8.decode("utf-8") == "\n".join(normalize(t) for t in texts)
     assert len(normalize_batch([])) == 0
