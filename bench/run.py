@@ -49,7 +49,7 @@ from guard.hashing import MinHasher, band_keys, text_signatures
 from guard.pipeline import Guard
 from guard.plant import plant_duplicates
 from guard.store import Segment, Store
-from guard.text import normalize, normalize_batch
+from guard.text import NormalizedBatch, normalize
 
 LEXICAL_CONFIG = REPO / "configs" / "guard" / "lexical.yaml"
 WIKITEXT = REPO.parent / "shared" / "data" / "wikitext-2"
@@ -318,8 +318,8 @@ def bench_signatures(paragraphs: list[str], sizes: dict) -> dict:
     ds_texts = normalized[: sizes["sig_datasketch"]]
     hasher = MinHasher(perms, seed=near.seed)
 
-    def ours():  # from normalised strings, like datasketch: includes building the code array
-        text_signatures(normalize_batch(ours_texts), hasher, word_k=k, char_k=ck, min_words=mw)
+    def ours():  # from normalised strings, like datasketch: includes building the byte buffer
+        text_signatures(NormalizedBatch.from_keys(ours_texts), hasher, word_k=k, char_k=ck, min_words=mw)
 
     def ds_per_text():
         from datasketch import MinHash

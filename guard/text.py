@@ -128,6 +128,21 @@ class NormalizedBatch:
     starts: np.ndarray
     lengths: np.ndarray
 
+    @classmethod
+    def from_utf8(cls, utf8: bytes, n_texts: int) -> NormalizedBatch:
+        """From ``n_texts`` normalised keys already joined by newlines in UTF-8."""
+        data = np.frombuffer(utf8, dtype=np.uint8)
+        if n_texts == 0:
+            return cls(b"", data[:0], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        bounds = np.flatnonzero(data == NEWLINE)
+        starts = np.concatenate(([0], bounds + 1)).astype(np.int64)
+        return cls(utf8, data, starts, np.append(bounds, len(data)).astype(np.int64) - starts)
+
+    @classmethod
+    def from_keys(cls, keys: list[str]) -> NormalizedBatch:
+        """From keys that ``normalize`` already produced (nothing is normalised again)."""
+        return cls.from_utf8("\n".join(keys).encode("utf-8"), len(keys))
+
     def __len__(self) -> int:
         return len(self.starts)
 
@@ -163,13 +178,7 @@ def normalize_batch(texts: list[str]) -> NormalizedBatch:
     after_gap = np.concatenate(([True], space[:-1] | (joined[:-1] == NEWLINE)))
     collapsed = joined[~(space & after_gap)]
     before_gap = np.concatenate((collapsed[1:] == NEWLINE, [True]))
-    data = collapsed[~((collapsed == SPACE) & before_gap)]
-    if not texts:
-        return NormalizedBatch(b"", data[:0], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    bounds = np.flatnonzero(data == NEWLINE)
-    starts = np.concatenate(([0], bounds + 1)).astype(np.int64)
-    lengths = np.append(bounds, len(data)).astype(np.int64) - starts
-    return NormalizedBatch(data.tobytes(), data, starts, lengths)
+    return NormalizedBatch.from_utf8(collapsed[~((collapsed == SPACE) & before_gap)].tobytes(), len(texts))
 
 
 def _words(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from guard.text import normalize, normalize_batch, shingle_spans
+from guard.text import NormalizedBatch, normalize, normalize_batch, shingle_spans
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,5 @@ def test_batch_normalisation_equals_one_at_a_time(stdlib_texts):
     assert [batch.text(i) for i in range(len(texts))] == [normalize(t) for t in texts]
     assert batch.utf8.decode("utf-8") == "\n".join(normalize(t) for t in texts)
     assert len(normalize_batch([])) == 0
+    again = NormalizedBatch.from_keys([normalize(t) for t in texts])
+    assert again.utf8 == batch.utf8 and (again.starts == batch.starts).all()
