@@ -105,12 +105,21 @@ def _punctuation_only(text: str) -> str:
     return " ".join((text.lower() if text.isascii() else _fold(text)).split())
 
 
+def clean(text: str) -> str:
+    """``text`` as a model should read it: NFKC, zero-width characters removed, look-alike
+    letters mapped to Latin; case, punctuation and spacing kept. Shared by the embedding and
+    language-model checks, so a look-alike attack fools them no more than it fools dedup."""
+    if text.isascii():
+        return text
+    cleaned = unicodedata.normalize("NFKC", text)
+    for char in _LOOKALIKES_AND_INVISIBLES.intersection(_NON_ASCII.findall(cleaned)):
+        cleaned = cleaned.replace(char, HOMOGLYPHS.get(char, ""))
+    return cleaned
+
+
 def _fold(text: str) -> str:
-    """NFKC, look-alikes mapped and invisibles removed, case folded (the non-ASCII steps)."""
-    folded = unicodedata.normalize("NFKC", text)
-    for char in _LOOKALIKES_AND_INVISIBLES.intersection(_NON_ASCII.findall(folded)):
-        folded = folded.replace(char, HOMOGLYPHS.get(char, ""))
-    return folded.casefold()
+    """``clean`` and case folded (the non-ASCII steps of ``normalize``)."""
+    return clean(text).casefold()
 
 
 @dataclass(frozen=True)

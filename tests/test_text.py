@@ -105,3 +105,10 @@ def test_batch_normalisation_equals_one_at_a_time(stdlib_texts):
     assert len(normalize_batch([])) == 0
     again = NormalizedBatch.from_keys([normalize(t) for t in texts])
     assert again.utf8 == batch.utf8 and (again.starts == batch.starts).all()
+
+
+def test_clean_undoes_disguises_but_keeps_case_and_punctuation():
+    from guard.text import clean
+
+    assert clean("Thе quiсk\u200b fox, ｊｕｍｐｓ!") == "The quick fox, jumps!"
+    assert clean("Plain ASCII, untouched.") == "Plain ASCII, untouched."
