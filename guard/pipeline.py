@@ -23,6 +23,34 @@ from guard.text import normalize_batch
 
 
 @dataclass
+class Matches:
+    """What the duplicate checks found for the usable records of one batch (n of them).
+
+    ``*_of`` lists hold the matched record's id or None; ``jaccard`` and ``cosine`` the
+    similarity of that match. ``first``: (n,) the first position in the batch with the same
+    normalised text. ``representative``: (n,) bool, records that are no duplicate of any
+    kind, which become the reference for later records when kept. ``signatures`` (n,
+    num_perm) and ``keys`` (n, bands) are uint32 (zero columns without the near check)."""
+
+    exact_of: list
+    near_of: list
+    jaccard: list
+    semantic_of: list
+    cosine: list
+    first: np.ndarray
+    representative: np.ndarray
+    signatures: np.ndarray
+    keys: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> Matches:
+        none = [None] * n
+        empty = np.zeros((n, 0), dtype=np.uint32)
+        return cls(list(none), list(none), list(none), list(none), list(none), np.arange(n),
+                   np.ones(n, dtype=bool), empty, empty)  # fmt: skip
+
+
+@dataclass
 class Summary:
     """What a run did: counts per output and per reason, and throughput."""
 
@@ -79,22 +107,30 @@ class Guard:
     record in batch 2 that duplicates one in batch 1 is flagged. ``filter`` runs files.
     """
 
-    def __init__(self, config=None, store: str | Path | None = None):
+    def __init__(self, config=None, store: str | Path | None = None, embedder=None):
         self.config: GuardConfig = load_config(config)
-        self.store = None
-        if store is not None:
-            self.store = Store(
-                store,
-                self.config.fingerprint(),
-                self.config.store_settings(),
-                self.config.store.max_segments,
-            )
-        self.run = SegmentStack()
         self.near = None
         if self.config.near.enabled:
             from guard.checks.minhash import NearDuplicateCheck
 
             self.near = NearDuplicateCheck(self.config.near)
+        self.semantic = None
+        if embedder is not None or self.config.semantic.is_enabled():
+            from guard.checks.semantic import SemanticDuplicateCheck
+
+            self.semantic = SemanticDuplicateCheck(self.config.semantic, embedder)
+        self.store = None
+        if store is not None:
+            embedding = (self.semantic.model_id, self.semantic.dim) if self.semantic else None
+            self.store = Store(
+                store,
+                self.config.store_settings(embedding),
+                self.config.store.max_segments,
+                {"exact_max": self.config.semantic.exact_search_max, "nprobe": self.config.semantic.nprobe},
+            )
+        self.run = SegmentStack()
+        self.run_vectors = self.semantic.new_index() if self.semantic else None
+        self._run_vector_rows: list[np.ndarray] = []
         self._rows_annotated = 0
 
     # -- column batches -------------------------------------------------------------------
@@ -150,75 +186,107 @@ class Guard:
         columns: dict[str, list] = {"guard_id": ids}
 
         hashes = exact_hashes(batch)
-        exact_of, near_of, jaccard, representative, signatures, keys = self._find_duplicates(
-            [ids[i] for i in valid_rows], batch, hashes, reference
-        )
+        valid_ids = [ids[i] for i in valid_rows]
+        found = self._find_duplicates(valid_ids, batch, hashes, reference)
+        vectors = self._find_semantic(found, valid_ids, [texts[i] for i in valid_rows])
+        flags = {"exact_duplicate": found.exact_of, "near_duplicate": found.near_of}
+        if self.semantic is not None:
+            flags["semantic_duplicate"] = found.semantic_of
         if self.config.exact.enabled:
-            columns["guard_exact_duplicate_of"] = _scatter(exact_of, valid_rows, n)
+            columns["guard_exact_duplicate_of"] = _scatter(found.exact_of, valid_rows, n)
         if self.near is not None:
-            columns["guard_near_duplicate_of"] = _scatter(near_of, valid_rows, n)
-            columns["guard_near_duplicate_jaccard"] = _scatter(jaccard, valid_rows, n)
+            columns["guard_near_duplicate_of"] = _scatter(found.near_of, valid_rows, n)
+            columns["guard_near_duplicate_jaccard"] = _scatter(found.jaccard, valid_rows, n)
+        if self.semantic is not None:
+            columns["guard_semantic_duplicate_of"] = _scatter(found.semantic_of, valid_rows, n)
+            columns["guard_semantic_similarity"] = _scatter(found.cosine, valid_rows, n)
 
         keep, reasons, weights = self._decide(
-            input_reasons, _scatter(exact_of, valid_rows, n), _scatter(near_of, valid_rows, n)
+            input_reasons, {reason: _scatter(of, valid_rows, n) for reason, of in flags.items()}
         )
         columns.update(guard_keep=keep, guard_reasons=reasons, guard_weight=weights, guard_error=input_errors)
-        new = [k for k in np.flatnonzero(representative) if keep[valid_rows[k]]]
-        if new:
+        new = np.array(
+            [k for k in np.flatnonzero(found.representative) if keep[valid_rows[k]]], dtype=np.int64
+        )
+        if len(new):
             self.run.append(
-                Segment.build([ids[valid_rows[k]] for k in new], hashes[new], signatures[new], keys[new])
+                Segment.build(
+                    [valid_ids[k] for k in new], hashes[new], found.signatures[new], found.keys[new]
+                )
             )
+            if vectors is not None:
+                self.run_vectors.add(vectors[new])
+                self._run_vector_rows.append(vectors[new])
         return columns
 
-    def _find_duplicates(self, ids, batch, hashes, reference):
+    def _find_semantic(self, found: Matches, ids: list[str], texts: list[str]) -> np.ndarray | None:
+        """Embed the records that are no lexical duplicate, match them against the kept
+        records' embeddings, and update ``found`` in place. Returns (n, dim) vectors (zero
+        rows for records not embedded), or None when the semantic check is off."""
+        if self.semantic is None:
+            return None
+        rows = np.flatnonzero(found.representative)
+        vectors = np.zeros((len(ids), self.semantic.dim), dtype=np.float32)
+        vectors[rows] = self.semantic.embed([texts[r] for r in rows])
+        references = [(self.run_vectors, self.run.id_at)]
+        if self.store is not None:
+            references.insert(0, (self.store.vectors, self.store.stack.id_at))
+        matches, cosines = self.semantic.find(vectors[rows], [ids[r] for r in rows], references)
+        for row, match, cosine in zip(rows, matches, cosines):
+            found.semantic_of[row], found.cosine[row] = match, cosine
+        for i in np.flatnonzero(found.first != np.arange(len(ids))):
+            first = found.first[i]
+            if found.exact_of[i] == ids[first] and found.semantic_of[first] is not None:
+                found.exact_of[i] = None  # a copy of a record that is itself a semantic duplicate
+                found.semantic_of[i], found.cosine[i] = found.semantic_of[first], found.cosine[first]
+        found.representative &= np.array([m is None for m in found.semantic_of], dtype=bool)
+        return vectors
+
+    def _find_duplicates(self, ids, batch, hashes, reference) -> Matches:
         """Exact and near matches of usable records, every match naming a kept record.
 
         An exact copy of an earlier record of the batch points to it when that record is
         kept; when that record is itself a near duplicate, the copy inherits its near match.
-        Returns lists (exact_of, near_of, jaccard), the (n,) bool mask of representatives
-        (neither kind of duplicate), and (n, num_perm) signatures and (n, bands) band keys
-        (zero columns when the near check is off).
         """
         n = len(ids)
-        exact_of: list[str | None] = [None] * n
-        first = np.arange(n)
+        found = Matches.empty(n)
         if self.config.exact.enabled:
-            exact_of = reference.find_exact(hashes)
-            first = first_occurrences(hashes)
-        checked = (first == np.arange(n)) & np.array([m is None for m in exact_of], dtype=bool)
-        near_of: list[str | None] = [None] * n
-        jaccard: list[float | None] = [None] * n
-        signatures = np.zeros((n, 0), dtype=np.uint32)
-        keys = np.zeros((n, 0), dtype=np.uint32)
+            found.exact_of = reference.find_exact(hashes)
+            found.first = first_occurrences(hashes)
+        checked = (found.first == np.arange(n)) & np.array([m is None for m in found.exact_of], dtype=bool)
         if self.near is not None:
-            signatures = self.near.signatures(batch)
-            keys = self.near.band_keys(signatures)
+            found.signatures = self.near.signatures(batch)
+            found.keys = self.near.band_keys(found.signatures)
             rows = np.flatnonzero(checked)
-            matches, sims = self.near.find(signatures[rows], keys[rows], [ids[i] for i in rows], reference)
+            matches, sims = self.near.find(
+                found.signatures[rows], found.keys[rows], [ids[i] for i in rows], reference
+            )
             for row, match, sim in zip(rows, matches, sims):
-                near_of[row], jaccard[row] = match, sim
-        for i in np.flatnonzero(first != np.arange(n)):
-            f = first[i]
-            if exact_of[f] is None and near_of[f] is not None:
-                near_of[i], jaccard[i] = near_of[f], jaccard[f]
-            elif exact_of[f] is None:
-                exact_of[i] = ids[f]
-        representative = checked & np.array([m is None for m in near_of], dtype=bool)
-        return exact_of, near_of, jaccard, representative, signatures, keys
+                found.near_of[row], found.jaccard[row] = match, sim
+        for i in np.flatnonzero(found.first != np.arange(n)):
+            first = found.first[i]
+            if found.exact_of[first] is None and found.near_of[first] is not None:
+                found.near_of[i], found.jaccard[i] = found.near_of[first], found.jaccard[first]
+            elif found.exact_of[first] is None:
+                found.exact_of[i] = ids[first]
+        found.representative = checked & np.array([m is None for m in found.near_of], dtype=bool)
+        return found
 
-    def _decide(self, input_reasons, exact_of, near_of):
-        """guard_keep, guard_reasons and guard_weight from the flags and the policy."""
+    def _decide(self, input_reasons, flags: dict[str, list]):
+        """guard_keep, guard_reasons and guard_weight from the flags and the policy.
+
+        Args:
+            input_reasons: per record, None or "empty"/"malformed".
+            flags: reason -> per record, the matched id or None.
+        """
         reject = set(self.config.policy.reject)
         keep, reasons, weights = [], [], []
-        for input_reason, exact, near in zip(input_reasons, exact_of, near_of):
-            flags = [input_reason] if input_reason else []
-            if exact is not None:
-                flags.append("exact_duplicate")
-            if near is not None:
-                flags.append("near_duplicate")
-            kept = input_reason is None and not reject.intersection(flags)
+        for i, input_reason in enumerate(input_reasons):
+            raised = [input_reason] if input_reason else []
+            raised += [reason for reason, of in flags.items() if of[i] is not None]
+            kept = input_reason is None and not reject.intersection(raised)
             keep.append(kept)
-            reasons.append(flags)
+            reasons.append(raised)
             weights.append(1.0 if kept else 0.0)
         return keep, reasons, weights
 
@@ -279,8 +347,11 @@ class Guard:
         """Write the records kept so far in this run to the store (no-op without one)."""
         if self.store is None or not len(self.run):
             return
-        self.store.commit(Segment.merge(self.run.segments))
+        vectors = np.concatenate(self._run_vector_rows) if self.semantic else None
+        self.store.commit(Segment.merge(self.run.segments), vectors)
         self.run = SegmentStack()
+        self.run_vectors = self.semantic.new_index() if self.semantic else None
+        self._run_vector_rows = []
 
     def close(self) -> None:
         if self.store is not None:

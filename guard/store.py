@@ -202,6 +202,14 @@ class SegmentStack:
             last = self.segments.pop()
             self.segments[-1] = Segment.merge([self.segments[-1], last])
 
+    def id_at(self, row: int) -> str:
+        """The id of the record at ``row`` in seniority order across all segments."""
+        for segment in self.segments:
+            if row < segment.n:
+                return segment.id_of(row)
+            row -= segment.n
+        raise IndexError("row beyond the stack")
+
     def find_exact(self, hashes: np.ndarray) -> list[str | None]:
         """Id of the most senior record holding each hash, or None."""
         found: list[str | None] = [None] * len(hashes)
@@ -246,16 +254,20 @@ class Store:
 
     Args:
         directory: created if missing.
-        fingerprint: the config fingerprint; an existing store must have the same one.
-        settings: the settings behind the fingerprint, recorded in the manifest and named in
-            the refusal message.
+        settings: the dedup settings (``GuardConfig.store_settings``); an existing store must
+            have been built with the same ones. Recorded in the manifest with their
+            fingerprint, and named in the refusal message.
         max_segments: segments merged into one when a commit would exceed this.
+        vector_options: ``VectorIndex`` options (exact_max, nprobe) for the embeddings of
+            kept records, kept when ``settings["embedding_model"]`` is set.
     """
 
-    def __init__(self, directory, fingerprint: str, settings: dict, max_segments: int = 8):
+    def __init__(self, directory, settings: dict, max_segments: int = 8, vector_options: dict | None = None):
+        from guard.config import fingerprint
+
         self.directory = Path(directory)
-        self.fingerprint = fingerprint
         self.settings = settings
+        self.fingerprint = fingerprint(settings)
         self.max_segments = max_segments
         if self.directory.exists() and not self.directory.is_dir():
             raise GuardError(f"{self.directory}: store path exists and is not a directory")
@@ -271,6 +283,21 @@ class Store:
             [Segment.load(self.directory / "segments" / s["name"]) for s in self.manifest["segments"]],
             merge=False,
         )
+        self.vectors = self._load_vectors(vector_options or {}) if settings.get("embedding_model") else None
+
+    def _load_vectors(self, options: dict):
+        from guard.vector_index import VectorIndex
+
+        name = self.manifest.get("vector_index")
+        if name is None:
+            return VectorIndex(self.settings["embedding_dim"], **options)
+        vectors = VectorIndex.load(self.directory / name, **options)
+        if len(vectors) != self.n_records:
+            raise GuardError(
+                f"{self.directory / name}: holds {len(vectors)} vectors for {self.n_records} records; "
+                "the store is damaged"
+            )
+        return vectors
 
     @property
     def n_records(self) -> int:
@@ -310,11 +337,14 @@ class Store:
             )
         return manifest
 
-    def commit(self, segment: Segment) -> None:
-        """Add ``segment`` (the run's kept records) and rewrite the manifest atomically;
-        merge all segments into one when there would be more than ``max_segments``."""
+    def commit(self, segment: Segment, vectors: np.ndarray | None = None) -> None:
+        """Add ``segment`` (the run's kept records) and, when the store keeps embeddings,
+        their (segment.n, dim) ``vectors``; rewrite the manifest atomically last. Segments are
+        merged into one when there would be more than ``max_segments``."""
         if segment.n == 0:
             return
+        if (self.vectors is None) != (vectors is None) or (vectors is not None and len(vectors) != segment.n):
+            raise ValueError("commit needs one embedding per record exactly when the store keeps embeddings")
         segments_dir = self.directory / "segments"
         segments_dir.mkdir(exist_ok=True)
         entries = list(self.manifest["segments"])
@@ -332,8 +362,15 @@ class Store:
             **self.manifest, "guard_version": __version__, "segments": entries,
             "n_records": sum(e["n_records"] for e in entries), "updated": _now(),
         }  # fmt: skip
+        old_vectors = self.manifest.get("vector_index")
+        if self.vectors is not None:
+            self.vectors.add(vectors)
+            manifest["vector_index"] = f"vectors-{name}.faiss"
+            self.vectors.save(self.directory / manifest["vector_index"])
         _write_json_atomic(self.directory / "manifest.json", manifest)
         self.manifest = manifest
+        if old_vectors and old_vectors != manifest.get("vector_index"):
+            (self.directory / old_vectors).unlink(missing_ok=True)
         if not entries[:-1]:
             for old in old_names:
                 shutil.rmtree(segments_dir / old, ignore_errors=True)

@@ -6,7 +6,9 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+LEXICAL_CONFIG = str(ROOT / "configs" / "guard" / "lexical.yaml")
 
 
 @pytest.fixture(scope="session")

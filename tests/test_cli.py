@@ -10,6 +10,7 @@ import pytest
 from guard.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+LEXICAL = str(ROOT / "configs" / "guard" / "lexical.yaml")
 
 
 def _read_jsonl(path):
@@ -23,8 +24,8 @@ def _write_lines(path, lines: list[bytes]):
 
 def _filter(tmp_path, *inputs, extra=()):
     kept, rejected = tmp_path / "kept.jsonl", tmp_path / "rejected.jsonl"
-    code = main(["filter", *map(str, inputs), "--out", str(kept), "--rejected", str(rejected),
-                 "--summary", str(tmp_path / "summary.json"), "--quiet", *extra])  # fmt: skip
+    outputs = ["--out", str(kept), "--rejected", str(rejected), "--summary", str(tmp_path / "summary.json")]
+    code = main(["filter", *map(str, inputs), *outputs, "--quiet", "--config", LEXICAL, *extra])
     return code, _read_jsonl(kept), _read_jsonl(rejected)
 
 
@@ -78,7 +79,18 @@ def test_every_format_in_and_out(tmp_path, suffix, stdlib_texts):
     with open_writer(source) as writer:
         writer.write(rows)
     kept, rejected = tmp_path / f"kept{suffix or '_ds'}", tmp_path / f"rej{suffix or '_ds'}"
-    assert main(["filter", str(source), "--out", str(kept), "--rejected", str(rejected), "--quiet"]) == 0
+    args = [
+        "filter",
+        str(source),
+        "--out",
+        str(kept),
+        "--rejected",
+        str(rejected),
+        "--quiet",
+        "--config",
+        LEXICAL,
+    ]
+    assert main(args) == 0
     kept_rows = [r for batch in iter_record_batches(kept) for r in batch]
     rejected_rows = [r for batch in iter_record_batches(rejected) for r in batch]
     assert len(kept_rows) == 30 and len(rejected_rows) == 1

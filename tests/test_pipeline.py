@@ -8,6 +8,8 @@ import pytest
 from guard.pipeline import Guard
 from guard.plant import plant_duplicates
 
+LEXICAL = {"semantic": {"enabled": False}}
+
 
 def _columns(records: list[dict]) -> dict[str, list]:
     return {key: [r.get(key) for r in records] for key in records[0]}
@@ -27,7 +29,7 @@ def _matched(out: dict[str, list], i: int):
 
 def test_planted_duplicates_on_stdlib_text(stdlib_texts):
     records = plant_duplicates(stdlib_texts[:1200], random.Random(3), 150, 300, 0.05)
-    out = _annotate_in_batches(Guard(), records, batch_size=256)
+    out = _annotate_in_batches(Guard(LEXICAL), records, batch_size=256)
     planted = [r["planted"] for r in records]
     exact = [i for i, p in enumerate(planted) if p == "exact"]
     near = [i for i, p in enumerate(planted) if p == "near"]
@@ -49,7 +51,7 @@ def test_first_seen_wins_and_chains_do_not_propagate():
     b = base.replace("w10", "x10").replace("w20", "x20")  # near a
     c = base.replace("w10 w11 w12 w13", "y y y y").replace("w30", "z")  # near a too
     records = [{"id": "a", "text": a}, {"id": "b", "text": b}, {"id": "c", "text": c}]
-    out = Guard().annotate(_columns(records))
+    out = Guard(LEXICAL).annotate(_columns(records))
     assert out["guard_near_duplicate_of"] == [None, "a", "a"]
     assert out["guard_keep"] == [True, False, False]
 
@@ -59,7 +61,7 @@ def test_exact_duplicates_point_to_the_first_occurrence_across_batches():
         ["Alpha beta gamma delta.", "ALPHA  beta, gamma delta", "other text entirely here",
          "alpha beta gamma delta!!"]
     )]  # fmt: skip
-    guard = Guard()
+    guard = Guard(LEXICAL)
     first = guard.annotate(_columns(records[:2]))
     second = guard.annotate(_columns(records[2:]))
     assert first["guard_exact_duplicate_of"] == [None, "r0"]
@@ -69,7 +71,7 @@ def test_exact_duplicates_point_to_the_first_occurrence_across_batches():
 
 def test_bad_texts_are_rejected_with_a_reason_not_dropped():
     batch = {"id": ["a", "b", "c", "d"], "text": ["fine text here", "", None, 42]}
-    out = Guard().annotate(batch)
+    out = Guard(LEXICAL).annotate(batch)
     assert out["guard_keep"] == [True, False, False, False]
     assert out["guard_reasons"] == [[], ["empty"], ["malformed"], ["malformed"]]
     assert out["guard_error"][3] == "row 3: field 'text' is int, not str"
@@ -78,13 +80,13 @@ def test_bad_texts_are_rejected_with_a_reason_not_dropped():
 
 def test_flag_only_policy_keeps_duplicates_with_their_evidence():
     records = [{"id": "a", "text": "same text again"}, {"id": "b", "text": "Same text, again!"}]
-    out = Guard({"policy": {"reject": []}}).annotate(_columns(records))
+    out = Guard({**LEXICAL, "policy": {"reject": []}}).annotate(_columns(records))
     assert out["guard_keep"] == [True, True]
     assert out["guard_reasons"][1] == ["exact_duplicate"]
 
 
 def test_ids_are_generated_when_absent():
-    guard = Guard()
+    guard = Guard(LEXICAL)
     out1 = guard.annotate({"text": ["one text here", "two texts here"]})
     out2 = guard.annotate({"text": ["one text here"]})
     assert out1["guard_id"] == ["row:0", "row:1"]
@@ -94,8 +96,8 @@ def test_ids_are_generated_when_absent():
 def test_same_input_same_output():
     records = plant_duplicates([f"paragraph {i} " + "word " * (i % 9) + f"end {i * 7}" for i in range(300)],
                                random.Random(1), 20, 40, 0.1)  # fmt: skip
-    first = _annotate_in_batches(Guard(), records, 64)
-    second = _annotate_in_batches(Guard(), records, 64)
+    first = _annotate_in_batches(Guard(LEXICAL), records, 64)
+    second = _annotate_in_batches(Guard(LEXICAL), records, 64)
     assert first == second
 
 
@@ -104,7 +106,7 @@ def test_boilerplate_copies_are_all_caught_with_bounded_work():
     compared with at most max_pairs_per_bucket earlier records per bucket, and all are caught."""
     template = "this page was generated automatically from the template of the site footer "
     records = [{"id": str(i), "text": template * 2 + f"item {i}"} for i in range(3000)]
-    guard = Guard({"near": {"max_pairs_per_bucket": 8}})
+    guard = Guard({**LEXICAL, "near": {"max_pairs_per_bucket": 8}})
     out = guard.annotate(_columns(records))
     assert out["guard_keep"].count(True) == 1
     assert set(out["guard_near_duplicate_of"][1:]) == {"0"}
@@ -116,7 +118,7 @@ def test_hf_dataset_map(stdlib_texts):
 
     texts = stdlib_texts[:50] + [t.upper() for t in stdlib_texts[:5]]
     ds = datasets.Dataset.from_dict({"text": texts, "n": list(range(len(texts)))})
-    mapped = ds.map(Guard().annotate, batched=True, batch_size=16, load_from_cache_file=False)
+    mapped = ds.map(Guard(LEXICAL).annotate, batched=True, batch_size=16, load_from_cache_file=False)
     assert mapped.num_rows == len(texts)
     assert mapped["n"] == list(range(len(texts)))
     assert sum(mapped["guard_keep"]) == 50

@@ -9,6 +9,8 @@ from guard.errors import GuardError
 from guard.pipeline import Guard
 from guard.store import Segment, SegmentStack
 
+LEXICAL = {"semantic": {"enabled": False}}
+
 
 def _batch(texts, prefix):
     return {"id": [f"{prefix}{i}" for i in range(len(texts))], "text": texts}
@@ -22,13 +24,13 @@ def _texts(n, seed):
 
 def test_run_two_flags_duplicates_of_run_one_with_its_id(tmp_path):
     first = _texts(200, seed=1)
-    with Guard(store=tmp_path / "store") as guard:
+    with Guard(LEXICAL, store=tmp_path / "store") as guard:
         guard.annotate(_batch(first, "run1-"))
         guard.commit()
     words = first[17].split()
     words[5], words[30] = "edited", "changed"  # 2 of 40 words edited
     second = [" ".join(words), first[3].upper(), *_texts(50, seed=2)]
-    with Guard(store=tmp_path / "store") as guard:
+    with Guard(LEXICAL, store=tmp_path / "store") as guard:
         out = guard.annotate(_batch(second, "run2-"))
         guard.commit()
         assert guard.store.n_records == 200 + 50
@@ -38,39 +40,39 @@ def test_run_two_flags_duplicates_of_run_one_with_its_id(tmp_path):
 
 
 def test_without_commit_nothing_is_stored(tmp_path):
-    with Guard(store=tmp_path / "s") as guard:
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
         guard.annotate(_batch(_texts(10, 3), "a"))
-    with Guard(store=tmp_path / "s") as guard:
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
         assert guard.store.n_records == 0
 
 
 def test_store_with_other_settings_is_refused(tmp_path):
-    with Guard(store=tmp_path / "s") as guard:
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
         guard.annotate(_batch(_texts(5, 4), "a"))
         guard.commit()
     with pytest.raises(GuardError, match=r"other dedup settings \(num_perm 128 -> 64"):
-        Guard({"near": {"num_perm": 64}}, store=tmp_path / "s")
+        Guard({**LEXICAL, "near": {"num_perm": 64}}, store=tmp_path / "s")
     # the verification threshold is a decision, not a stored key: changing it is allowed
-    Guard({"near": {"threshold": 0.6, "bands": 30, "rows": 4}}, store=tmp_path / "s").close()
+    Guard({**LEXICAL, "near": {"threshold": 0.6, "bands": 30, "rows": 4}}, store=tmp_path / "s").close()
 
 
 def test_a_store_is_locked_while_in_use(tmp_path):
-    with Guard(store=tmp_path / "s"):
+    with Guard(LEXICAL, store=tmp_path / "s"):
         with pytest.raises(GuardError, match="in use by another guard run"):
-            Guard(store=tmp_path / "s")
+            Guard(LEXICAL, store=tmp_path / "s")
 
 
 def test_a_non_store_directory_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(GuardError, match="not a guard store"):
-        Guard(store=tmp_path)
+        Guard(LEXICAL, store=tmp_path)
 
 
 def test_manifest_records_versions_and_fingerprint(tmp_path):
-    with Guard(store=tmp_path / "s") as guard:
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
         guard.annotate(_batch(_texts(30, 5), "a"))
         guard.commit()
-        fingerprint = guard.config.fingerprint()
+        fingerprint = guard.store.fingerprint
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["format_version"] == 1
     assert manifest["fingerprint"] == fingerprint
@@ -80,7 +82,7 @@ def test_manifest_records_versions_and_fingerprint(tmp_path):
 
 
 def test_keys_are_fixed_width_arrays_on_disk(tmp_path):
-    with Guard(store=tmp_path / "s") as guard:
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
         guard.annotate(_batch(_texts(40, 6), "a"))
         guard.commit()
         segment = guard.store.stack.segments[0]
@@ -91,7 +93,7 @@ def test_keys_are_fixed_width_arrays_on_disk(tmp_path):
 
 
 def test_segments_merge_beyond_the_limit_and_keep_seniority(tmp_path):
-    config = {"store": {"max_segments": 2}}
+    config = {**LEXICAL, "store": {"max_segments": 2}}
     all_texts = []
     for run in range(4):
         texts = _texts(20, seed=10 + run)

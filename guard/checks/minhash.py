@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from guard.checks.order import resolve_in_order
 from guard.config import NearConfig
 from guard.hashing import MinHasher, band_keys, estimated_jaccard, text_signatures
 from guard.store import SegmentStack
@@ -45,13 +46,7 @@ class NearDuplicateCheck:
         earlier, later = unmatched[earlier], unmatched[later]
         sims = estimated_jaccard(signatures[earlier], signatures[later])
         hit = sims >= self.config.threshold
-        order = np.lexsort((earlier[hit], later[hit]))
-        flagged: set[int] = set()
-        for a, b, sim in zip(earlier[hit][order], later[hit][order], sims[hit][order]):
-            if b in flagged or a in flagged:
-                continue
-            flagged.add(int(b))
-            duplicate_of[b], jaccard[b] = ids[a], float(sim)
+        resolve_in_order(earlier[hit], later[hit], sims[hit], ids, duplicate_of, jaccard)
         return duplicate_of, jaccard
 
 

@@ -1,0 +1,188 @@
+"""Semantic duplicates among embedded texts: SemDeDup (Abbas et al. 2023) and an exact range search.
+
+Both keep the first item of every group of near-identical embeddings, in input order: an item
+is a duplicate when its cosine similarity to an item kept before it is at least a threshold,
+and it then points to the most similar such kept item (ties: the earliest). Comparing only
+with kept items means a chain A ~ B ~ C with C not close to A keeps C.
+
+- ``semdedup``: spherical k-means first, then the keep rule inside each cluster only (the
+  paper's method; pairs split across clusters are missed, the price of not comparing all pairs).
+- ``range_dedup``: the keep rule over all items, by exact blocked matrix products.
+
+Similarities are taken in blocks of ``block x block`` float32 dot products, so memory stays at
+``block**2`` floats whatever the number of items; only pairs that pass the threshold are kept
+and resolved in order by a Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCK = 2048
+
+
+@dataclass
+class SemDeDupResult:
+    """What the keep rule decided for each of ``n`` items.
+
+    Attributes:
+        duplicate_of: (n,) int64 index of the kept item an item duplicates, -1 if kept.
+        similarity: (n,) float32 cosine to that item, nan if kept.
+        cluster: (n,) int64 cluster of each item (all 0 for ``range_dedup``).
+    """
+
+    duplicate_of: np.ndarray
+    similarity: np.ndarray
+    cluster: np.ndarray
+
+    @property
+    def kept(self) -> np.ndarray:
+        """(n,) bool, True for the items kept."""
+        return self.duplicate_of < 0
+
+
+def semdedup(
+    embeddings: np.ndarray,
+    eps: float = 0.05,
+    n_clusters: int | None = None,
+    seed: int = 0,
+    n_iter: int = 20,
+) -> SemDeDupResult:
+    """SemDeDup: cluster, then keep the first of each group of near-identical items per cluster.
+
+    Args:
+        embeddings: (n, d) float32 L2-normalised rows.
+        eps: an item is a duplicate when its cosine to an item kept before it in the same
+            cluster is >= ``1 - eps``.
+        n_clusters: k-means clusters; default ``max(1, round(sqrt(n / 2)))``, at most n.
+        seed, n_iter: of the spherical k-means (faiss), which fix its result.
+
+    Items are assigned to their nearest centroid; within a cluster they are taken in input
+    order (first seen wins), so the result is deterministic for a seed. With one cluster the
+    result equals ``range_dedup(embeddings, 1 - eps)``.
+    """
+    vectors = _as_matrix(embeddings)
+    n = len(vectors)
+    k = min(n, n_clusters if n_clusters is not None else max(1, round(np.sqrt(n / 2))))
+    cluster = spherical_kmeans(vectors, k, seed, n_iter) if k > 1 else np.zeros(n, dtype=np.int64)
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    similarity = np.full(n, np.nan, dtype=np.float32)
+    order = np.argsort(cluster, kind="stable")  # members of each cluster, in input order
+    bounds = np.cumsum(np.bincount(cluster, minlength=max(k, 1)))[:-1]
+    for members in np.split(order, bounds):
+        if len(members) < 2:
+            continue
+        local, sims = _first_seen_wins(vectors[members], 1.0 - eps, BLOCK)
+        found = local >= 0
+        duplicate_of[members[found]] = members[local[found]]
+        similarity[members[found]] = sims[found]
+    return SemDeDupResult(duplicate_of, similarity, cluster)
+
+
+def range_dedup(embeddings: np.ndarray, threshold: float, block: int = BLOCK) -> SemDeDupResult:
+    """The keep rule over all items, without clusters: exact search by blocked matrix products.
+
+    Args:
+        embeddings: (n, d) float32 L2-normalised rows.
+        threshold: an item is a duplicate when its cosine to an earlier kept item is >= this.
+        block: rows (and columns) per matrix product; memory is ``block**2`` float32.
+
+    Returns a ``SemDeDupResult`` with every item in cluster 0.
+    """
+    vectors = _as_matrix(embeddings)
+    duplicate_of, similarity = _first_seen_wins(vectors, threshold, block)
+    return SemDeDupResult(duplicate_of, similarity, np.zeros(len(vectors), dtype=np.int64))
+
+
+def spherical_kmeans(vectors: np.ndarray, k: int, seed: int, n_iter: int) -> np.ndarray:
+    """(n,) int64 index of the nearest of ``k`` spherical k-means centroids (faiss) of each row
+    of the (n, d) float32 ``vectors``."""
+    import faiss
+
+    kmeans = faiss.Kmeans(vectors.shape[1], k, niter=n_iter, seed=seed, spherical=True, verbose=False)
+    kmeans.train(vectors)
+    _, nearest = kmeans.index.search(vectors, 1)
+    return nearest[:, 0].astype(np.int64)
+
+
+def _as_matrix(embeddings: np.ndarray) -> np.ndarray:
+    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"embeddings must be (n, d), got shape {vectors.shape}")
+    return vectors
+
+
+def _first_seen_wins(vectors: np.ndarray, threshold: float, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The keep rule over the (n, d) rows of ``vectors`` in order.
+
+    Returns (duplicate_of, similarity): (n,) int64 index of the kept row each row duplicates
+    (-1 if kept) and (n,) float32 cosine to it (nan if kept).
+
+    Rows are taken ``block`` at a time. Pairs (row, earlier column) with cosine >= threshold
+    are gathered from ``block x block`` products; those whose column lies in an earlier block
+    are kept only if that column was kept. Each row's candidates are then read in order of
+    similarity (descending; ties by column) and the first kept one wins, which, for a column in
+    the row's own block, is known once the rows before it have been resolved.
+    """
+    if block < 1:
+        raise ValueError("block must be >= 1")
+    n = len(vectors)
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    similarity = np.full(n, np.nan, dtype=np.float32)
+    kept = np.ones(n, dtype=bool)
+    for r0 in range(0, n, block):
+        r1 = min(r0 + block, n)
+        rows, cols, sims = _candidates(vectors, r0, r1, threshold, block, kept)
+        if not len(rows):
+            continue
+        by_row = np.lexsort((cols, -sims, rows))
+        rows, cols, sims = rows[by_row], cols[by_row], sims[by_row]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        ends = np.r_[starts[1:], len(rows)]
+        col_list = cols.tolist()
+        for start, end, row in zip(starts.tolist(), ends.tolist(), rows[starts].tolist()):
+            for j in range(start, end):
+                if kept[col_list[j]]:
+                    duplicate_of[row] = col_list[j]
+                    similarity[row] = sims[j]
+                    kept[row] = False
+                    break
+    return duplicate_of, similarity
+
+
+def _candidates(
+    vectors: np.ndarray, r0: int, r1: int, threshold: float, block: int, kept: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, sims): pairs with row in [r0, r1), col < row and cosine >= threshold, as
+    int64, int64 and float32 arrays.
+
+    Columns before ``r0`` count only where ``kept``. A row with such a column is certainly a
+    duplicate, so it is left out as a column of the rows' own (diagonal) block, which is read
+    last; this keeps that block's pairs few when many copies of one item follow each other.
+    """
+    found_rows, found_cols, found_sims = [], [], []
+    rows_block = vectors[r0:r1]
+    is_duplicate = np.zeros(r1 - r0, dtype=bool)
+    for c0 in list(range(0, r0, block)) + [r0]:
+        c1 = min(c0 + block, r1) if c0 == r0 else c0 + block
+        sims = rows_block @ vectors[c0:c1].T
+        passing = sims >= threshold
+        if c0 == r0:  # only earlier columns, and none that is already a known duplicate
+            passing &= np.tri(r1 - r0, r1 - r0, k=-1, dtype=bool)
+            passing &= ~is_duplicate
+        else:
+            passing &= kept[c0:c1]
+        if not passing.any():
+            continue
+        r, c = np.nonzero(passing)
+        if c0 < r0:
+            is_duplicate[r] = True
+        found_rows.append(r0 + r)
+        found_cols.append(c0 + c)
+        found_sims.append(sims[r, c])
+    if not found_rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    return np.concatenate(found_rows), np.concatenate(found_cols), np.concatenate(found_sims)

