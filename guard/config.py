@@ -86,7 +86,7 @@ class SemanticConfig(_Strict):
 
     enabled: bool | Literal["auto"] = "auto"
     model: str | None = Field(None, description="any Hugging Face encoder; default all-MiniLM-L6-v2")
-    threshold: float = Field(0.9, gt=0.0, lt=1.0, description="cosine similarity to flag")
+    threshold: float = Field(0.88, gt=0.0, lt=1.0, description="cosine similarity to flag")
     max_length: int = Field(256, ge=8, description="tokens per text")
     batch_size: int = Field(32, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"

