@@ -2,7 +2,7 @@
 
 Both keep the first item of every group of near-identical embeddings, in input order: an item
 is a duplicate when its cosine similarity to an item kept before it is at least a threshold,
-and it then points to the most similar such kept item (ties: the earliest). Comparing only
+and it then points to the earliest such kept item (the most senior, as every check here does). Comparing only
 with kept items means a chain A ~ B ~ C with C not close to A keeps C.
 
 - ``semdedup``: spherical k-means first, then the keep rule inside each cluster only (the
@@ -122,9 +122,9 @@ def _first_seen_wins(vectors: np.ndarray, threshold: float, block: int) -> tuple
 
     Rows are taken ``block`` at a time. Pairs (row, earlier column) with cosine >= threshold
     are gathered from ``block x block`` products; those whose column lies in an earlier block
-    are kept only if that column was kept. Each row's candidates are then read in order of
-    similarity (descending; ties by column) and the first kept one wins, which, for a column in
-    the row's own block, is known once the rows before it have been resolved.
+    are kept only if that column was kept. Each row's candidates are then read in column order
+    and the first kept one (the most senior) wins, which, for a column in the row's own block,
+    is known once the rows before it have been resolved.
     """
     if block < 1:
         raise ValueError("block must be >= 1")
@@ -137,7 +137,7 @@ def _first_seen_wins(vectors: np.ndarray, threshold: float, block: int) -> tuple
         rows, cols, sims = _candidates(vectors, r0, r1, threshold, block, kept)
         if not len(rows):
             continue
-        by_row = np.lexsort((cols, -sims, rows))
+        by_row = np.lexsort((cols, rows))
         rows, cols, sims = rows[by_row], cols[by_row], sims[by_row]
         starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
         ends = np.r_[starts[1:], len(rows)]

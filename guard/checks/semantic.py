@@ -1,6 +1,6 @@
 """Semantic duplicates: cosine similarity of sentence embeddings, against the records kept
 before (store, then this run, searched with FAISS) and against earlier records of the batch
-(exact blocked matrix products), with the shared keep rule."""
+(``guard.semdedup.range_dedup``: exact blocked matrix products), with the shared keep rule."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from guard.checks.order import resolve_in_order
 from guard.config import SemanticConfig
+from guard.semdedup import range_dedup
 from guard.vector_index import VectorIndex
-
-# Rows of the batch compared against all earlier rows at once: a (block, m) float32 matrix.
-BLOCK = 1024
 
 
 class SemanticDuplicateCheck:
@@ -69,21 +66,8 @@ class SemanticDuplicateCheck:
                     duplicate_of[position] = id_of_row(int(row_ids[best]))
                     similarity[position] = float(row_sims[best])
         unmatched = np.array([i for i in range(n) if duplicate_of[i] is None], dtype=np.int64)
-        earlier, later, sims = similar_pairs(vectors[unmatched], threshold)
-        resolve_in_order(unmatched[earlier], unmatched[later], sims, ids, duplicate_of, similarity)
+        within = range_dedup(vectors[unmatched], threshold)
+        for k in np.flatnonzero(~within.kept):
+            duplicate_of[unmatched[k]] = ids[unmatched[within.duplicate_of[k]]]
+            similarity[unmatched[k]] = float(within.similarity[k])
         return duplicate_of, similarity
-
-
-def similar_pairs(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (earlier, later, cosine) of rows of ``vectors`` ((m, dim) unit rows) with
-    cosine >= threshold, found by exact blocked products (no (m, m) matrix is held)."""
-    found = ([], [], [])
-    for lo in range(0, len(vectors), BLOCK):
-        block = vectors[lo : lo + BLOCK] @ vectors[: lo + BLOCK].T  # (b, lo + b)
-        later, earlier = np.nonzero(np.tril(block, k=lo - 1) >= threshold)
-        found[0].append(earlier)
-        found[1].append(later + lo)
-        found[2].append(block[later, earlier])
-    if not found[0]:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    return tuple(np.concatenate(part) for part in found)
