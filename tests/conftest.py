@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +27,16 @@ def stdlib_texts() -> list[str]:
     from guard.corpora import mutually_distinct, stdlib_paragraphs
 
     return mutually_distinct(stdlib_paragraphs())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests run torch on one thread (two processes with two threads each on two cores ran
+    several times slower); imported only if some test needs torch."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    torch.set_num_threads(1)
+    yield
