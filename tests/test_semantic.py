@@ -160,3 +160,14 @@ def test_semdedup_command_keeps_every_record(tmp_path, stdlib_texts):
         assert by_id[f"copy{i}"]["guard_semantic_duplicate_of"] == f"p{i}"
     assert by_id["in.jsonl:36"]["guard_reasons"] == ["malformed"]
     assert by_id["blank"]["guard_reasons"] == ["empty"]
+
+
+def test_building_an_index_leaves_torch_threads_alone():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        VectorIndex(8).add(np.eye(8, dtype=np.float32))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
