@@ -14,6 +14,18 @@ import sys
 from guard.errors import GuardError
 
 
+def _check_paths(args) -> None:
+    """Fail before any work when an input is missing or a format is unknown."""
+    from guard.io import detect_format
+
+    for path in args.inputs:
+        if not os.path.exists(path):
+            raise GuardError(f"{path}: no such file")
+        detect_format(path)
+    detect_format(args.out)
+    detect_format(args.rejected)
+
+
 def _filter(args) -> int:
     from guard.config import load_config
     from guard.pipeline import Guard
@@ -29,14 +41,7 @@ def _filter(args) -> int:
     }  # fmt: skip
     for key, value in overrides.items():
         setattr(config.input, key, value)
-    from guard.io import detect_format
-
-    for path in args.inputs:
-        if not os.path.exists(path):
-            raise GuardError(f"{path}: no such file")
-        detect_format(path)
-    detect_format(args.out)
-    detect_format(args.rejected)
+    _check_paths(args)
     with Guard(config, store=args.store) as guard:
         summary = guard.filter(args.inputs, args.out, args.rejected, args.summary, progress=not args.quiet)
     print(summary.format())
@@ -45,15 +50,9 @@ def _filter(args) -> int:
 
 def _semdedup(args) -> int:
     from guard.embed import Embedder
-    from guard.io import detect_format
     from guard.semdedup import semdedup_files
 
-    for path in args.inputs:
-        if not os.path.exists(path):
-            raise GuardError(f"{path}: no such file")
-        detect_format(path)
-    detect_format(args.out)
-    detect_format(args.rejected)
+    _check_paths(args)
     if not 0.0 < args.eps < 1.0:
         raise GuardError(f"--eps must be in (0, 1), got {args.eps}")
     embedder = Embedder(args.embedder, cache_dir=args.cache_dir, progress=not args.quiet)
