@@ -18,6 +18,8 @@ from functools import lru_cache
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
+from guard.text import shingle_spans
+
 _U32 = np.uint32
 _GOLDEN32 = _U32(0x9E3779B9)
 _FMIX1 = _U32(0x85EBCA6B)
@@ -179,8 +181,6 @@ def text_signatures(batch, hasher: MinHasher, word_k: int, char_k: int, min_word
     """(len(batch), num_perm) uint32 MinHash signatures of a ``guard.text.NormalizedBatch``
     of non-empty texts, shingled by ``guard.text.shingle_spans`` and hashed in chunks of
     ~CHUNK_CHARS characters."""
-    from guard.text import shingle_spans
-
     result = np.empty((len(batch), hasher.num_perm), dtype=np.uint32)
     ends = batch.starts + batch.lengths
     lo = 0

@@ -574,6 +574,31 @@ def _check_replaceable(path: Path, fmt: str) -> None:
         raise GuardError(f"{path}: exists and is not a saved dataset; refusing to replace it")
 
 
+def split_rows(records: list[InputRecord], columns: dict[str, list]) -> tuple[list[dict], list[dict]]:
+    """Output rows (original fields, or ``guard_raw`` for unparseable input, plus the guard
+    ``columns``, one value per record), split by ``columns["guard_keep"]`` into kept and
+    rejected."""
+    names = tuple(columns)
+    kept, rejected = [], []
+    for record, values, keep in zip(records, zip(*columns.values()), columns["guard_keep"]):
+        row = {**record.fields} if record.raw is None else {"guard_raw": record.raw}
+        row.update(zip(names, values))
+        (kept if keep else rejected).append(row)
+    return kept, rejected
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path next to ``path``, moved over it when the block ends without an error
+    (and removed when it raises), so readers see the old file or the new one, never half."""
+    temp = _sibling_temp_path(path, "tmp")
+    try:
+        yield temp
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def _sibling_temp_path(path: Path, tag: str) -> Path:
     """A fresh hidden path next to ``path`` for temporary use."""
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{tag}")

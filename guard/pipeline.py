@@ -298,7 +298,7 @@ class Guard:
         optionally write as JSON) the summary."""
         from tqdm import tqdm
 
-        from guard.io import iter_record_batches, open_writer
+        from guard.io import iter_record_batches, open_writer, split_rows
 
         summary = Summary(inputs=[str(p) for p in inputs])
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
@@ -323,7 +323,7 @@ class Guard:
                         [r.reason for r in records],
                         [r.error for r in records],
                     )
-                    kept_rows, rejected_rows = _split_rows(records, columns)
+                    kept_rows, rejected_rows = split_rows(records, columns)
                     kept_writer.write(kept_rows)
                     rejected_writer.write(rejected_rows)
                     summary.n_kept += len(kept_rows)
@@ -387,18 +387,6 @@ def _scatter(values: list, rows: np.ndarray, n: int) -> list:
     for row, value in zip(rows, values):
         out[row] = value
     return out
-
-
-def _split_rows(records, columns: dict[str, list]) -> tuple[list[dict], list[dict]]:
-    """Output rows (original fields, or ``guard_raw`` for unparseable input, plus the guard
-    columns), split into kept and rejected."""
-    names = tuple(columns)
-    kept, rejected = [], []
-    for record, values, keep in zip(records, zip(*columns.values()), columns["guard_keep"]):
-        row = {**record.fields} if record.raw is None else {"guard_raw": record.raw}
-        row.update(zip(names, values))
-        (kept if keep else rejected).append(row)
-    return kept, rejected
 
 
 def _write_summary(summary: Summary, path) -> None:

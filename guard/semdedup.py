@@ -196,7 +196,7 @@ def semdedup_files(inputs, out, rejected, *, embedder, eps: float, n_clusters: i
     Two passes over the inputs: the first embeds every usable text (``embedder.encode``), the
     second writes each record with its decision, so only the (n, dim) embeddings are held.
     """
-    from guard.io import iter_record_batches, open_writer
+    from guard.io import iter_record_batches, open_writer, split_rows
 
     def batches():
         for path in inputs:
@@ -215,25 +215,28 @@ def semdedup_files(inputs, out, rejected, *, embedder, eps: float, n_clusters: i
     position = 0
     with open_writer(out) as kept_writer, open_writer(rejected) as rejected_writer:
         for records in batches():
-            kept_rows, rejected_rows = [], []
-            for record in records:
-                row = dict(record.fields) if record.raw is None else {"guard_raw": record.raw}
-                row.update(
-                    guard_id=record.id, guard_semantic_duplicate_of=None, guard_semantic_similarity=None,
-                    guard_semdedup_cluster=None, guard_error=record.error,
-                )  # fmt: skip
-                reasons = [record.reason] if record.reason else []
-                if record.reason is None:
-                    match = int(result.duplicate_of[position])
-                    row["guard_semdedup_cluster"] = int(result.cluster[position])
-                    if match >= 0:
-                        reasons = ["semantic_duplicate"]
-                        row["guard_semantic_duplicate_of"] = ids[match]
-                        row["guard_semantic_similarity"] = float(result.similarity[position])
-                    position += 1
-                row.update(guard_keep=not reasons, guard_reasons=reasons, guard_weight=float(not reasons))
-                counts[reasons[0] if reasons else "kept"] += 1
-                (rejected_rows if reasons else kept_rows).append(row)
+            n = len(records)
+            columns = {
+                "guard_id": [r.id for r in records], "guard_semantic_duplicate_of": [None] * n,
+                "guard_semantic_similarity": [None] * n, "guard_semdedup_cluster": [None] * n,
+                "guard_reasons": [[r.reason] if r.reason else [] for r in records],
+                "guard_error": [r.error for r in records],
+            }  # fmt: skip
+            for i in (i for i, r in enumerate(records) if r.reason is None):
+                match = int(result.duplicate_of[position])
+                columns["guard_semdedup_cluster"][i] = int(result.cluster[position])
+                if match >= 0:
+                    columns["guard_reasons"][i] = ["semantic_duplicate"]
+                    columns["guard_semantic_duplicate_of"][i] = ids[match]
+                    columns["guard_semantic_similarity"][i] = float(result.similarity[position])
+                position += 1
+            columns["guard_keep"] = [not reasons for reasons in columns["guard_reasons"]]
+            columns["guard_weight"] = [float(keep) for keep in columns["guard_keep"]]
+            counts["kept"] += sum(columns["guard_keep"])
+            for reasons in columns["guard_reasons"]:
+                if reasons:
+                    counts[reasons[0]] += 1
+            kept_rows, rejected_rows = split_rows(records, columns)
             kept_writer.write(kept_rows)
             rejected_writer.write(rejected_rows)
     return counts

@@ -27,6 +27,7 @@ import numpy as np
 
 from guard import __version__
 from guard.errors import GuardError
+from guard.io import atomic_path
 
 STORE_FORMAT = "collapse-guard-store"
 STORE_FORMAT_VERSION = 1
@@ -387,12 +388,10 @@ class Store:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with atomic_path(path) as temp, temp.open("w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temp, path)
 
 
 def _now() -> str:

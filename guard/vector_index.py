@@ -9,11 +9,11 @@ vectors (384 bytes a vector at d = 384), trained on the rows it holds, and grows
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from guard.io import atomic_path
 
 
 def _faiss():
@@ -80,11 +80,8 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, then rename)."""
-        faiss = _faiss()
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        faiss.write_index(self.index, temp)
-        os.replace(temp, path)
+        with atomic_path(path) as temp:
+            _faiss().write_index(self.index, str(temp))
 
     @classmethod
     def load(cls, path: Path, exact_max: int, nprobe: int) -> VectorIndex:
