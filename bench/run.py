@@ -693,17 +693,14 @@ def bench_semantic(sizes: dict, work: Path) -> dict:
         torch.set_num_threads(previous_threads)
 
 
-def semantic_space(check) -> dict:
-    """The threshold a SemanticDuplicateCheck applies and the space it compares in: plain
-    cosine, or (where the check has one) a fitted all-but-the-top space."""
-    space = getattr(check, "space", None)
-    fitted = space is not None and not space.is_identity
-    threshold = getattr(check, "threshold", None)
+def semantic_rule(check) -> dict:
+    """The match rule a SemanticDuplicateCheck applies (see guard.checks.semantic)."""
+    config = check.config
     return {
-        "threshold": float(threshold if isinstance(threshold, float) else check.config.threshold),
-        "remove_components": getattr(check.config, "remove_components", None),  # None: no such setting
-        "space_fitted": fitted,
-        "components_removed": int(space.components.shape[0]) if fitted else 0,
+        "threshold": config.threshold,
+        "confirm_threshold": config.confirm_threshold,
+        "word_overlap": config.word_overlap,
+        "word_sketch_perm": config.word_sketch_perm,
     }
 
 
@@ -759,7 +756,6 @@ def semantic_throughput(texts: list[str]) -> dict:
             "flagged_as_semantic_duplicates": sum(
                 of is not None for of in columns["guard_semantic_duplicate_of"]
             ),
-            "space_fitted": semantic_space(guard_.semantic)["space_fitted"],
         }
 
     as_is = timed_guard(restore_threads=False)
@@ -798,7 +794,7 @@ def semantic_throughput(texts: list[str]) -> dict:
 
 def semantic_paraphrases(originals: list[str], sizes: dict, work: Path):
     """(b) one Guard with every check over originals + planted paraphrases; returns the
-    figures, the records and the Guard (section c reads its embedder and space)."""
+    figures, the records and the Guard (section c reads its embedder)."""
     records = plant_paraphrases(
         originals, random.Random(SEED), n_copies=sizes["sem_paraphrases"], id_prefix="doc"
     )
@@ -824,6 +820,11 @@ def semantic_paraphrases(originals: list[str], sizes: dict, work: Path):
     semantic_hit = sum(semantic_of[i] == records[i]["planted_of"] for i in paraphrases)
     lexical_hit = sum(records[i]["planted_of"] in (exact_of[i], near_of[i]) for i in paraphrases)
     any_hit = sum(records[i]["planted_of"] in (exact_of[i], near_of[i], semantic_of[i]) for i in paraphrases)
+    threshold = guard_.semantic.config.threshold
+    by_cosine = sum(
+        semantic_of[i] == records[i]["planted_of"] and found["guard_semantic_similarity"][i] >= threshold
+        for i in paraphrases
+    )
     flagged = [i for i in source_rows if (exact_of[i], near_of[i], semantic_of[i]) != (None, None, None)]
     examples = [
         {"id": records[i]["id"], "semantic_duplicate_of": semantic_of[i],
@@ -858,7 +859,9 @@ def semantic_paraphrases(originals: list[str], sizes: dict, work: Path):
                 "semantic": sum(semantic_of[i] is not None for i in flagged),
             },
             "false_positive_examples": examples,
-            **semantic_space(guard_.semantic),
+            "semantic_caught_by_cosine_alone": by_cosine,
+            "semantic_caught_by_word_overlap_rule": semantic_hit - by_cosine,
+            **semantic_rule(guard_.semantic),
             "annotate_seconds": round(seconds, 2),
             "annotate_records_per_s": round(len(records) / seconds, 1),
             "note": "the semantic check embeds only records no lexical check flagged, so "
@@ -872,17 +875,14 @@ def semantic_paraphrases(originals: list[str], sizes: dict, work: Path):
 
 def semantic_semdedup(records: list[dict], guard_) -> dict:
     """(c) range search against SemDeDup (default and other cluster counts) on section b's
-    embeddings, in b's space and at its threshold."""
+    embeddings at its cosine threshold (cosine alone: SemDeDup has no word-overlap rule)."""
     from guard.semdedup import range_dedup, semdedup
 
     texts = [r["text"] for r in records]
     start = time.perf_counter()
     vectors = guard_.semantic.embedder.encode(texts)
-    space = getattr(guard_.semantic, "space", None)
-    if semantic_space(guard_.semantic)["space_fitted"]:
-        vectors = space.transform(vectors)
     embed_s = time.perf_counter() - start
-    threshold = semantic_space(guard_.semantic)["threshold"]
+    threshold = guard_.semantic.config.threshold
     row_of = {r["id"]: i for i, r in enumerate(records)}
     paraphrases = np.array([i for i, r in enumerate(records) if r["planted"] == "paraphrase"], dtype=np.int64)
     sources = np.array([row_of[records[i]["planted_of"]] for i in paraphrases], dtype=np.int64)
@@ -926,8 +926,8 @@ def semantic_semdedup(records: list[dict], guard_) -> dict:
         sims[np.arange(len(sims)), lo + np.arange(len(sims))] = -1.0
         top_other[lo : lo + 2048] = sims.max(axis=1)
     return {
-        "embeddings": "section b's Guard: semantic.embedder.encode(texts) (then semantic.space.transform "
-        f"when a space was fitted) of all {len(records):,} records (cache hits for what b embedded; "
+        "embeddings": "section b's Guard: semantic.embedder.encode(texts) "
+        f"of all {len(records):,} records (cache hits for what b embedded; "
         f"{embed_s:.1f} s)",
         "threshold": threshold,
         "rows": rows,
@@ -1065,13 +1065,11 @@ def semantic_table(sem: dict | None) -> list[str]:
         f" texts/s   guard/bare {t['ratio_guard_threads_restored_over_bare']:.3f} (torch threads "
         f"{t['guard_threads_restored']['torch_threads_while_timed']})",
         f"   b. {p['paraphrases']:,} planted paraphrases among {p['originals']:,} distinct paragraphs, one "
-        f"Guard (all checks), threshold {p['threshold']}"
-        + (
-            f" after removing {p['components_removed']} components"
-            if p["space_fitted"]
-            else " (plain cosine)"
-        ),
-        f"      semantic recall {p['semantic_recall']:.4f}   lexical alone {p['lexical_recall']:.4f}   "
+        f"Guard (all checks), cosine >= {p['threshold']}, or >= {p['confirm_threshold']} with word-set "
+        f"Jaccard >= {p['word_overlap']}",
+        f"      semantic recall {p['semantic_recall']:.4f} ({p['semantic_caught_by_cosine_alone']} by cosine "
+        f"alone, {p['semantic_caught_by_word_overlap_rule']} by the word-overlap rule)   "
+        f"lexical alone {p['lexical_recall']:.4f}   "
         f"any check {p['any_check_recall']:.4f}   false positives {p['false_positive_rate']:.4f} "
         f"({p['false_positives']} of {p['originals']:,} originals)   "
         f"{p['annotate_records_per_s']:,.0f} records/s",

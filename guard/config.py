@@ -87,6 +87,14 @@ class SemanticConfig(_Strict):
     enabled: bool | Literal["auto"] = "auto"
     model: str | None = Field(None, description="any Hugging Face encoder; default all-MiniLM-L6-v2")
     threshold: float = Field(0.88, gt=0.0, lt=1.0, description="cosine similarity to flag")
+    confirm_threshold: float | None = Field(
+        0.75, gt=0.0, lt=1.0,
+        description="a pair with cosine in [this, threshold) is a duplicate when the word sets of "
+        "the two texts overlap by >= word_overlap (reworded copies: dropped words, swapped "
+        "synonyms, sentences reordered); null turns this rule off",
+    )  # fmt: skip
+    word_overlap: float = Field(0.6, gt=0.0, le=1.0, description="estimated Jaccard of the word sets")
+    word_sketch_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations of a word-set sketch")
     max_length: int = Field(256, ge=8, description="tokens per text")
     batch_size: int = Field(32, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -95,6 +103,12 @@ class SemanticConfig(_Strict):
     neighbours: int = Field(16, ge=1, description="nearest stored vectors looked at per record")
     exact_search_max: int = Field(200_000, ge=1, description="stored vectors searched exactly; IVF beyond")
     nprobe: int = Field(32, ge=1, description="IVF lists searched per query")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.confirm_threshold is not None and self.confirm_threshold >= self.threshold:
+            raise ValueError("semantic.confirm_threshold must be below semantic.threshold")
+        return self
 
     def is_enabled(self) -> bool:
         """``enabled``, with ``auto`` resolved by whether the embedder can be loaded."""
@@ -145,6 +159,7 @@ class GuardConfig(_Strict):
             "embedding_model": model,
             "embedding_dim": dim,
             "embedding_max_length": self.semantic.max_length if model else 0,
+            "word_sketch_perm": self.semantic.word_sketch_perm if model else 0,
         }
 
 

@@ -126,7 +126,10 @@ class Guard:
                 store,
                 self.config.store_settings(embedding),
                 self.config.store.max_segments,
-                {"exact_max": self.config.semantic.exact_search_max, "nprobe": self.config.semantic.nprobe},
+                {
+                    "exact_max": self.config.semantic.exact_search_max, "nprobe": self.config.semantic.nprobe,
+                    "sketch_width": self.config.semantic.word_sketch_perm,
+                },  # fmt: skip
             )
         self.run = SegmentStack()
         self.run_vectors = self.semantic.new_index() if self.semantic else None
@@ -188,7 +191,7 @@ class Guard:
         hashes = exact_hashes(batch)
         valid_ids = [ids[i] for i in valid_rows]
         found = self._find_duplicates(valid_ids, batch, hashes, reference)
-        vectors = self._find_semantic(found, valid_ids, [texts[i] for i in valid_rows])
+        vectors, sketches = self._find_semantic(found, valid_ids, [texts[i] for i in valid_rows])
         flags = {"exact_duplicate": found.exact_of, "near_duplicate": found.near_of}
         if self.semantic is not None:
             flags["semantic_duplicate"] = found.semantic_of
@@ -215,23 +218,28 @@ class Guard:
                 )
             )
             if vectors is not None:
-                self.run_vectors.add(vectors[new])
+                self.run_vectors.add(vectors[new], sketches[new])
                 self._run_vector_rows.append(vectors[new])
         return columns
 
-    def _find_semantic(self, found: Matches, ids: list[str], texts: list[str]) -> np.ndarray | None:
+    def _find_semantic(self, found: Matches, ids: list[str], texts: list[str]):
         """Embed the records that are no lexical duplicate, match them against the kept
-        records' embeddings, and update ``found`` in place. Returns (n, dim) vectors (zero
-        rows for records not embedded), or None when the semantic check is off."""
+        records' embeddings, and update ``found`` in place. Returns (n, dim) vectors and
+        (n, width) word sketches (zero rows for records not embedded), or (None, None) when
+        the semantic check is off."""
         if self.semantic is None:
-            return None
+            return None, None
         rows = np.flatnonzero(found.representative)
         vectors = np.zeros((len(ids), self.semantic.dim), dtype=np.float32)
         vectors[rows] = self.semantic.embed([texts[r] for r in rows])
+        sketches = np.zeros((len(ids), self.config.semantic.word_sketch_perm), dtype=np.uint32)
+        sketches[rows] = self.semantic.word_sketches([texts[r] for r in rows])
         references = [(self.run_vectors, self.run.id_at)]
         if self.store is not None:
             references.insert(0, (self.store.vectors, self.store.stack.id_at))
-        matches, cosines = self.semantic.find(vectors[rows], [ids[r] for r in rows], references)
+        matches, cosines = self.semantic.find(
+            vectors[rows], sketches[rows], [ids[r] for r in rows], references
+        )
         for row, match, cosine in zip(rows, matches, cosines):
             found.semantic_of[row], found.cosine[row] = match, cosine
         for i in np.flatnonzero(found.first != np.arange(len(ids))):
@@ -240,7 +248,7 @@ class Guard:
                 found.exact_of[i] = None  # a copy of a record that is itself a semantic duplicate
                 found.semantic_of[i], found.cosine[i] = found.semantic_of[first], found.cosine[first]
         found.representative &= np.array([m is None for m in found.semantic_of], dtype=bool)
-        return vectors
+        return vectors, sketches
 
     def _find_duplicates(self, ids, batch, hashes, reference) -> Matches:
         """Exact and near matches of usable records, every match naming a kept record.
@@ -348,7 +356,8 @@ class Guard:
         if self.store is None or not len(self.run):
             return
         vectors = np.concatenate(self._run_vector_rows) if self.semantic else None
-        self.store.commit(Segment.merge(self.run.segments), vectors)
+        sketches = self.run_vectors.sketches if self.semantic else None
+        self.store.commit(Segment.merge(self.run.segments), vectors, sketches)
         self.run = SegmentStack()
         self.run_vectors = self.semantic.new_index() if self.semantic else None
         self._run_vector_rows = []

@@ -17,10 +17,24 @@ and resolved in order by a Python loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 BLOCK = 2048
+
+
+class PairRule(Protocol):
+    """Confirms candidate pairs below the cosine threshold by other evidence.
+
+    Attributes:
+        low: the lowest cosine a pair may have to be looked at.
+    """
+
+    low: float
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(m,) bool: which pairs (rows[i], cols[i]) of item indices are duplicates."""
 
 
 @dataclass
@@ -81,18 +95,22 @@ def semdedup(
     return SemDeDupResult(duplicate_of, similarity, cluster)
 
 
-def range_dedup(embeddings: np.ndarray, threshold: float, block: int = BLOCK) -> SemDeDupResult:
+def range_dedup(
+    embeddings: np.ndarray, threshold: float, block: int = BLOCK, confirm: PairRule | None = None
+) -> SemDeDupResult:
     """The keep rule over all items, without clusters: exact search by blocked matrix products.
 
     Args:
         embeddings: (n, d) float32 L2-normalised rows.
         threshold: an item is a duplicate when its cosine to an earlier kept item is >= this.
         block: rows (and columns) per matrix product; memory is ``block**2`` float32.
+        confirm: optionally, a second way to be a duplicate: pairs with cosine in
+            ``[confirm.low, threshold)`` count when ``confirm(rows, cols)`` says so.
 
     Returns a ``SemDeDupResult`` with every item in cluster 0.
     """
     vectors = _as_matrix(embeddings)
-    duplicate_of, similarity = _first_seen_wins(vectors, threshold, block)
+    duplicate_of, similarity = _first_seen_wins(vectors, threshold, block, confirm)
     return SemDeDupResult(duplicate_of, similarity, np.zeros(len(vectors), dtype=np.int64))
 
 
@@ -114,7 +132,9 @@ def _as_matrix(embeddings: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def _first_seen_wins(vectors: np.ndarray, threshold: float, block: int) -> tuple[np.ndarray, np.ndarray]:
+def _first_seen_wins(
+    vectors: np.ndarray, threshold: float, block: int, confirm: PairRule | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The keep rule over the (n, d) rows of ``vectors`` in order.
 
     Returns (duplicate_of, similarity): (n,) int64 index of the kept row each row duplicates
@@ -134,7 +154,7 @@ def _first_seen_wins(vectors: np.ndarray, threshold: float, block: int) -> tuple
     kept = np.ones(n, dtype=bool)
     for r0 in range(0, n, block):
         r1 = min(r0 + block, n)
-        rows, cols, sims = _candidates(vectors, r0, r1, threshold, block, kept)
+        rows, cols, sims = _candidates(vectors, r0, r1, threshold, block, kept, confirm)
         if not len(rows):
             continue
         by_row = np.lexsort((cols, rows))
@@ -153,10 +173,16 @@ def _first_seen_wins(vectors: np.ndarray, threshold: float, block: int) -> tuple
 
 
 def _candidates(
-    vectors: np.ndarray, r0: int, r1: int, threshold: float, block: int, kept: np.ndarray
+    vectors: np.ndarray,
+    r0: int,
+    r1: int,
+    threshold: float,
+    block: int,
+    kept: np.ndarray,
+    confirm: PairRule | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, cols, sims): pairs with row in [r0, r1), col < row and cosine >= threshold, as
-    int64, int64 and float32 arrays.
+    """(rows, cols, sims): pairs with row in [r0, r1), col < row and cosine >= threshold (or
+    cosine >= ``confirm.low`` and confirmed), as int64, int64 and float32 arrays.
 
     Columns before ``r0`` count only where ``kept``. A row with such a column is certainly a
     duplicate, so it is left out as a column of the rows' own (diagonal) block, which is read
@@ -169,6 +195,9 @@ def _candidates(
         c1 = min(c0 + block, r1) if c0 == r0 else c0 + block
         sims = rows_block @ vectors[c0:c1].T
         passing = sims >= threshold
+        if confirm is not None:
+            r, c = np.nonzero((sims >= confirm.low) & ~passing)
+            passing[r, c] = confirm(r0 + r, c0 + c)
         if c0 == r0:  # only earlier columns, and none that is already a known duplicate
             passing &= np.tri(r1 - r0, r1 - r0, k=-1, dtype=bool)
             passing &= ~is_duplicate

@@ -28,6 +28,7 @@ import numpy as np
 from guard import __version__
 from guard.errors import GuardError
 from guard.io import atomic_path
+from guard.vector_index import sketch_path
 
 STORE_FORMAT = "collapse-guard-store"
 STORE_FORMAT_VERSION = 1
@@ -292,7 +293,10 @@ class Store:
         name = self.manifest.get("vector_index")
         if name is None:
             return VectorIndex(self.settings["embedding_dim"], **options)
-        vectors = VectorIndex.load(self.directory / name, **options)
+        try:
+            vectors = VectorIndex.load(self.directory / name, **options)
+        except ValueError as exc:
+            raise GuardError(f"{exc}; the store is damaged") from None
         if len(vectors) != self.n_records:
             raise GuardError(
                 f"{self.directory / name}: holds {len(vectors)} vectors for {self.n_records} records; "
@@ -338,10 +342,13 @@ class Store:
             )
         return manifest
 
-    def commit(self, segment: Segment, vectors: np.ndarray | None = None) -> None:
+    def commit(
+        self, segment: Segment, vectors: np.ndarray | None = None, sketches: np.ndarray | None = None
+    ) -> None:
         """Add ``segment`` (the run's kept records) and, when the store keeps embeddings,
-        their (segment.n, dim) ``vectors``; rewrite the manifest atomically last. Segments are
-        merged into one when there would be more than ``max_segments``."""
+        their (segment.n, dim) ``vectors`` and the (segment.n, width) ``sketches`` that go with
+        them (see ``VectorIndex``); rewrite the manifest atomically last. Segments are merged
+        into one when there would be more than ``max_segments``."""
         if segment.n == 0:
             return
         if (self.vectors is None) != (vectors is None) or (vectors is not None and len(vectors) != segment.n):
@@ -365,13 +372,14 @@ class Store:
         }  # fmt: skip
         old_vectors = self.manifest.get("vector_index")
         if self.vectors is not None:
-            self.vectors.add(vectors)
+            self.vectors.add(vectors, sketches)
             manifest["vector_index"] = f"vectors-{name}.faiss"
             self.vectors.save(self.directory / manifest["vector_index"])
         _write_json_atomic(self.directory / "manifest.json", manifest)
         self.manifest = manifest
         if old_vectors and old_vectors != manifest.get("vector_index"):
             (self.directory / old_vectors).unlink(missing_ok=True)
+            sketch_path(self.directory / old_vectors).unlink(missing_ok=True)
         if not entries[:-1]:
             for old in old_names:
                 shutil.rmtree(segments_dir / old, ignore_errors=True)

@@ -171,3 +171,82 @@ def test_building_an_index_leaves_torch_threads_alone():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+class TableEmbedder:
+    """Embeds each text to the vector given for it."""
+
+    model_id = "test/table-embedder"
+
+    def __init__(self, table: dict[str, np.ndarray]):
+        self.table = table
+        self.dim = len(next(iter(table.values())))
+
+    def encode(self, texts):
+        return np.stack([self.table[t] for t in texts]).astype(np.float32)
+
+
+SENTENCE = "the quick brown fox jumps over the lazy dog near the old river bank"
+REORDERED = "near the old river bank the lazy dog sees the quick brown fox jumps over"
+OTHER_WORDS = "stock markets rallied as investors cheered strong quarterly earnings reports"
+
+
+def _word_rule_embedder() -> TableEmbedder:
+    """SENTENCE on axis 0; REORDERED (same words) and OTHER_WORDS both at cosine 0.8 to it."""
+    axis = np.eye(3, dtype=np.float32)
+    return TableEmbedder(
+        {SENTENCE: axis[0], REORDERED: 0.8 * axis[0] + 0.6 * axis[1], OTHER_WORDS: 0.8 * axis[0] + 0.6 * axis[2]}
+    )
+
+
+def _word_rule_config(confirm_threshold):
+    return {
+        "near": {"enabled": False},
+        "semantic": {"enabled": True, "threshold": 0.9, "confirm_threshold": confirm_threshold},
+    }
+
+
+def test_word_overlap_confirms_a_match_below_the_cosine_threshold():
+    texts = [SENTENCE, REORDERED, OTHER_WORDS]
+    out = Guard(_word_rule_config(0.75), embedder=_word_rule_embedder()).annotate(_batch(texts, "w"))
+    assert out["guard_semantic_duplicate_of"] == [None, "w0", None]  # same cosine, only one shares words
+    assert out["guard_semantic_similarity"][1] == pytest.approx(0.8, abs=1e-6)
+    off = Guard(_word_rule_config(None), embedder=_word_rule_embedder()).annotate(_batch(texts, "w"))
+    assert off["guard_semantic_duplicate_of"] == [None, None, None]
+
+
+def test_word_overlap_rule_reads_the_sketches_kept_in_the_store(tmp_path):
+    config = _word_rule_config(0.75)
+    with Guard(config, store=tmp_path / "s", embedder=_word_rule_embedder()) as guard:
+        guard.annotate(_batch([SENTENCE], "run1-"))
+        guard.commit()
+    with Guard(config, store=tmp_path / "s", embedder=_word_rule_embedder()) as guard:
+        out = guard.annotate(_batch([OTHER_WORDS, REORDERED], "run2-"))
+    assert out["guard_semantic_duplicate_of"] == [None, "run1-0"]
+    (name,) = [p for p in (tmp_path / "s").iterdir() if p.name.endswith(".sketches.npy")]
+    name.unlink()
+    with pytest.raises(GuardError, match="sketches.npy: missing; the store is damaged"):
+        Guard(config, store=tmp_path / "s", embedder=_word_rule_embedder())
+
+
+def test_vector_index_saves_and_loads_its_sketches(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(5, 8)).astype(np.float32)
+    sketches = rng.integers(0, 2**32, size=(5, 4), dtype=np.uint32)
+    index = VectorIndex(8, sketch_width=4)
+    index.add(vectors[:2], sketches[:2])
+    index.add(vectors[2:], sketches[2:])
+    index.save(tmp_path / "v.faiss")
+    loaded = VectorIndex.load(tmp_path / "v.faiss", exact_max=100, nprobe=1, sketch_width=4)
+    np.testing.assert_array_equal(loaded.sketches, sketches)
+    with pytest.raises(ValueError, match="sketches"):
+        index.add(vectors[:1])
+    with pytest.raises(ValueError, match="width 3"):
+        VectorIndex.load(tmp_path / "v.faiss", exact_max=100, nprobe=1, sketch_width=3)
+
+
+def test_confirm_threshold_must_lie_below_the_threshold():
+    from guard.config import load_config
+
+    with pytest.raises(GuardError, match="confirm_threshold must be below"):
+        load_config({"semantic": {"threshold": 0.8, "confirm_threshold": 0.85}})

@@ -133,3 +133,23 @@ def test_empty_and_single_inputs():
             assert result.duplicate_of.shape == (n,) and result.kept.all()
     with pytest.raises(ValueError):
         range_dedup(np.ones(D, dtype=np.float32), 0.9)
+
+
+def test_range_dedup_asks_the_pair_rule_only_below_the_threshold():
+    """Cosines 0.95 (a-b) and 0.8 (a-c, b-c); the rule sees only the 0.8 pairs and decides them."""
+    axis = np.eye(3, dtype=np.float32)
+    a, b = axis[0], 0.95 * axis[0] + np.sqrt(1 - 0.95**2) * axis[1]
+    c = 0.8 * axis[0] + 0.6 * axis[2]
+    asked = []
+
+    class Rule:
+        low = 0.7
+
+        def __call__(self, rows, cols):
+            asked.extend(zip(rows.tolist(), cols.tolist()))
+            return np.ones(len(rows), dtype=bool)
+
+    result = range_dedup(np.stack([a, b, c]), threshold=0.9, confirm=Rule())
+    np.testing.assert_array_equal(result.duplicate_of, [-1, 0, 0])
+    assert (2, 0) in asked and (1, 0) not in asked
+    assert range_dedup(np.stack([a, b, c]), threshold=0.9).duplicate_of.tolist() == [-1, 0, -1]
