@@ -782,9 +782,9 @@ def semantic_throughput(texts: list[str]) -> dict:
         "guard_threads_restored": {
             **restored,
             "how": f"the same on another fresh Guard, with torch.set_num_threads({SEMANTIC_THREADS}) again "
-            "after its construction: constructing a Guard with the semantic check lowers torch's "
-            "OpenMP threads (guard.vector_index calls faiss.omp_set_num_threads, which shares "
-            "torch's OpenMP runtime)",
+            "after its construction: a control that constructing a Guard leaves torch's OpenMP "
+            "threads alone (FAISS shares torch's OpenMP runtime; an earlier version set FAISS's "
+            "threads and cut the embedder to one)",
         },
         "ratio_guard_over_bare": round(as_is["texts_per_s"] / bare_rate, 3),
         "ratio_guard_threads_restored_over_bare": round(restored["texts_per_s"] / bare_rate, 3),
