@@ -12,6 +12,7 @@ import os
 import sys
 
 from guard.errors import GuardError
+from guard.metrics.cli import add_metrics_command
 
 
 def _check_paths(args) -> None:
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sem.add_argument("--quiet", action="store_true")
     sem.set_defaults(run=_semdedup)
 
+    add_metrics_command(commands)
     demo = commands.add_parser("demo", help="run the main job on built-in data")
     demo.add_argument("--out-dir", default="demo-output", help="where outputs go (default: demo-output)")
     demo.set_defaults(run=_demo)

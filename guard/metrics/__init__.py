@@ -1,0 +1,32 @@
+"""Diversity and drift metrics across training generations, reference bands and the ledger.
+
+Modules: ``features`` (samples, tokens, n-gram keys, kernel helpers), ``diversity`` (one set),
+``drift`` (a candidate against a reference), ``suite`` (every metric at once:
+``compute_suite``, ``StreamingSuite``), ``tracker`` (bands, levels, ledger), ``cli`` (``guard
+metrics``). The names below import their module on first use, so importing this package (as
+the ``guard`` command does) stays cheap.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "Samples": "guard.metrics.features",
+    "METRICS": "guard.metrics.suite",
+    "SuiteOptions": "guard.metrics.suite",
+    "StreamingSuite": "guard.metrics.suite",
+    "compute_suite": "guard.metrics.suite",
+    "embed_samples": "guard.metrics.suite",
+    "Band": "guard.metrics.tracker",
+    "reference_bands": "guard.metrics.tracker",
+    "split_reference": "guard.metrics.tracker",
+    "levels": "guard.metrics.tracker",
+    "append_ledger": "guard.metrics.tracker",
+    "read_ledger": "guard.metrics.tracker",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'guard.metrics' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
