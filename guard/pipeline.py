@@ -101,13 +101,16 @@ class Guard:
         config: a GuardConfig, a dict, a YAML path, or None for the defaults.
         store: a store directory; records are then also checked against every earlier run
             that committed to it. Without a store, dedup is within this run only.
+        embedder: an Embedder for the semantic check instead of the configured one.
+        lm: a loaded ``guard.lm.CausalLM`` for the machine check instead of loading
+            ``machine.model`` (used only when the machine check is enabled).
 
     ``annotate(batch)`` works on column batches (``dict[str, list]``), so
     ``dataset.map(guard.annotate, batched=True)`` works; state carries across calls, so a
     record in batch 2 that duplicates one in batch 1 is flagged. ``filter`` runs files.
     """
 
-    def __init__(self, config=None, store: str | Path | None = None, embedder=None):
+    def __init__(self, config=None, store: str | Path | None = None, embedder=None, lm=None):
         self.config: GuardConfig = load_config(config)
         self.near = None
         if self.config.near.enabled:
@@ -119,6 +122,11 @@ class Guard:
             from guard.checks.semantic import SemanticDuplicateCheck
 
             self.semantic = SemanticDuplicateCheck(self.config.semantic, embedder)
+        self.machine = None
+        if self.config.machine.enabled:
+            from guard.checks.machine import MachineCheck
+
+            self.machine = MachineCheck(self.config.machine, lm)
         self.store = None
         if store is not None:
             embedding = (self.semantic.model_id, self.semantic.dim) if self.semantic else None
@@ -127,7 +135,8 @@ class Guard:
                 self.config.store_settings(embedding),
                 self.config.store.max_segments,
                 {
-                    "exact_max": self.config.semantic.exact_search_max, "nprobe": self.config.semantic.nprobe,
+                    "exact_max": self.config.semantic.exact_search_max,
+                    "nprobe": self.config.semantic.nprobe,
                     "sketch_width": self.config.semantic.word_sketch_perm,
                 },  # fmt: skip
             )
@@ -204,9 +213,11 @@ class Guard:
             columns["guard_semantic_duplicate_of"] = _scatter(found.semantic_of, valid_rows, n)
             columns["guard_semantic_similarity"] = _scatter(found.cosine, valid_rows, n)
 
-        keep, reasons, weights = self._decide(
-            input_reasons, {reason: _scatter(of, valid_rows, n) for reason, of in flags.items()}
-        )
+        record_flags = {reason: _scatter(of, valid_rows, n) for reason, of in flags.items()}
+        keep, reasons, weights = self._decide(input_reasons, record_flags)
+        if self.machine is not None:
+            p_machine = self._find_machine(texts, keep, record_flags, columns)
+            keep, reasons, weights = self._decide(input_reasons, record_flags, p_machine)
         columns.update(guard_keep=keep, guard_reasons=reasons, guard_weight=weights, guard_error=input_errors)
         new = np.array(
             [k for k in np.flatnonzero(found.representative) if keep[valid_rows[k]]], dtype=np.int64
@@ -250,6 +261,23 @@ class Guard:
         found.representative &= np.array([m is None for m in found.semantic_of], dtype=bool)
         return vectors, sketches
 
+    def _find_machine(self, texts, keep, record_flags: dict, columns: dict) -> list:
+        """Run the machine check on the records still kept; add its flags (True or None per
+        record) to ``record_flags`` and its evidence columns to ``columns``. Returns p_machine
+        per record (None where not scored or too short)."""
+        n = len(texts)
+        rows = np.flatnonzero(keep)
+        verdicts = self.machine.check([texts[i] for i in rows])
+        p_machine = _scatter([None if np.isnan(p) else float(p) for p in verdicts.p_machine], rows, n)
+        columns["guard_machine_score"] = p_machine
+        record_flags["machine_generated"] = _flags(verdicts.machine_generated, rows, n)
+        record_flags["too_short"] = _flags(verdicts.too_short, rows, n)
+        if verdicts.watermark_z is not None:
+            z = [None if np.isnan(value) else float(value) for value in verdicts.watermark_z]
+            columns["guard_watermark_z"] = _scatter(z, rows, n)
+            record_flags["watermarked"] = _flags(verdicts.watermarked, rows, n)
+        return p_machine
+
     def _find_duplicates(self, ids, batch, hashes, reference) -> Matches:
         """Exact and near matches of usable records, every match naming a kept record.
 
@@ -280,14 +308,17 @@ class Guard:
         found.representative = checked & np.array([m is None for m in found.near_of], dtype=bool)
         return found
 
-    def _decide(self, input_reasons, flags: dict[str, list]):
+    def _decide(self, input_reasons, flags: dict[str, list], p_machine: list | None = None):
         """guard_keep, guard_reasons and guard_weight from the flags and the policy.
 
         Args:
             input_reasons: per record, None or "empty"/"malformed".
-            flags: reason -> per record, the matched id or None.
+            flags: reason -> per record, the matched id (True for machine flags) or None.
+            p_machine: per record, the machine check's probability or None; a kept record
+                with one weighs (1 - p_machine) ** policy.machine_weight_beta.
         """
         reject = set(self.config.policy.reject)
+        beta = self.config.policy.machine_weight_beta
         keep, reasons, weights = [], [], []
         for i, input_reason in enumerate(input_reasons):
             raised = [input_reason] if input_reason else []
@@ -295,7 +326,8 @@ class Guard:
             kept = input_reason is None and not reject.intersection(raised)
             keep.append(kept)
             reasons.append(raised)
-            weights.append(1.0 if kept else 0.0)
+            scored = kept and p_machine is not None and p_machine[i] is not None
+            weights.append((1.0 - p_machine[i]) ** beta if scored else float(kept))
         return keep, reasons, weights
 
     # -- files ----------------------------------------------------------------------------
@@ -396,6 +428,11 @@ def _scatter(values: list, rows: np.ndarray, n: int) -> list:
     for row, value in zip(rows, values):
         out[row] = value
     return out
+
+
+def _flags(flagged: np.ndarray, rows: np.ndarray, n: int) -> list:
+    """A list of length n with True at ``rows[k]`` where ``flagged[k]``, None elsewhere."""
+    return _scatter([True if f else None for f in flagged], rows, n)
 
 
 def _write_summary(summary: Summary, path) -> None:

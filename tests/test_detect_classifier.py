@@ -1,0 +1,84 @@
+"""The trainable detector: scikit-learn shape, save/load round trip, abstaining, embeddings."""
+
+import numpy as np
+import pytest
+from conftest import tiny_samples
+
+from guard.calibrate import auroc
+from guard.checks.classifier import MachineTextClassifier
+from guard.checks.zeroshot import STATISTICS, ZeroShotScorer
+from guard.errors import GuardError
+
+
+class HashEmbedder:
+    """A stand-in for ``guard.embed.Embedder``: 4 numbers per text from its characters."""
+
+    model_id = "hash-embedder"
+    dim = 4
+
+    def encode(self, texts):
+        return np.array([[len(t), t.count(" "), t.count("e"), t.count(".")] for t in texts], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def texts(tiny_lm, stdlib_texts):
+    human = [text[:300] for text in stdlib_texts if len(text) >= 200][:60]
+    machine = tiny_samples(tiny_lm, [text[:25] for text in human], seed=2)
+    return human, machine
+
+
+def _fit(scorer, texts, embedder=None) -> MachineTextClassifier:
+    human, machine = texts
+    labels = [0] * 30 + [1] * 30
+    return MachineTextClassifier(scorer, embedder).fit(human[:30] + machine[:30], labels)
+
+
+def test_fit_predict_save_load(tiny_lm, texts, tmp_path):
+    scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
+    model = _fit(scorer, texts)
+    assert model.feature_names_ == [*STATISTICS, "log1p_tokens_scored"]
+    assert model.coef_.shape == model.mean_.shape == (len(STATISTICS) + 1,) and model.n_train_ == (30, 30)
+    human, machine = texts
+    p_human, p_machine = model.predict_proba(human[30:])[:, 1], model.predict_proba(machine[30:])[:, 1]
+    assert auroc(p_human, p_machine) > 0.95  # held-out texts
+    proba = model.predict_proba(human[30:35])
+    assert proba.shape == (5, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert model.predict(machine[30:35]).tolist() == [1] * 5
+    model.save(tmp_path / "clf")
+    loaded = MachineTextClassifier.load(tmp_path / "clf", scorer)
+    np.testing.assert_allclose(loaded.predict_proba(human[30:]), model.predict_proba(human[30:]), rtol=1e-12)
+    assert loaded.C == model.C and loaded.n_train_ == model.n_train_
+
+
+def test_too_short_texts_get_no_probability(tiny_lm, texts):
+    model = _fit(ZeroShotScorer(tiny_lm, min_tokens=20), texts)
+    proba = model.predict_proba(["short", texts[0][0]])
+    assert np.isnan(proba[0]).all() and np.isfinite(proba[1]).all()
+
+
+def test_embedding_features_are_appended_and_must_match_on_load(tiny_lm, texts, tmp_path):
+    scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
+    model = _fit(scorer, texts, HashEmbedder())
+    assert model.coef_.shape == (len(STATISTICS) + 1 + 4,) and model.feature_names_[-1] == "embedding_3"
+    model.save(tmp_path / "clf")
+    loaded = MachineTextClassifier.load(tmp_path / "clf", scorer, HashEmbedder())
+    np.testing.assert_allclose(loaded.predict_proba(texts[0][:5]), model.predict_proba(texts[0][:5]))
+    other = HashEmbedder()
+    other.model_id = "another"
+    with pytest.raises(GuardError, match="trained with the embedder hash-embedder"):
+        MachineTextClassifier.load(tmp_path / "clf", scorer, other)
+
+
+def test_errors(tiny_lm, texts, tmp_path):
+    scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
+    with pytest.raises(GuardError, match="not fitted"):
+        MachineTextClassifier(scorer).predict_proba(["text"])
+    with pytest.raises(GuardError, match="one label per text"):
+        MachineTextClassifier(scorer).fit(texts[0][:3], [0, 1])
+    with pytest.raises(GuardError, match="human and machine texts"):
+        MachineTextClassifier(scorer).fit(texts[0][:3], [0, 0, 0])
+    with pytest.raises(GuardError, match="no such file"):
+        MachineTextClassifier.load(tmp_path / "nothing", scorer)
+    _fit(scorer, texts).save(tmp_path / "clf")
+    with pytest.raises(GuardError, match="max_tokens"):
+        MachineTextClassifier.load(tmp_path / "clf", ZeroShotScorer(tiny_lm, max_tokens=64))
