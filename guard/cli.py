@@ -13,6 +13,7 @@ import sys
 
 from guard.detect_cli import add_detect_command
 from guard.errors import GuardError
+from guard.harness.cli import add_experiment_command
 from guard.metrics.cli import add_metrics_command
 
 
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     sem.set_defaults(run=_semdedup)
 
     add_metrics_command(commands)
+    add_experiment_command(commands)
     add_detect_command(commands)
     demo = commands.add_parser("demo", help="run the main job on built-in data")
     demo.add_argument("--out-dir", default="demo-output", help="where outputs go (default: demo-output)")

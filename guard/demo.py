@@ -1,5 +1,7 @@
-"""``guard demo``: the ingestion filter on a built-in batch of real text with planted
-duplicates and bad records, scored against the known answer."""
+"""``guard demo``: the main job on built-in data. First the ingestion filter on a batch of
+real text with planted duplicates and bad records, scored against the known answer; then a
+quick collapse run of the harness (the 25-mode grid, replace against guarded), whose HTML
+report path is printed last."""
 
 from __future__ import annotations
 
@@ -80,7 +82,35 @@ def run_demo(out_dir: str | Path) -> int:
                 f"  rejected {row['guard_id']}: {row['text'][:90]}..."
             )
     print(f"\nsummary: {out / 'summary.json'}")
+    report = run_collapse_demo(out / "collapse")
+    print(f"\ncollapse report: {report}")
     return 0
+
+
+def run_collapse_demo(run_dir: Path) -> Path:
+    """The harness's quick collapse run into ``run_dir`` (a finished run there is re-used);
+    prints modes kept and recall at the last generation per condition, returns the report."""
+    from statistics import median
+
+    from guard.harness import QUICK_COLLAPSE, quick_collapse_run
+    from guard.harness.loop import read_ledger
+
+    print(
+        f"\nquick collapse run: {QUICK_COLLAPSE['family']} (25-mode grid), "
+        f"{QUICK_COLLAPSE['generations']} generations, seeds {QUICK_COLLAPSE['seeds']}, "
+        f"{' vs '.join(QUICK_COLLAPSE['conditions'])}"
+    )
+    report = quick_collapse_run(run_dir)
+    rows = read_ledger(run_dir / "ledger.jsonl")
+    last = max(row["generation"] for row in rows)
+    for condition in QUICK_COLLAPSE["conditions"]:
+        final = [row for row in rows if row["condition"] == condition and row["generation"] == last]
+        modes, recall = (median(row[key] for row in final) for key in ("modes_covered", "recall"))
+        print(
+            f"  {condition:<9} generation {last}: modes kept {modes:.0f}/25, recall {recall:.2f} "
+            "(median over seeds)"
+        )
+    return report
 
 
 def score_against_truth(rejected: list[dict], records: list[dict]) -> str:

@@ -1,0 +1,222 @@
+"""Summaries of the ``lm`` family's studies, 04_lm_markov and 05_lm_text, for experiments/studies.py.
+
+``lm_studies(table, figure)`` returns study name -> summariser (``Runs`` -> the markdown of the
+README's results block), built on studies.py's ``markdown_table`` and ``_figure`` helpers (passed
+in, so this module does not import studies.py back). Besides the harness's own plots, the Markov
+summary draws the NLL-under-truth histograms of the samples into 04_lm_markov/figures/.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from guard.harness.config import load_experiment_config
+from guard.harness.families.lm import nll_histogram_edges
+
+HERE = Path(__file__).resolve().parent
+Table = Callable[[list[str], list[list[str]]], str]
+Figure = Callable[[str, str], str]
+CLAIM_MET = {True: "yes", False: "**no**"}
+DIGITS = {"distinct_bigrams": 0, "pool_size": 0, "perplexity": 1, "vendi_q1": 1}  # else 3
+
+
+def _cell(runs, run: str, condition: str, generation: int, metric: str) -> str:
+    return runs.cell(run, condition, generation, metric, DIGITS.get(metric, 3))
+
+
+def _median(runs, run: str, condition: str, generation: int, metric: str) -> float:
+    values = runs.values(run, condition, generation, metric)
+    return float(np.median(values)) if len(values) else float("nan")
+
+
+def _by_generation(runs, table: Table, run: str, condition: str, metrics: tuple[str, ...]) -> str:
+    """One row per generation >= 1 of ``condition``: the medians (min-max) of ``metrics``."""
+    last = runs.last_generation(run)
+    rows = [[str(g)] + [_cell(runs, run, condition, g, m) for m in metrics] for g in range(1, last + 1)]
+    return table(["t", *metrics], rows)
+
+
+def _nll_histograms(runs, run: str, conditions: list[str], path: Path) -> None:
+    """Plot the share of samples per NLL-under-truth bin (mean over seeds) at generation 0 and
+    at the last generation of each condition: Shumailov et al.'s fingerprint of collapse."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config = load_experiment_config(HERE / "04_lm_markov" / f"{run}.yaml")
+    edges = nll_histogram_edges(config.model)
+    centres = (edges[:-1] + edges[1:]) / 2
+    last = runs.last_generation(run)
+    rows = runs.ledgers[run]
+    figure, axes = plt.subplots(figsize=(7, 4))
+    drawn = []
+    for condition, generation, style in [(conditions[0], 0, "k--")] + [(c, last, "-") for c in conditions]:
+        shares = [
+            r["sample_nll_histogram"]
+            for r in rows
+            if (r["condition"], r["generation"]) == (condition, generation)
+        ]
+        label = "generation 0 (all conditions)" if generation == 0 else f"{condition}, t = {last}"
+        drawn.append(np.mean(shares, axis=0))
+        axes.plot(centres, drawn[-1], style, label=label)
+    occupied = np.flatnonzero(np.max(drawn, axis=0) > 0)
+    axes.set_xlim(edges[max(occupied[0] - 1, 0)], edges[min(occupied[-1] + 2, len(edges) - 1)])
+    axes.set_xlabel("NLL of a sample under the truth (nats per token)")
+    axes.set_ylabel(f"share of samples per {edges[1] - edges[0]:.2f}-nat bin")
+    axes.set_title("Samples with an impossible transition are left out (their NLL is infinite)", fontsize=9)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def summarise_lm_markov(runs, *, table: Table, figure: Figure) -> str:
+    run, last = "conditions", runs.last_generation("conditions")
+    config = load_experiment_config(HERE / "04_lm_markov" / f"{run}.yaml")
+    conditions = runs.conditions(run)
+    shown = (0, 1, 2, 4, last)
+    kl_rows = [[c] + [_cell(runs, run, c, g, "kl_to_truth") for g in shown] for c in conditions]
+    kl_table = table(["condition", *(f"KL t = {g}" for g in shown)], kl_rows)
+    metrics = (
+        "kl_to_truth",
+        "tail_mass",
+        "invalid_mass",
+        "sample_nll",
+        "impossible_samples",
+        "distinct_bigrams",
+    )
+    final = table(
+        ["condition", *metrics], [[c] + [_cell(runs, run, c, last, m) for m in metrics] for c in conditions]
+    )
+
+    start = _median(runs, run, "replace", 0, "kl_to_truth")
+    kl = {c: _median(runs, run, c, last, "kl_to_truth") for c in conditions}
+    tail = {c: _median(runs, run, c, last, "tail_mass") for c in conditions}
+    invalid = {c: _median(runs, run, c, last, "invalid_mass") for c in conditions}
+    closed = (kl["replace"] - kl["guarded"]) / (kl["replace"] - kl["fresh(1.0)"])
+    tail_start = _median(runs, run, "replace", 0, "tail_mass")
+    claims = [
+        (
+            "replace raises KL to the truth >= 2.5x",
+            f"{kl['replace'] / start:.2f}x ({start:.3f} -> {kl['replace']:.3f})",
+            kl["replace"] >= 2.5 * start,
+        ),
+        (
+            "accumulate stays within +25 % of generation 0",
+            f"{100 * (kl['accumulate'] / start - 1):+.0f} % ({kl['accumulate']:.3f})",
+            kl["accumulate"] <= 1.25 * start,
+        ),
+        (
+            "guarded closes >= 70 % of the gap between replace and fresh(1.0)",
+            f"{100 * closed:.0f} % (KL {kl['guarded']:.3f}; replace {kl['replace']:.3f}, "
+            f"fresh(1.0) {kl['fresh(1.0)']:.3f})",
+            closed >= 0.7,
+        ),
+        (
+            "verifier lowers invalid mass (vs replace)",
+            f"{invalid['verifier']:.4f} vs {invalid['replace']:.4f}",
+            invalid["verifier"] < invalid["replace"],
+        ),
+        (
+            "... but loses tail mass faster than replace",
+            f"{tail['verifier']:.3f} vs {tail['replace']:.3f} (generation 0: {tail_start:.3f})",
+            tail["verifier"] < tail["replace"],
+        ),
+    ]
+    claims_table = table(
+        [f"claim (issue 6), at t = {last}", "measured (medians over seeds)", "met"],
+        [[claim, value, CLAIM_MET[met]] for claim, value, met in claims],
+    )
+    detector = _by_generation(
+        runs, table, run, "guarded", ("detector_tpr", "detector_fpr", "real_share", "pool_size")
+    )
+    verifier = _by_generation(runs, table, run, "verifier", ("detector_tpr", "pool_size"))
+    cold = "temperature"
+    cold_metrics = (
+        "kl_to_truth",
+        "distinct_bigrams",
+        "tail_mass",
+        "invalid_mass",
+        "detector_tpr",
+        "detector_fpr",
+    )
+    cold_last = runs.last_generation(cold)
+    cold_rows = [
+        [c, str(g)] + [_cell(runs, cold, c, g, m) for m in cold_metrics]
+        for c in runs.conditions(cold)
+        for g in (0, 4, cold_last)
+    ]
+    histogram = HERE / "04_lm_markov" / "figures" / "nll_histogram.png"
+    _nll_histograms(runs, run, ["replace", "fresh(1.0)", "guarded", "verifier"], histogram)
+    return "\n\n".join(
+        [
+            f"V = {config.model.vocab}, branching {config.model.branching}, sequences of "
+            f"{config.model.seq_len}, N = {config.n_train} per generation, {len(config.seeds)} seeds, {last} "
+            "generations after generation 0. Cells: median over seeds (min-max). KL in nats per token; tail "
+            f"mass relative to the truth's (1 = kept); {config.model.n_eval} samples per generation for the "
+            "sample metrics.",
+            "**The claims**",
+            claims_table,
+            "**KL to the truth by generation**",
+            kl_table,
+            f"**All metrics at t = {last}**",
+            final,
+            "**guarded: the detector measured on its pool at every generation** (TPR: flagged share of "
+            "synthetic candidates; FPR: flagged share of real candidates; real share of the training set)",
+            detector,
+            "**verifier: share of samples it rejects** (`detector_tpr`; pool of samples only)",
+            verifier,
+            "**Sampling at temperature 0.8** (`temperature.yaml`; the model's own KL is measured on its "
+            "untempered distribution, the sample metrics on tempered samples)",
+            table(["condition", "t", *cold_metrics], cold_rows),
+            figure(run, "kl_to_truth"),
+            figure(run, "tail_mass"),
+            figure(run, "invalid_mass"),
+            f"![NLL under the truth of the samples, generation 0 and t = {last}](figures/{histogram.name})",
+            figure(cold, "kl_to_truth"),
+            figure(cold, "distinct_bigrams"),
+        ]
+    )
+
+
+def summarise_lm_text(runs, *, table: Table, figure: Figure) -> str:
+    run = "wikitext"
+    config = load_experiment_config(HERE / "05_lm_text" / f"{run}.yaml")
+    last = runs.last_generation(run)
+    metrics = ("perplexity", "distinct_2", "self_bleu", "js_2", "tail_mass", "vendi_q1", "frechet", "mauve")
+    rows = [
+        [c, str(g)] + [_cell(runs, run, c, g, m) for m in metrics]
+        for c in runs.conditions(run)
+        for g in sorted({0, 1, last // 2, last})
+    ]
+    detector = _by_generation(
+        runs, table, run, "guarded", ("detector_tpr", "detector_fpr", "real_share", "pool_size")
+    )
+    return "\n\n".join(
+        [
+            f"WikiText-2 validation split in blocks of {config.model.block_len} words (word tokenizer, "
+            f"{config.model.max_vocab} words + `<unk>`), N = {config.n_train} blocks per generation, "
+            f"{len(config.seeds)} seeds, {last} generations; {config.model.n_eval} samples against "
+            f"{config.model.n_eval} held-out blocks of the test split. Cells: median over seeds (min-max).",
+            table(["condition", "t", *metrics], rows),
+            "**guarded: the detector measured on its pool at every generation**",
+            detector,
+            figure(run, "perplexity"),
+            figure(run, "distinct_2"),
+            figure(run, "vendi_q1"),
+        ]
+    )
+
+
+def lm_studies(table: Table, figure: Figure) -> dict[str, Callable]:
+    """Study name -> summariser of ``Runs``, using studies.py's table and figure helpers."""
+    return {
+        "04_lm_markov": functools.partial(summarise_lm_markov, table=table, figure=figure),
+        "05_lm_text": functools.partial(summarise_lm_text, table=table, figure=figure),
+    }

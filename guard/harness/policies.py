@@ -1,0 +1,380 @@
+"""Data policies: how generation t's training set is built from the model of generation t - 1,
+its training set and real data.
+
+A condition names a policy and its arguments, as written in a config and in the ledger:
+
+==============================  =====================================================================
+``replace``                     n_train fresh samples of the model
+``accumulate``                  the previous training set plus n_train samples (grows every generation)
+``accumulate_subsample``        the same, then a uniform subsample of n_train (fixed size)
+``fresh(p)``                    p * n_train fresh real records, the rest samples
+``fixed(p)``                    the first p * n_train records of the generation-0 real set, the rest samples
+``guarded``                     a pool of candidates (share ``real`` fresh real, the rest samples) goes
+                                through the configured detector, and through exact dedup where the
+                                family's records are discrete; the training set is refilled to
+                                n_train from what passes, drawing more candidates as needed
+``oracle(tpr, fpr)``            ``guarded`` with an oracle detector of that true / false positive rate
+``verifier``                    ``guarded`` with the family's ``quality_verifier`` (a judge of quality
+                                that knows the truth, e.g. ``lm`` on the Markov language); ``real``
+                                defaults to 0: a pool of samples only
+``weighted``                    Drayson et al.: a pool of ``pool_factor`` * n_train candidates is
+                                resampled to n_train with weight (1 - p_machine)^beta, each candidate
+                                used at most ``max_repeats`` times
+==============================  =====================================================================
+
+``guarded``, ``oracle`` and ``weighted`` accept ``real=`` (pool share of real records; default
+``pool.real_share``); ``guarded`` and ``oracle`` accept ``refill=`` (default ``pool.refill``);
+``weighted`` accepts ``beta=``. Without refill the training set is what passes from a pool of
+n_train candidates; to keep chains in one array each chain keeps its first m passing records, m
+the smallest number passing in any chain.
+
+Pool-based policies add to the ledger: ``detector_tpr`` and ``detector_fpr`` (measured: the
+share of synthetic / real candidates with p_machine >= the detector threshold), ``real_share``
+(share of real records in the training set) and ``pool_size`` (candidates drawn per chain).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import yaml
+
+from guard.errors import GuardError
+from guard.harness.detectors import NeighbourDetector, OracleDetector, Pool, SampleDetector
+from guard.harness.families import Family
+
+POOL_DIRECTIONS = {
+    "detector_tpr": "higher_is_better",
+    "detector_fpr": "lower_is_better",
+    "real_share": "higher_is_better",
+}
+_CONDITION = re.compile(r"^([a-z_]+)(?:\((.*)\))?$")
+
+
+@dataclass
+class Generation:
+    """What a policy may use to build the training set of generation ``index``.
+
+    Attributes:
+        family: the model family.
+        model: the model of generation index - 1.
+        previous: its training set, (chains, n, *record_shape).
+        real_start: the generation-0 real training set, (chains, n_train, *record_shape).
+        n_train: records per training set.
+        index: the generation being built (>= 1).
+        rng: this generation's generator.
+    """
+
+    family: Family
+    model: Any
+    previous: np.ndarray
+    real_start: np.ndarray
+    n_train: int
+    index: int
+    rng: np.random.Generator
+
+    def synthetic(self, n: int) -> np.ndarray:
+        """``n`` samples per chain from the model."""
+        return self.family.sample(self.model, n, self.rng)
+
+    def real(self, n: int) -> np.ndarray:
+        """``n`` fresh real records per chain."""
+        return self.family.draw_real(n, self.rng)
+
+
+class Policy(Protocol):
+    name: str
+
+    def build(self, generation: Generation) -> tuple[np.ndarray, dict[str, float]]:
+        """The training set (chains, n, ...) and the ledger fields the policy adds."""
+
+
+def take_records(records: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``records`` (chains, m, ...) picked along the record axis by ``index`` (chains, k)."""
+    return np.take_along_axis(records, index.reshape(index.shape + (1,) * (records.ndim - 2)), axis=1)
+
+
+def _shuffle_order(rng: np.random.Generator, chains: int, m: int) -> np.ndarray:
+    """(chains, m) independent random permutations of range(m)."""
+    return np.argsort(rng.random((chains, m)), axis=1)
+
+
+def _with_samples(generation: Generation, head: np.ndarray) -> np.ndarray:
+    """``head`` (chains, k, ...) followed by n_train - k model samples."""
+    return np.concatenate([head, generation.synthetic(generation.n_train - head.shape[1])], axis=1)
+
+
+class Replace:
+    name = "replace"
+
+    def build(self, generation):
+        return generation.synthetic(generation.n_train), {}
+
+
+class Accumulate:
+    name = "accumulate"
+
+    def build(self, generation):
+        return np.concatenate([generation.previous, generation.synthetic(generation.n_train)], axis=1), {}
+
+
+class AccumulateSubsample:
+    name = "accumulate_subsample"
+
+    def build(self, generation):
+        everything = np.concatenate([generation.previous, generation.synthetic(generation.n_train)], axis=1)
+        order = _shuffle_order(generation.rng, everything.shape[0], everything.shape[1])
+        return take_records(everything, order[:, : generation.n_train]), {}
+
+
+class Fresh:
+    def __init__(self, name: str, p: float):
+        self.name, self.p = name, p
+
+    def build(self, generation):
+        return _with_samples(generation, generation.real(round(self.p * generation.n_train))), {}
+
+
+class Fixed:
+    def __init__(self, name: str, p: float):
+        self.name, self.p = name, p
+
+    def build(self, generation):
+        return _with_samples(generation, generation.real_start[:, : round(self.p * generation.n_train)]), {}
+
+
+def draw_pool(generation: Generation, size: int, real_share: float) -> Pool:
+    """``size`` candidates per chain, round(real_share * size) of them fresh real records and the
+    rest model samples, in random order."""
+    n_real = round(real_share * size)
+    records = np.concatenate([generation.real(n_real), generation.synthetic(size - n_real)], axis=1)
+    chains = records.shape[0]
+    is_synthetic = np.broadcast_to(np.arange(size) >= n_real, (chains, size))
+    order = _shuffle_order(generation.rng, chains, size)
+    return Pool(take_records(records, order), np.take_along_axis(is_synthetic, order, axis=1))
+
+
+def first_copies(keys: np.ndarray) -> np.ndarray:
+    """(chains, m) bool: True for the first occurrence of each key (chains, m) in its chain."""
+    chains, m = keys.shape
+    order = np.lexsort((np.arange(m)[None].repeat(chains, 0), keys), axis=1)  # by key, then position
+    sorted_keys = np.take_along_axis(keys, order, axis=1)
+    first_sorted = np.ones((chains, m), dtype=bool)
+    first_sorted[:, 1:] = sorted_keys[:, 1:] != sorted_keys[:, :-1]
+    first = np.empty_like(first_sorted)
+    np.put_along_axis(first, order, first_sorted, axis=1)
+    return first
+
+
+def pool_info(pool: Pool, flagged: np.ndarray, chosen: np.ndarray) -> dict[str, float]:
+    """The ledger fields of a pool-based policy: measured TPR (flagged share of synthetic
+    candidates) and FPR (flagged share of real ones) over all chains, the real share of the
+    ``chosen`` (chains, n) candidates, and the candidates drawn per chain."""
+    is_synthetic = pool.is_synthetic
+    return {
+        "detector_tpr": float(flagged[is_synthetic].mean()) if is_synthetic.any() else math.nan,
+        "detector_fpr": float(flagged[~is_synthetic].mean()) if (~is_synthetic).any() else math.nan,
+        "real_share": float(1.0 - np.take_along_axis(is_synthetic, chosen, axis=1).mean()),
+        "pool_size": float(is_synthetic.shape[1]),
+    }
+
+
+class Guarded:
+    """Filter a pool of real and synthetic candidates and refill the training set to n_train."""
+
+    def __init__(self, name, detector, threshold, real_share, refill, dedup, max_pool_factor):
+        self.name, self.detector, self.threshold = name, detector, threshold
+        self.real_share, self.refill = real_share, refill
+        self.dedup, self.max_pool_factor = dedup, max_pool_factor
+
+    def _passing(self, generation: Generation, pool: Pool, scores: np.ndarray) -> np.ndarray:
+        """(chains, m) bool: not flagged and, when deduplicating, the first copy of its record."""
+        passing = scores < self.threshold
+        keys = generation.family.record_keys(pool.records) if self.dedup else None
+        return passing if keys is None else passing & first_copies(keys)
+
+    def build(self, generation):
+        n = generation.n_train
+        self.detector.prepare(generation)
+        pool = draw_pool(generation, n, self.real_share)
+        scores = self.detector.score(pool, generation)
+        passing = self._passing(generation, pool, scores)
+        while (
+            self.refill and passing.sum(axis=1).min() < n and pool.records.shape[1] < self.max_pool_factor * n
+        ):
+            pass_rate = max(passing.mean(), 1.0 / pool.records.shape[1])
+            missing = n - passing.sum(axis=1).min()
+            extra = draw_pool(generation, math.ceil(1.1 * missing / pass_rate), self.real_share)
+            pool = Pool(
+                np.concatenate([pool.records, extra.records], axis=1),
+                np.concatenate([pool.is_synthetic, extra.is_synthetic], axis=1),
+            )
+            scores = np.concatenate([scores, self.detector.score(extra, generation)], axis=1)
+            passing = self._passing(generation, pool, scores)
+        keep = n if self.refill else int(passing.sum(axis=1).min())
+        if keep < 2:
+            raise GuardError(f"condition {self.name}: {keep} of {n} candidates passed; nothing to train on")
+        chosen = np.argsort(~passing, axis=1, kind="stable")[:, :keep]  # passing first, in pool order
+        return take_records(pool.records, chosen), pool_info(pool, scores >= self.threshold, chosen)
+
+
+class Weighted:
+    """Drayson et al.: resample a pool with weight (1 - p_machine)^beta, <= max_repeats uses each."""
+
+    def __init__(self, name, detector, threshold, real_share, beta, max_repeats, pool_factor):
+        self.name, self.detector, self.threshold, self.real_share = name, detector, threshold, real_share
+        self.beta, self.max_repeats, self.pool_factor = beta, max_repeats, pool_factor
+
+    def build(self, generation):
+        n = generation.n_train
+        self.detector.prepare(generation)
+        pool = draw_pool(generation, math.ceil(self.pool_factor * n), self.real_share)
+        scores = self.detector.score(pool, generation)
+        chains, m = scores.shape
+        with np.errstate(divide="ignore"):
+            log_weights = self.beta * np.log1p(-np.clip(scores, 0.0, 1.0))
+        # Gumbel top-n over max_repeats copies of every candidate: weighted sampling without
+        # replacement of copies, i.e. with replacement capped at max_repeats uses.
+        keys = np.tile(log_weights, self.max_repeats) + generation.rng.gumbel(
+            size=(chains, m * self.max_repeats)
+        )
+        chosen = np.argsort(-keys, axis=1, kind="stable")[:, :n] % m
+        return take_records(pool.records, chosen), pool_info(pool, scores >= self.threshold, chosen)
+
+
+# ----- conditions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parsed condition: its ledger ``name``, the policy ``kind`` and the given arguments."""
+
+    name: str
+    kind: str
+    arguments: dict[str, Any]
+
+
+def _share(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{what} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _flag(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def _positive(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{what} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _no_arguments() -> dict:
+    return {}
+
+
+def _share_argument(p) -> dict:
+    return {"p": _share(p, "p")}
+
+
+def _pool_arguments(real=None, refill=None) -> dict:
+    checked = {"real": None if real is None else _share(real, "real")}
+    return checked | {"refill": None if refill is None else _flag(refill, "refill")}
+
+
+def _oracle_arguments(tpr, fpr, real=None, refill=None) -> dict:
+    return {"tpr": _share(tpr, "tpr"), "fpr": _share(fpr, "fpr"), **_pool_arguments(real, refill)}
+
+
+def _weighted_arguments(real=None, beta=None) -> dict:
+    return {
+        "real": None if real is None else _share(real, "real"),
+        "beta": None if beta is None else _positive(beta, "beta"),
+    }
+
+
+_ARGUMENTS: dict[str, Callable[..., dict]] = {
+    "replace": _no_arguments,
+    "accumulate": _no_arguments,
+    "accumulate_subsample": _no_arguments,
+    "fresh": _share_argument,
+    "fixed": _share_argument,
+    "guarded": _pool_arguments,
+    "oracle": _oracle_arguments,
+    "verifier": _pool_arguments,
+    "weighted": _weighted_arguments,
+}
+
+
+def parse_condition(text: str) -> Condition:
+    """A Condition from ``name`` or ``name(arg, key=value, ...)``; ValueError saying what is wrong."""
+    name = re.sub(r"\s+", "", str(text))
+    match = _CONDITION.match(name)
+    if not match or match.group(1) not in _ARGUMENTS:
+        raise ValueError(f"unknown condition '{text}' (policies: {', '.join(_ARGUMENTS)})")
+    kind, inside = match.group(1), match.group(2)
+    positional, keyword = [], {}
+    for part in filter(None, (inside or "").split(",")):
+        key, equals, value = part.partition("=")
+        if equals:
+            keyword[key] = yaml.safe_load(value)
+        else:
+            positional.append(yaml.safe_load(part))
+    check = _ARGUMENTS[kind]
+    try:
+        inspect.signature(check).bind(*positional, **keyword)
+    except TypeError as exc:
+        raise ValueError(f"condition '{text}': {exc}") from None
+    try:
+        return Condition(name, kind, check(*positional, **keyword))
+    except ValueError as exc:
+        raise ValueError(f"condition '{text}': {exc}") from None
+
+
+def build_policy(condition: Condition, config, family: Family, detector=None) -> Policy:
+    """The policy of ``condition`` under an experiment ``config``. ``detector``, when given, is
+    a ``MachineDetector`` used instead of the configured one (not by ``oracle(...)``)."""
+    kind, arguments, name = condition.kind, condition.arguments, condition.name
+    simple = {"replace": Replace, "accumulate": Accumulate, "accumulate_subsample": AccumulateSubsample}
+    if kind in simple:
+        return simple[kind]()
+    if kind in ("fresh", "fixed"):
+        return (Fresh if kind == "fresh" else Fixed)(name, arguments["p"])
+    default_real = 0.0 if kind == "verifier" else config.pool.real_share
+    real = default_real if arguments["real"] is None else arguments["real"]
+    threshold = config.detector.threshold
+    if kind == "oracle":
+        chosen = OracleDetector(arguments["tpr"], arguments["fpr"])
+    elif kind == "verifier":
+        chosen = family.quality_verifier(config.detector)
+    elif detector is not None:
+        chosen = SampleDetector(detector)
+    else:
+        chosen = configured_detector(config.detector, family)
+    if kind == "weighted":
+        beta = config.weighted.beta if arguments["beta"] is None else arguments["beta"]
+        return Weighted(
+            name, chosen, threshold, real, beta, config.weighted.max_repeats, config.weighted.pool_factor
+        )
+    refill = config.pool.refill if arguments["refill"] is None else arguments["refill"]
+    return Guarded(name, chosen, threshold, real, refill, config.pool.dedup, config.pool.max_factor)
+
+
+def configured_detector(settings, family: Family):
+    """The detector a config's ``detector`` section describes."""
+    if settings.kind == "oracle":
+        return OracleDetector(settings.tpr, settings.fpr)
+    if hasattr(family, "machine_detector"):  # a family that brings its own (lm: token records)
+        return family.machine_detector(settings)
+    if family.features(family.draw_real(1, np.random.default_rng(0))) is None:
+        raise GuardError("detector.kind: this family's records are not vectors; use 'oracle'")
+    return NeighbourDetector(settings.neighbours, settings.fit_size)
