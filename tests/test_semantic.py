@@ -195,7 +195,11 @@ def _word_rule_embedder() -> TableEmbedder:
     """SENTENCE on axis 0; REORDERED (same words) and OTHER_WORDS both at cosine 0.8 to it."""
     axis = np.eye(3, dtype=np.float32)
     return TableEmbedder(
-        {SENTENCE: axis[0], REORDERED: 0.8 * axis[0] + 0.6 * axis[1], OTHER_WORDS: 0.8 * axis[0] + 0.6 * axis[2]}
+        {
+            SENTENCE: axis[0],
+            REORDERED: 0.8 * axis[0] + 0.6 * axis[1],
+            OTHER_WORDS: 0.8 * axis[0] + 0.6 * axis[2],
+        }
     )
 
 
