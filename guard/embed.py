@@ -25,6 +25,7 @@ from xxhash import xxh3_64_hexdigest, xxh3_128_digest
 
 from guard.errors import GuardError
 from guard.text import clean
+from guard.torch_device import pick_device
 
 if TYPE_CHECKING:
     import torch
@@ -241,7 +242,7 @@ class Embedder:
 
         if threads is not None:
             torch.set_num_threads(threads)
-        self.device = self._pick_device(torch, device)
+        self.device = pick_device(device, "embedder")
         if dtype == "auto":
             use_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
             self.dtype = torch.bfloat16 if use_bf16 else torch.float32
@@ -253,18 +254,6 @@ class Embedder:
         hidden_size = getattr(self.model.config, "hidden_size", None)
         self.dim = hidden_size if isinstance(hidden_size, int) else self._probe_dim()
         self.cache = VectorCache(cache_dir, self.model_id, self.max_length, self.dim) if cache_dir else None
-
-    @staticmethod
-    def _pick_device(torch, device: str):
-        if device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            picked = torch.device(device)
-        except (RuntimeError, ValueError):
-            raise GuardError(f"unknown embedder device {device!r}; use auto, cpu or cuda") from None
-        if picked.type == "cuda" and not torch.cuda.is_available():
-            raise GuardError(f"embedder device {device!r} asked for, but torch sees no CUDA GPU")
-        return picked
 
     def _load(self, source: str):
         """(tokenizer, model in eval mode on self.device and self.dtype); GuardError on failure."""

