@@ -26,8 +26,14 @@ test-all: install
 demo: install
 	guard demo
 
+# Dedup figures -> results.json; the metrics suite, the harness families and (quick) the
+# machine-text detector each write their own JSON; `python bench/detect_bench.py --out F`
+# runs the detector on every file of ../shared/data/detect (~35 min on one core, cold cache).
 bench: install
 	$(PYTHON) bench/run.py --out bench/results.json
+	$(PYTHON) bench/metrics_bench.py > bench/metrics_results.json
+	$(PYTHON) bench/harness_bench.py > bench/harness_results.json
+	$(PYTHON) bench/detect_bench.py --quick --out bench/detect_results.json > /dev/null
 
 lint: install
 	$(PYTHON) -m ruff check guard tests bench
