@@ -186,15 +186,32 @@ def summarise_lm_markov(runs, *, table: Table, figure: Figure) -> str:
 
 
 def summarise_lm_text(runs, *, table: Table, figure: Figure) -> str:
-    run = "wikitext"
+    run, control = "wikitext", "control"
     config = load_experiment_config(HERE / "05_lm_text" / f"{run}.yaml")
     last = runs.last_generation(run)
     metrics = ("perplexity", "distinct_2", "self_bleu", "js_2", "tail_mass", "vendi_q1", "frechet", "mauve")
     rows = [
-        [c, str(g)] + [_cell(runs, run, c, g, m) for m in metrics]
-        for c in runs.conditions(run)
+        [c, str(g)] + [_cell(runs, name, c, g, m) for m in metrics]
+        for name in (run, control)
+        for c in runs.conditions(name)
         for g in sorted({0, 1, last // 2, last})
+        if name == run or g  # the control's generation 0 is the other conditions'
     ]
+    perplexity = {c: _median(runs, run, c, last, "perplexity") for c in runs.conditions(run)}
+    all_real = _median(runs, control, "fresh(1.0)", last, "perplexity")
+    start = _median(runs, run, "replace", 0, "perplexity")
+    gaps = table(
+        ["condition", f"held-out perplexity at t = {last}", "change from t = 0", "gap to replace closed"],
+        [
+            [
+                c,
+                f"{value:.1f}",
+                f"{100 * (value / start - 1):+.1f} %",
+                f"{100 * (perplexity['replace'] - value) / (perplexity['replace'] - all_real):.0f} %",
+            ]
+            for c, value in [*perplexity.items(), ("fresh(1.0)", all_real)]
+        ],
+    )
     detector = _by_generation(
         runs, table, run, "guarded", ("detector_tpr", "detector_fpr", "real_share", "pool_size")
     )
@@ -203,7 +220,12 @@ def summarise_lm_text(runs, *, table: Table, figure: Figure) -> str:
             f"WikiText-2 validation split in blocks of {config.model.block_len} words (word tokenizer, "
             f"{config.model.max_vocab} words + `<unk>`), N = {config.n_train} blocks per generation, "
             f"{len(config.seeds)} seeds, {last} generations; {config.model.n_eval} samples against "
-            f"{config.model.n_eval} held-out blocks of the test split. Cells: median over seeds (min-max).",
+            f"{config.model.n_eval} held-out blocks of the test split. Cells: median over seeds (min-max); "
+            "`fresh(1.0)` (all real, `control.yaml`) is the noise floor.",
+            f"**Held-out perplexity** (medians; generation 0: {start:.1f}; the gap is replace's minus "
+            "fresh(1.0)'s perplexity)",
+            gaps,
+            "**All metrics**",
             table(["condition", "t", *metrics], rows),
             "**guarded: the detector measured on its pool at every generation**",
             detector,
