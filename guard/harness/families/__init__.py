@@ -82,8 +82,9 @@ class Family(Protocol):
     def sample(self, model: Any, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` records per chain drawn from ``model``, shape (chains, n, *record_shape)."""
 
-    def measure(self, model: Any, rng: np.random.Generator) -> dict[str, float]:
-        """The family's metrics of ``model``, aggregated over chains (documented per family)."""
+    def measure(self, model: Any, rng: np.random.Generator) -> dict[str, float | list[float]]:
+        """The family's metrics of ``model``, aggregated over chains (documented per family);
+        a list value is a histogram or profile kept in the ledger, not plotted as a metric."""
 
     def features(self, records: np.ndarray) -> np.ndarray | None:
         """Float vectors (chains, n, f) for the real-vs-synthetic classifier, or None when the
