@@ -13,7 +13,8 @@ a harness metric such as perplexity) is judged by its relative change from gener
 same condition (its first generation if it has no 0), direction-aware: 10 % or more on the bad
 side is watch, 25 % or more alarm (a two-sided metric: either side); when the generation-0
 value is 0, any change to the bad side counts as infinite. Metrics the suite marks as not
-judged (the MMD p-value) are always "n/a". All levels use the median over seeds.
+judged (the MMD p-value) and those ``directions`` marks ``SHOWN`` (run facts such as a
+detector's measured TPR) are always "n/a". All levels use the median over seeds.
 """
 
 from __future__ import annotations
@@ -153,19 +154,15 @@ def _relative_badness(value: float, baseline: float, direction: str) -> float:
     return change if direction == "lower_is_better" else abs(change)
 
 
-def _judge(value: float, metric: str, baseline: float, band: Band | None, direction: str):
-    """(level, badness) of one value; see the module docstring."""
-    if not is_judged(metric):
-        return NOT_JUDGED, math.nan
+def _judge(value: float, baseline: float, band: Band | None, direction: str):
+    """(level, badness) of one value of a judged metric; see the module docstring."""
     if band is not None:
         return band.level(value), band.badness(value)
     badness = _relative_badness(value, baseline, direction)
     return ("alarm" if badness >= RELATIVE_ALARM else "watch" if badness >= RELATIVE_WATCH else "ok"), badness
 
 
-def _judged_against(metric: str, band: Band | None, baseline: float) -> str:
-    if not is_judged(metric):
-        return "not judged"
+def _judged_against(band: Band | None, baseline: float) -> str:
     if band is not None:
         return f"band {band.mean:.4g} ± {band.std:.3g} ({band.direction.replace('_', ' ')})"
     return f"generation-0 value {baseline:.4g}"
@@ -193,12 +190,15 @@ def build_report(
         series[metric] = {}
         for condition, (generations, values) in _collect_series(ledger, metric).items():
             medians = [float(np.median(v)) for v in values]
-            judged = [_judge(m, metric, medians[0], band, direction) for m in medians]
+            if is_judged(metric, directions):
+                judged = [_judge(m, medians[0], band, direction) for m in medians]
+                against = _judged_against(band, medians[0])
+            else:
+                judged, against = [(NOT_JUDGED, math.nan)] * len(medians), "not judged"
             series[metric][condition] = Series(
                 generations, medians, [float(v.min()) for v in values], [float(v.max()) for v in values],
                 [level for level, _ in judged],
             )  # fmt: skip
-            against = _judged_against(metric, band, medians[0])
             table.append(TableRow(metric, condition, generations[-1], medians[-1], against, *judged[-1]))
     table.sort(key=_worst_first)
     report = Report(title, *_verdict(table, bands is not None), table, series, dict(bands or {}))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guard.metrics.tracker import Band
+from guard.metrics.tracker import SHOWN, Band
 from guard.report import build_report, write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -96,6 +96,16 @@ def test_default_metrics_and_verdict_when_all_is_well():
     ]
     report = build_report(ledger, title="t", plots=False)
     assert list(report.series) == ["recall"]
+    assert report.level == "ok" and report.verdict.startswith("OK: all 1 judged")
+
+
+def test_run_facts_are_shown_but_never_judged():
+    """A detector whose measured TPR halves is a fact about the run, not an alarm on the data."""
+    ledger = [{"generation": g, "recall": 0.9, "detector_tpr": 0.9 / (1 + g)} for g in range(3)]
+    report = build_report(ledger, title="t", directions={"detector_tpr": SHOWN}, plots=False)
+    tpr = next(row for row in report.table if row.metric == "detector_tpr")
+    assert tpr.level == "n/a" and tpr.judged_against == "not judged"
+    assert report.series["detector_tpr"]["candidate"].median == pytest.approx([0.9, 0.45, 0.3])
     assert report.level == "ok" and report.verdict.startswith("OK: all 1 judged")
 
 

@@ -48,12 +48,10 @@ import yaml
 from guard.errors import GuardError
 from guard.harness.detectors import NeighbourDetector, OracleDetector, Pool, SampleDetector
 from guard.harness.families import Family
+from guard.metrics.tracker import SHOWN
 
-POOL_DIRECTIONS = {
-    "detector_tpr": "higher_is_better",
-    "detector_fpr": "lower_is_better",
-    "real_share": "higher_is_better",
-}
+# Run facts: plotted and tabled in the report, never given a level.
+POOL_DIRECTIONS = dict.fromkeys(("detector_tpr", "detector_fpr", "real_share", "pool_size"), SHOWN)
 _CONDITION = re.compile(r"^([a-z_]+)(?:\((.*)\))?$")
 
 

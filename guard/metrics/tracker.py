@@ -34,6 +34,9 @@ from guard.metrics.suite import DIVERSITY_METRICS, METRICS, compute_suite, embed
 
 LEVELS = ("ok", "watch", "alarm")  # from best to worst
 DIRECTIONS = ("higher_is_better", "lower_is_better", "two_sided")
+# The direction of a value that is plotted and tabled but never given a level: a fact about the
+# run (a detector's measured TPR, a pool's size), not about the data's health.
+SHOWN = "shown"
 WATCH_SIGMAS = 2.0
 ALARM_SIGMAS = 3.0
 MIN_CHUNKS = 10
@@ -77,16 +80,19 @@ class Band:
 
 
 def direction_of(metric: str, directions: dict[str, str] | None = None) -> str:
-    """The direction of ``metric``: from ``directions`` if listed, else the suite's
-    ``METRICS``, else two_sided."""
+    """The direction of ``metric``: from ``directions`` if listed (one of DIRECTIONS or
+    SHOWN), else the suite's ``METRICS``, else two_sided."""
     if directions and metric in directions:
         return directions[metric]
     info = METRICS.get(metric)
     return info.direction if info else "two_sided"
 
 
-def is_judged(metric: str) -> bool:
-    """False for metrics shown but never given a level (the MMD p-value)."""
+def is_judged(metric: str, directions: dict[str, str] | None = None) -> bool:
+    """False for metrics shown but never given a level: the suite's unjudged ones (the MMD
+    p-value) and those ``directions`` marks SHOWN."""
+    if direction_of(metric, directions) == SHOWN:
+        return False
     info = METRICS.get(metric)
     return info.judged if info else True
 
@@ -129,7 +135,7 @@ def bands_from_values(
     bands = {}
     for metric in rows[0]:
         values = [row.get(metric) for row in rows]
-        if is_judged(metric) and sum(v is not None and not math.isnan(v) for v in values) >= 2:
+        if is_judged(metric, directions) and sum(v is not None and not math.isnan(v) for v in values) >= 2:
             band = fit_band(values, direction_of(metric, directions))
             if metric in DIVERSITY_METRICS:
                 band = Band(band.mean, band.std * inflation, band.direction)
