@@ -118,7 +118,9 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class VectorCache:
-    """Embeddings on disk: one SQLite file per (model id, max_length), under ``directory``.
+    """Vectors on disk: one SQLite file ``<kind>-<digest>.sqlite`` per (model id, max_length)
+    under ``directory``; ``kind`` names what the vectors are ("embeddings", or "scores" for the
+    zero-shot detector's per-text statistics).
 
     Table ``vectors (key BLOB PRIMARY KEY, vector BLOB)``; the key is the 128-bit XXH3 digest
     of a cleaned text's UTF-8, the vector its ``dim`` float32 values as bytes (4 * dim bytes).
@@ -126,12 +128,13 @@ class VectorCache:
     trusted as they are: if the model files at a path change, delete the cache file.
     """
 
-    def __init__(self, directory: str | os.PathLike, model_id: str, max_length: int, dim: int):
+    def __init__(
+        self, directory: str | os.PathLike, model_id: str, max_length: int, dim: int, kind: str = "embeddings"
+    ):
         self.dim = dim
         directory = Path(directory).expanduser()
         digest = xxh3_64_hexdigest(f"{model_id}\n{max_length}".encode())
-        name = f"embeddings-{digest}.sqlite"
-        self.path = directory / name
+        self.path = directory / f"{kind}-{digest}.sqlite"
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self.connection = sqlite3.connect(self.path, timeout=60.0)

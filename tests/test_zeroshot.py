@@ -161,6 +161,7 @@ def test_score_cache_returns_stored_scores_without_the_model(tiny_lm, tmp_path, 
     # another window is another cache
     other = ZeroShotScorer(tiny_lm, min_tokens=1, max_tokens=8, cache_dir=tmp_path)
     assert other.score(texts[:1]).n_tokens_scored.tolist() == [7]
+    assert sorted(path.name.split("-")[0] for path in tmp_path.glob("*.sqlite")) == ["scores", "scores"]
 
 
 def test_models_must_share_a_tokenizer(tiny_lm, tiny_observer):

@@ -220,7 +220,8 @@ class ZeroShotScorer:
         if cache_dir is not None:
             from guard.embed import VectorCache
 
-            self.cache = VectorCache(cache_dir, self.scores_id, self.max_tokens, len(STATISTICS) + 1)
+            width = len(STATISTICS) + 1  # the statistics and n_tokens_scored
+            self.cache = VectorCache(cache_dir, self.scores_id, self.max_tokens, width, kind="scores")
 
     @property
     def scores_id(self) -> str:
