@@ -36,8 +36,8 @@ bench: install
 	$(PYTHON) bench/detect_bench.py --quick --out bench/detect_results.json > /dev/null
 
 lint: install
-	$(PYTHON) -m ruff check guard tests bench
-	$(PYTHON) -m ruff format --check guard tests bench
+	$(PYTHON) -m ruff check guard tests bench experiments
+	$(PYTHON) -m ruff format --check guard tests bench experiments
 
 # The harness studies of experiments/ (about 2.5 h on one CPU core); run directories go to
 # build/experiments, result tables and plots into experiments/*/README.md.
