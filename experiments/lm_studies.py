@@ -152,6 +152,13 @@ def summarise_lm_markov(runs, *, table: Table, figure: Figure) -> str:
         for c in runs.conditions(cold)
         for g in (0, 4, cold_last)
     ]
+    equal = "fixed_compute"
+    equal_metrics = ("kl_to_truth", "tail_mass", "invalid_mass", "distinct_bigrams")
+    equal_rows = [
+        [c, str(g)] + [_cell(runs, equal, c, g, m) for m in equal_metrics]
+        for c in runs.conditions(equal)
+        for g in (0, 4, runs.last_generation(equal))
+    ]
     histogram = HERE / "04_lm_markov" / "figures" / "nll_histogram.png"
     _nll_histograms(runs, run, ["replace", "fresh(1.0)", "guarded", "verifier"], histogram)
     return "\n\n".join(
@@ -175,6 +182,10 @@ def summarise_lm_markov(runs, *, table: Table, figure: Figure) -> str:
             "**Sampling at temperature 0.8** (`temperature.yaml`; the model's own KL is measured on its "
             "untempered distribution, the sample metrics on tempered samples)",
             table(["condition", "t", *cold_metrics], cold_rows),
+            "**At equal compute** (`fixed_compute.yaml`: every generation trains for the same number of "
+            "steps; `accumulate` draws its batches from its whole growing set, `accumulate_subsample` "
+            "trains on a uniform N of everything so far; same seeds, so the same generation 0)",
+            table(["condition", "t", *equal_metrics], equal_rows),
             figure(run, "kl_to_truth"),
             figure(run, "tail_mass"),
             figure(run, "invalid_mass"),
@@ -185,53 +196,77 @@ def summarise_lm_markov(runs, *, table: Table, figure: Figure) -> str:
     )
 
 
-def summarise_lm_text(runs, *, table: Table, figure: Figure) -> str:
-    run, control = "wikitext", "control"
-    config = load_experiment_config(HERE / "05_lm_text" / f"{run}.yaml")
+def _perplexity_tables(runs, run: str, control: str, metrics: tuple[str, ...], table: Table) -> list[str]:
+    """The held-out perplexity gap table, every metric by generation and the guarded detector's
+    figures, for the conditions of ``run`` and of ``control`` (which holds ``fresh(1.0)``, the
+    all-real noise floor; its generation 0 is ``run``'s, so it is left out)."""
     last = runs.last_generation(run)
-    metrics = ("perplexity", "distinct_2", "self_bleu", "js_2", "tail_mass", "vendi_q1", "frechet", "mauve")
     rows = [
         [c, str(g)] + [_cell(runs, name, c, g, m) for m in metrics]
         for name in (run, control)
         for c in runs.conditions(name)
         for g in sorted({0, 1, last // 2, last})
-        if name == run or g  # the control's generation 0 is the other conditions'
+        if name == run or g
     ]
-    perplexity = {c: _median(runs, run, c, last, "perplexity") for c in runs.conditions(run)}
-    all_real = _median(runs, control, "fresh(1.0)", last, "perplexity")
+    conditions = [(name, c) for name in (run, control) for c in runs.conditions(name)]
+    perplexity = {c: _median(runs, name, c, last, "perplexity") for name, c in conditions}
     start = _median(runs, run, "replace", 0, "perplexity")
+    gap = perplexity["replace"] - perplexity["fresh(1.0)"]
     gaps = table(
         ["condition", f"held-out perplexity at t = {last}", "change from t = 0", "gap to replace closed"],
         [
             [
                 c,
-                f"{value:.1f}",
-                f"{100 * (value / start - 1):+.1f} %",
-                f"{100 * (perplexity['replace'] - value) / (perplexity['replace'] - all_real):.0f} %",
+                f"{v:.1f}",
+                f"{100 * (v / start - 1):+.1f} %",
+                f"{100 * (perplexity['replace'] - v) / gap:.0f} %",
             ]
-            for c, value in [*perplexity.items(), ("fresh(1.0)", all_real)]
+            for c, v in perplexity.items()
         ],
     )
     detector = _by_generation(
         runs, table, run, "guarded", ("detector_tpr", "detector_fpr", "real_share", "pool_size")
     )
+    return [
+        f"**Held-out perplexity** (medians; generation 0: {start:.1f}; the gap is replace's minus "
+        "fresh(1.0)'s perplexity)",
+        gaps,
+        "**All metrics**",
+        table(["condition", "t", *metrics], rows),
+        "**guarded: the detector measured on its pool at every generation**",
+        detector,
+    ]
+
+
+def summarise_lm_text(runs, *, table: Table, figure: Figure) -> str:
+    tiny = load_experiment_config(HERE / "05_lm_text" / "wikitext.yaml")
+    smol = load_experiment_config(HERE / "05_lm_text" / "smollm2.yaml")
+    lexical = ("perplexity", "distinct_2", "self_bleu", "js_2", "tail_mass")
+    tiny_setup = (
+        f"WikiText-2 validation split in blocks of {tiny.model.block_len} words (word tokenizer, "
+        f"{tiny.model.max_vocab} words + `<unk>`), N = {tiny.n_train} blocks per generation, "
+        f"{len(tiny.seeds)} seeds, {runs.last_generation('wikitext')} generations; "
+        f"{tiny.model.n_eval} samples against {tiny.model.n_eval} held-out blocks of the test split. "
+        "Cells: median over seeds (min-max); `fresh(1.0)` (all real, `control.yaml`) is the noise floor."
+    )
+    smol_setup = (
+        f"The same blocks in SmolLM2's own tokens, N = {smol.n_train} blocks per generation, each "
+        f"generation fine-tuned from the pretrained weights ({smol.model.epochs} epoch, learning rate "
+        f"{smol.model.learning_rate:g}), {len(smol.seeds)} seeds, "
+        f"{runs.last_generation('smollm2')} generations; {smol.model.n_eval} samples and held-out blocks."
+    )
     return "\n\n".join(
         [
-            f"WikiText-2 validation split in blocks of {config.model.block_len} words (word tokenizer, "
-            f"{config.model.max_vocab} words + `<unk>`), N = {config.n_train} blocks per generation, "
-            f"{len(config.seeds)} seeds, {last} generations; {config.model.n_eval} samples against "
-            f"{config.model.n_eval} held-out blocks of the test split. Cells: median over seeds (min-max); "
-            "`fresh(1.0)` (all real, `control.yaml`) is the noise floor.",
-            f"**Held-out perplexity** (medians; generation 0: {start:.1f}; the gap is replace's minus "
-            "fresh(1.0)'s perplexity)",
-            gaps,
-            "**All metrics**",
-            table(["condition", "t", *metrics], rows),
-            "**guarded: the detector measured on its pool at every generation**",
-            detector,
-            figure(run, "perplexity"),
-            figure(run, "distinct_2"),
-            figure(run, "vendi_q1"),
+            f"**A tiny GPT trained from scratch** (`wikitext.yaml`, `control.yaml`). {tiny_setup}",
+            *_perplexity_tables(
+                runs, "wikitext", "control", (*lexical, "vendi_q1", "frechet", "mauve"), table
+            ),
+            figure("wikitext", "perplexity"),
+            figure("wikitext", "distinct_2"),
+            figure("wikitext", "vendi_q1"),
+            f"**SmolLM2-135M fine-tuned** (`smollm2.yaml`, `smollm2_control.yaml`). {smol_setup}",
+            *_perplexity_tables(runs, "smollm2", "smollm2_control", (*lexical, "compression_ratio"), table),
+            figure("smollm2", "perplexity"),
         ]
     )
 
