@@ -61,6 +61,16 @@ def test_features_agree_with_the_models_token_log_likelihoods(family, rough_mode
     assert features[:, -1] == pytest.approx((token_ll < np.log(0.01)).mean(axis=1))
 
 
+def test_features_do_not_depend_on_how_records_are_batched(family, rough_model, monkeypatch):
+    """A large vocabulary shrinks the batch (logits budget); the features stay the same."""
+    from guard.harness import lm_detectors
+
+    records = family.draw_real(23, np.random.default_rng(5))[0]
+    whole = record_features(family.trainer, rough_model, records)
+    monkeypatch.setattr(lm_detectors, "FEATURE_LOGITS", 4 * records.shape[1] * family.trainer.n_language)
+    np.testing.assert_allclose(record_features(family.trainer, rough_model, records), whole, atol=1e-9)
+
+
 def test_the_detector_finds_a_rough_models_samples_at_its_false_positive_rate(family, rough_model):
     detector = TokenStatisticsDetector(family.trainer, fit_size=300)
     generation = generation_of(family, rough_model, seed=10)

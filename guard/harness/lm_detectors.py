@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 RARE_TOKEN_PROBABILITY = 0.01  # a token the model gave less than this is a surprise
 SURPRISE_RANKS = (0, 1, 3)  # which sorted token log-likelihoods (lowest first) are features
-FEATURE_BATCH = 256  # records scored per forward pass: (batch, L, V) float32 logits in memory
+FEATURE_BATCH = 256  # records scored per forward pass at most ...
+FEATURE_LOGITS = 2**25  # ... and fewer when (batch, L, V) would pass this many logits (128 MB of float32)
 VERIFIER_REAL_DROP = 0.05  # the verifier's likelihood cut drops this share of real records
 
 
@@ -51,8 +52,10 @@ def record_features(trainer: CausalTrainer, model, records: np.ndarray) -> np.nd
     from guard.checks.zeroshot import STATISTICS, token_statistics
 
     rows = []
-    for lo in range(0, len(records), FEATURE_BATCH):
-        batch = records[lo : lo + FEATURE_BATCH]
+    n_logits = records.shape[1] * trainer.n_language
+    step = max(1, min(FEATURE_BATCH, FEATURE_LOGITS // n_logits))
+    for lo in range(0, len(records), step):
+        batch = records[lo : lo + step]
         logits = trainer.logits(model, batch)  # (b, L, V): position t predicts token t
         # token_statistics wants position t to predict input t + 1: the start token goes first,
         # and a last row of logits that no shifted mask position reads pads the length.
