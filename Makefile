@@ -39,7 +39,7 @@ lint: install
 	$(PYTHON) -m ruff check guard tests bench experiments
 	$(PYTHON) -m ruff format --check guard tests bench experiments
 
-# The harness studies of experiments/ (about 2.5 h on one CPU core); run directories go to
+# The harness studies of experiments/ (about 4.5 h on one CPU core); run directories go to
 # build/experiments, result tables and plots into experiments/*/README.md.
 .PHONY: experiments
 experiments: install

@@ -76,6 +76,31 @@ def _nll_histograms(runs, run: str, conditions: list[str], path: Path) -> None:
     plt.close(figure)
 
 
+def _metric_by_generation(runs, names: tuple[str, ...], metric: str, path: Path) -> None:
+    """Plot ``metric`` against the generation for every condition of the runs ``names``: the
+    median over seeds as a line, the min-max over seeds shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for name in names:
+        for condition in runs.conditions(name):
+            generations = range(runs.last_generation(name) + 1)
+            values = [runs.values(name, condition, g, metric) for g in generations]
+            axes.plot(generations, [np.median(v) for v in values], marker="o", label=condition)
+            axes.fill_between(generations, [v.min() for v in values], [v.max() for v in values], alpha=0.2)
+    axes.set_xlabel("generation")
+    axes.set_ylabel(metric.replace("_", " "))
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def summarise_lm_markov(runs, *, table: Table, figure: Figure) -> str:
     run, last = "conditions", runs.last_generation("conditions")
     config = load_experiment_config(HERE / "04_lm_markov" / f"{run}.yaml")
@@ -196,21 +221,21 @@ def summarise_lm_markov(runs, *, table: Table, figure: Figure) -> str:
     )
 
 
-def _perplexity_tables(runs, run: str, control: str, metrics: tuple[str, ...], table: Table) -> list[str]:
+def _perplexity_tables(runs, names: tuple[str, ...], metrics: tuple[str, ...], table: Table) -> list[str]:
     """The held-out perplexity gap table, every metric by generation and the guarded detector's
-    figures, for the conditions of ``run`` and of ``control`` (which holds ``fresh(1.0)``, the
-    all-real noise floor; its generation 0 is ``run``'s, so it is left out)."""
-    last = runs.last_generation(run)
+    figures, for the conditions of the runs ``names`` (one of them holds ``replace``, one
+    ``fresh(1.0)``, the all-real noise floor, one ``guarded``). All share generation 0, so it is
+    shown for the first run's conditions only."""
+    last = runs.last_generation(names[0])
+    conditions = [(name, c) for name in names for c in runs.conditions(name)]
     rows = [
         [c, str(g)] + [_cell(runs, name, c, g, m) for m in metrics]
-        for name in (run, control)
-        for c in runs.conditions(name)
+        for name, c in conditions
         for g in sorted({0, 1, last // 2, last})
-        if name == run or g
+        if name == names[0] or g
     ]
-    conditions = [(name, c) for name in (run, control) for c in runs.conditions(name)]
     perplexity = {c: _median(runs, name, c, last, "perplexity") for name, c in conditions}
-    start = _median(runs, run, "replace", 0, "perplexity")
+    start = _median(runs, names[0], runs.conditions(names[0])[0], 0, "perplexity")
     gap = perplexity["replace"] - perplexity["fresh(1.0)"]
     gaps = table(
         ["condition", f"held-out perplexity at t = {last}", "change from t = 0", "gap to replace closed"],
@@ -224,8 +249,9 @@ def _perplexity_tables(runs, run: str, control: str, metrics: tuple[str, ...], t
             for c, v in perplexity.items()
         ],
     )
+    guarded = next(name for name, c in conditions if c == "guarded")
     detector = _by_generation(
-        runs, table, run, "guarded", ("detector_tpr", "detector_fpr", "real_share", "pool_size")
+        runs, table, guarded, "guarded", ("detector_tpr", "detector_fpr", "real_share", "pool_size")
     )
     return [
         f"**Held-out perplexity** (medians; generation 0: {start:.1f}; the gap is replace's minus "
@@ -250,23 +276,28 @@ def summarise_lm_text(runs, *, table: Table, figure: Figure) -> str:
         "Cells: median over seeds (min-max); `fresh(1.0)` (all real, `control.yaml`) is the noise floor."
     )
     smol_setup = (
-        f"The same blocks in SmolLM2's own tokens, N = {smol.n_train} blocks per generation, each "
+        f"The same splits in blocks of {smol.model.block_len} SmolLM2 tokens, N = {smol.n_train} blocks "
+        "per generation, each "
         f"generation fine-tuned from the pretrained weights ({smol.model.epochs} epoch, learning rate "
         f"{smol.model.learning_rate:g}), {len(smol.seeds)} seeds, "
         f"{runs.last_generation('smollm2')} generations; {smol.model.n_eval} samples and held-out blocks."
     )
+    smol_names = ("smollm2", "smollm2_guarded", "smollm2_control")
+    smol_plot = HERE / "05_lm_text" / "figures" / "smollm2_perplexity.png"
+    _metric_by_generation(runs, smol_names, "perplexity", smol_plot)
     return "\n\n".join(
         [
             f"**A tiny GPT trained from scratch** (`wikitext.yaml`, `control.yaml`). {tiny_setup}",
             *_perplexity_tables(
-                runs, "wikitext", "control", (*lexical, "vendi_q1", "frechet", "mauve"), table
+                runs, ("wikitext", "control"), (*lexical, "vendi_q1", "frechet", "mauve"), table
             ),
             figure("wikitext", "perplexity"),
             figure("wikitext", "distinct_2"),
             figure("wikitext", "vendi_q1"),
-            f"**SmolLM2-135M fine-tuned** (`smollm2.yaml`, `smollm2_control.yaml`). {smol_setup}",
-            *_perplexity_tables(runs, "smollm2", "smollm2_control", (*lexical, "compression_ratio"), table),
-            figure("smollm2", "perplexity"),
+            f"**SmolLM2-135M fine-tuned** (`smollm2.yaml`, `smollm2_guarded.yaml`, `smollm2_control.yaml`). "
+            f"{smol_setup}",
+            *_perplexity_tables(runs, smol_names, (*lexical, "compression_ratio"), table),
+            f"![SmolLM2-135M: held-out perplexity by generation, every condition](figures/{smol_plot.name})",
         ]
     )
 
