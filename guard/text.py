@@ -238,10 +238,14 @@ def shingle_spans(
     first_word = np.searchsorted(word_starts, text_starts)
     words_per_text = np.diff(np.append(first_word, len(word_starts)))
     ascii_only = not data.size or data.max() < 128
-    # Byte position of every character, and each text's first character and length in them.
-    char_positions = np.arange(len(data)) if ascii_only else np.flatnonzero((data & 0xC0) != 0x80)
-    first_char = np.searchsorted(char_positions, text_starts)
-    char_lengths = np.searchsorted(char_positions, text_ends) - first_char
+    # Each text's first character and length in characters (bytes when all is ASCII), and
+    # the byte position of every character.
+    if ascii_only:
+        first_char, char_lengths = text_starts, lengths
+    else:
+        char_positions = np.flatnonzero((data & 0xC0) != 0x80)
+        first_char = np.searchsorted(char_positions, text_starts)
+        char_lengths = np.searchsorted(char_positions, text_ends) - first_char
     char_mode = words_per_text < min_words
     if not ascii_only:
         char_mode |= _mostly_unspaced(data, text_starts, char_lengths)
@@ -250,10 +254,13 @@ def shingle_spans(
     # or, in char mode, char k-grams starting at its characters 0 .. len - k (at least one).
     counts = np.where(char_mode, np.maximum(char_lengths - char_k + 1, 1), words_per_text - word_k + 1)
     text_index = np.repeat(np.arange(n_texts), counts)
-    offset = np.arange(len(text_index)) - np.repeat(np.cumsum(counts) - counts, counts)
+    shingle_index = np.arange(len(text_index))
     if not char_mode.any():
-        first = first_word[text_index] + offset
+        first = np.repeat(first_word - (np.cumsum(counts) - counts), counts) + shingle_index
         return ShingleSpans(data, word_starts[first], word_ends[first + word_k - 1], text_index, char_mode)
+    if ascii_only:
+        char_positions = np.arange(len(data))
+    offset = shingle_index - np.repeat(np.cumsum(counts) - counts, counts)
     starts = np.empty(len(text_index), dtype=np.int64)
     ends = np.empty(len(text_index), dtype=np.int64)
     by_char = char_mode[text_index]
