@@ -223,6 +223,9 @@ def bands_section(pool_size: int, chunk: int, fresh: int) -> dict:
             "fresh_watch_rate": round(found["watch"] / judgements, 4),
             "fresh_alarm_rate": round(found["alarm"] / judgements, 4),
             "fresh_candidates_with_an_alarm": sum("alarm" in levels(v, bands).values() for v in fresh_values),
+            "fresh_candidates_with_2_alarms": sum(
+                list(levels(v, bands).values()).count("alarm") >= 2 for v in fresh_values
+            ),
             "collapsed_alarms": sum(level == "alarm" for level in collapsed.values()),
             "collapsed_not_alarmed": sorted(m for m, level in collapsed.items() if level != "alarm"),
         }

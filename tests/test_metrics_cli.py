@@ -73,6 +73,21 @@ def test_fail_on_exit_codes(files, fail_on, candidates, expected):
     )
 
 
+def test_min_metrics_counts_the_metrics_at_the_level(files):
+    """Exit 1 exactly when one candidate has at least --min-metrics alarms."""
+    out, reference, _, collapsed = files
+    assert _run("--reference", reference, "--candidate", collapsed, "--json", out / "c.json") == 0
+    levels = json.loads((out / "c.json").read_text())["generations"][1]["levels"]
+    alarms = list(levels.values()).count("alarm")
+    assert alarms >= 4
+
+    def exit_code(k):
+        gate = ("--fail-on", "alarm", "--min-metrics", k)
+        return _run("--reference", reference, "--candidate", collapsed, *gate)
+
+    assert (exit_code(alarms), exit_code(alarms + 1)) == (1, 0)
+
+
 def test_bad_input_exits_2_with_one_line(files, capsys):
     out, reference, fresh, _ = files
     no_text = _write(out / "other_field.jsonl", ["some words here"] * 50, field="body")
@@ -90,6 +105,8 @@ def test_bad_input_exits_2_with_one_line(files, capsys):
         assert message in error and error.count("\n") == 1
     assert main(["metrics", "--reference", reference, "--candidate", fresh, "--sample", "5"]) == 2
     assert "--sample must be at least" in capsys.readouterr().err
+    assert _run("--reference", reference, "--candidate", fresh, "--min-metrics", "0") == 2
+    assert "--min-metrics must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(
