@@ -14,7 +14,6 @@ all of it with the model, tokenizer and window it is valid for, in a JSON file.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -166,26 +165,17 @@ class Calibration:
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (atomically)."""
-        from guard.io import atomic_path
+        from guard.io import write_json_file
 
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as temp:
-                temp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise GuardError(f"{path}: cannot write the calibration ({exc.strerror})") from None
+        write_json_file(path, asdict(self), what="the calibration")
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
         """Read a file written by ``save``; GuardError names what is wrong."""
+        from guard.io import read_json_file
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise GuardError(f"{path}: no such calibration file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise GuardError(f"{path}: not a calibration JSON file ({exc})") from None
+        data = read_json_file(path, missing="no such calibration file", what="a calibration JSON file")
         names = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) != names:
             raise GuardError(f"{path}: not a calibration file (expected the keys {', '.join(sorted(names))})")

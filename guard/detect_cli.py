@@ -9,12 +9,12 @@ Human and machine texts come from record files (``--human H... --machine M...``,
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 from guard.errors import GuardError
+from guard.io import read_json_file, write_json_file
 
 _WORD = re.compile(r"\S+")
 STRIP_HELP = (
@@ -51,12 +51,7 @@ def read_pairs(
             by index: the same index holds the same human article in every file of a source).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GuardError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GuardError(f"{path}: not a pairs JSON file ({exc})") from None
+    data = read_json_file(path, missing="no such file", what="a pairs JSON file")
     if not isinstance(data, dict):
         raise GuardError(f'{path}: a pairs file is an object {{"original": [...], "sampled": [...]}}')
     for key in ("original", "sampled"):
@@ -178,7 +173,7 @@ def _eval(args) -> int:
     report["auroc_by_statistic"] = auroc_by_statistic(human_scores, machine_scores)
     print(format_report(report))
     if args.json:
-        _write_json(report, args.json)
+        write_json_file(args.json, report)
     return 0
 
 
@@ -285,18 +280,6 @@ def format_report(report: dict) -> str:
         fpr = "-" if bucket["fpr"] is None else f"{bucket['fpr']:.3f}"
         lines.append(f"  {bucket['tokens']:<18} n={bucket['n']:<5} FPR {fpr}")
     return "\n".join(lines)
-
-
-def _write_json(report: dict, path: str) -> None:
-    from guard.io import atomic_path
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as temp:
-            temp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise GuardError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 # -- the parser ---------------------------------------------------------------------------------

@@ -599,6 +599,30 @@ def atomic_path(path: Path) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
 
 
+def write_json_file(path: str | os.PathLike, value, *, what: str = "", indent: int = 2) -> None:
+    """Write ``value`` as indented JSON to ``path`` atomically, creating its folder; a
+    GuardError "PATH: cannot write WHAT (reason)" when the system refuses."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temp:
+            temp.write_text(json.dumps(value, indent=indent) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise GuardError(f"{path}: cannot write {what + ' ' if what else ''}({exc.strerror})") from None
+
+
+def read_json_file(path: str | os.PathLike, *, missing: str, what: str):
+    """The JSON value in ``path``; a GuardError "PATH: MISSING" when there is no such file and
+    "PATH: not WHAT (reason)" when it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GuardError(f"{path}: {missing}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GuardError(f"{path}: not {what} ({exc})") from None
+
+
 def _sibling_temp_path(path: Path, tag: str) -> Path:
     """A fresh hidden path next to ``path`` for temporary use."""
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{tag}")

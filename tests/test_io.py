@@ -517,3 +517,18 @@ def test_hf_directory_that_is_not_a_dataset(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(GuardError, match="not a dataset saved with save_to_disk"):
         read_all(tmp_path)
+
+
+def test_json_file_helpers_round_trip_and_name_the_path(tmp_path):
+    path = tmp_path / "deep" / "state.json"
+    guard_io.write_json_file(path, {"a": [1, 2.5]}, what="the state")
+    assert guard_io.read_json_file(path, missing="gone", what="a state file") == {"a": [1, 2.5]}
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temporary file left
+    with pytest.raises(GuardError, match=r"missing\.json: gone$"):
+        guard_io.read_json_file(tmp_path / "missing.json", missing="gone", what="a state file")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(GuardError, match=r"bad\.json: not a state file \("):
+        guard_io.read_json_file(tmp_path / "bad.json", missing="gone", what="a state file")
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(GuardError, match=r"cannot write the state \("):
+        guard_io.write_json_file(tmp_path / "plain" / "state.json", {}, what="the state")

@@ -10,7 +10,6 @@ The learned state is saved as JSON (no pickle), with the scorer it needs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +100,7 @@ class MachineTextClassifier:
         """Write ``directory/classifier.json``: hyper-parameters, learned state and the scorer
         and embedder it was trained with."""
         from guard.calibrate import scorer_identity
-        from guard.io import atomic_path
+        from guard.io import write_json_file
 
         if not hasattr(self, "coef_"):
             raise GuardError("the classifier is not fitted; nothing to save")
@@ -118,27 +117,19 @@ class MachineTextClassifier:
             "intercept": self.intercept_,
             "n_train": list(self.n_train_),
         }
-        path = Path(directory) / CLASSIFIER_FILE
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as temp:
-                temp.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise GuardError(f"{path}: cannot write the classifier ({exc.strerror})") from None
+        write_json_file(Path(directory) / CLASSIFIER_FILE, state, what="the classifier", indent=1)
 
     @classmethod
     def load(cls, directory: str | Path, scorer: ZeroShotScorer, embedder=None) -> MachineTextClassifier:
         """The classifier saved in ``directory``, scoring with ``scorer`` (and ``embedder``
         when it was trained with embeddings), which must match the ones it was trained with."""
         from guard.calibrate import check_scorer
+        from guard.io import read_json_file
 
         path = Path(directory) / CLASSIFIER_FILE
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise GuardError(f"{path}: no such file (train one with `guard detect train`)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise GuardError(f"{path}: not a classifier file ({exc})") from None
+        state = read_json_file(
+            path, missing="no such file (train one with `guard detect train`)", what="a classifier file"
+        )
         if not isinstance(state, dict) or state.get("version") != CLASSIFIER_VERSION:
             raise GuardError(f"{path}: not a classifier file of version {CLASSIFIER_VERSION}")
         check_scorer(state["scorer"], scorer, str(path))
