@@ -95,6 +95,18 @@ class Family(Protocol):
         policy's exact dedup; None when exact duplicates are legitimate (e.g. single tokens)."""
 
 
+class VectorRecords:
+    """The record hooks of a family whose records are real-valued vectors: the records are
+    their own classifier features, and there are no exact-dedup keys (continuous draws do not
+    repeat)."""
+
+    def features(self, records: np.ndarray) -> np.ndarray:
+        return records
+
+    def record_keys(self, records: np.ndarray) -> None:
+        return None
+
+
 def family_names() -> list[str]:
     """The modules of this package, i.e. the family names a config may use."""
     return sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from guard.errors import GuardError
-from guard.harness.families import FamilyParams, InitMode
+from guard.harness.families import FamilyParams, InitMode, VectorRecords
 from guard.harness.families.gmm import MixtureModel, fit_mixture, sample_mixture
 from guard.metrics.drift import frechet_distance, prdc
 
@@ -99,7 +99,7 @@ DIRECTIONS = {
 }
 
 
-class DigitsFamily:
+class DigitsFamily(VectorRecords):
     directions = DIRECTIONS
 
     def __init__(self, params: Params, n_train: int):
@@ -173,12 +173,6 @@ class DigitsFamily:
             "pixel_variance": float(np.trace(covariance)),
             "classes_covered": float((per_class >= self.params.class_min_share * expected).sum()),
         }
-
-    def features(self, records: np.ndarray) -> np.ndarray:
-        return records
-
-    def record_keys(self, records: np.ndarray) -> None:
-        return None
 
 
 def build(params: Params, n_train: int) -> DigitsFamily:

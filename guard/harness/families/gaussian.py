@@ -26,7 +26,7 @@ from pydantic import Field
 from scipy.special import ndtr
 
 from guard.errors import GuardError
-from guard.harness.families import FamilyParams
+from guard.harness.families import FamilyParams, VectorRecords
 
 TAIL_THRESHOLD = 2.0  # |x| beyond which mass counts as tail
 
@@ -58,7 +58,7 @@ DIRECTIONS = {
 }
 
 
-class GaussianFamily:
+class GaussianFamily(VectorRecords):
     directions = DIRECTIONS
     init = "scratch"
 
@@ -105,12 +105,6 @@ class GaussianFamily:
             "tail_mass_mean": float(tail_per_chain.mean()),
             "mean_abs": float(np.abs(model.mean).mean()),
         }
-
-    def features(self, records: np.ndarray) -> np.ndarray:
-        return records
-
-    def record_keys(self, records: np.ndarray) -> None:
-        return None
 
 
 def build(params: Params, n_train: int) -> GaussianFamily:

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 from sklearn.mixture import GaussianMixture
 
-from guard.harness.families import FamilyParams, InitMode, sample_categorical
+from guard.harness.families import FamilyParams, InitMode, VectorRecords, sample_categorical
 from guard.metrics.drift import frechet_distance, prdc
 
 QUALITY_RADIUS = 3.0  # a sample within this many mode standard deviations of a centre is on it
@@ -101,7 +101,7 @@ DIRECTIONS = {
 }
 
 
-class GridMixtureFamily:
+class GridMixtureFamily(VectorRecords):
     directions = DIRECTIONS
 
     def __init__(self, params: Params, n_train: int):
@@ -162,12 +162,6 @@ class GridMixtureFamily:
             ),
             "total_variance": float(np.trace(covariance)),
         }
-
-    def features(self, records: np.ndarray) -> np.ndarray:
-        return records
-
-    def record_keys(self, records: np.ndarray) -> None:
-        return None
 
 
 def build(params: Params, n_train: int) -> GridMixtureFamily:
