@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from guard.checks.zeroshot import STATISTICS, ZeroShotScorer, token_statistics
+from guard.checks.zeroshot import FEATURES, STATISTICS, ZeroShotScorer, token_statistics
 from guard.errors import GuardError
 
 LN2 = math.log(2.0)
@@ -59,6 +59,43 @@ def test_every_statistic_on_hand_built_logits_one_model():
             "low_entropy_log_likelihood": (-1.5 * LN2, -111.0),
         },
     )
+
+
+def test_profile_on_hand_built_logits():
+    """Text A predicts token 0 (rank 1, ll -ln2) and token 1 (rank 2, ll -2 ln2) at entropy
+    1.75 ln2 = 1.21 nats; text B predicts token 15 (rank 16, ll -111). With q = p,
+    z_t = (ll_t + H_t) / sqrt(var_t), var_t = 0.6875 ln2^2."""
+    logits, input_ids, attention, _ = _hand_built_batch()
+    values = token_statistics(logits, input_ids, attention)
+    sd = math.sqrt(0.6875) * LN2
+    z_a = [0.75 * LN2 / sd, -0.25 * LN2 / sd]
+    z_b = (-111.0 + 1.75 * LN2) / sd
+    _check(
+        values,
+        {
+            "z_q50": (sum(z_a) / 2, z_b),
+            "z_q10": (z_a[1] + 0.1 * (z_a[0] - z_a[1]), z_b),
+            "z_std": (abs(z_a[0] - z_a[1]) / 2, 0.0),
+            "log_likelihood_std": (LN2 / 2, 0.0),
+            "rank_band_0": (0.5, 0.0),  # rank 1
+            "rank_band_1": (0.5, 0.0),  # rank 2-3
+            "rank_band_3": (0.0, 1.0),  # rank 11-100
+            "entropy_band_1": (1.0, 1.0),  # 0.5-1.5 nats
+            "entropy_band_0": (0.0, 0.0),
+            "z_confident": (sum(z_a) / 2, z_b),  # equal entropies: every position is confident
+            "repeated_4gram_share": (0.0, 0.0),
+        },
+    )
+    assert set(values) == set(FEATURES)
+
+
+def test_repeated_4gram_share_counts_loops():
+    """Tokens 1 2 3 4 1 2 3 4 1 2: of the 9 scored tokens, the last three close a 4-gram seen
+    before; a text with no repeat scores 0, whatever the logits."""
+    input_ids = torch.tensor([[1, 2, 3, 4, 1, 2, 3, 4, 1, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
+    logits = torch.randn(2, 10, V, generator=torch.Generator().manual_seed(0))
+    values = token_statistics(logits, input_ids, torch.ones_like(input_ids))
+    assert values["repeated_4gram_share"].tolist() == pytest.approx([3 / 9, 0.0])
 
 
 def test_low_entropy_log_likelihood_keeps_the_confident_half():
@@ -183,6 +220,6 @@ def _word_tokenizer():
 
 def test_statistics_names_are_the_table_columns(tiny_lm):
     scores = ZeroShotScorer(tiny_lm, min_tokens=1).score(["a short text for the columns"])
-    assert scores.table.shape == (1, len(STATISTICS))
+    assert scores.table.shape == (1, len(FEATURES))
     for k, name in enumerate(STATISTICS):
         assert scores[name][0] == scores.table[0, k]

@@ -21,6 +21,15 @@ tokens, all in nats):
                    text's median H_t: how closely the text follows the model where the model is
                    confident (the default detector's statistic, see guard.calibrate)
 
+Beside these named statistics, the same pass gives a **profile** of how the text is surprising
+(PROFILE, used by the trained detectors): quantiles of the per-token normalised surprise
+z_t = (ll_t - mu_t) / sqrt(var_t) (Fast-DetectGPT's statistic before it is summed: about 0 for
+the scorer's own temperature-1 samples, very negative for incoherent text, positive for text
+more predictable than sampling would give), the spread of ll_t, the share of tokens in bands of
+rank and of entropy, mean z_t where the model is confident and where it is not, and the share
+of tokens that close a 4-gram already seen in the text (loops). None depends on a generator's
+vocabulary; all are means or quantiles, so none grows with the length.
+
 Every statistic of a batch comes from the same logits with one shifted mask: logits at
 positions 1..L-1 predict tokens 2..L, and the attention mask shifted by one marks which of
 those predictions are real (right padding keeps real tokens at the front, so padding never
@@ -48,6 +57,22 @@ STATISTICS = (
     "binoculars",
     "low_entropy_log_likelihood",
 )
+# How the text is surprising, from the same pass (see the module docstring).
+Z_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+RANK_EDGES = (1, 3, 10, 100, 1000)  # bands of rank_t: 1, 2-3, 4-10, 11-100, 101-1000, >1000
+ENTROPY_EDGES = (0.5, 1.5, 3.0, 4.5)  # bands of H_t in nats
+REPEAT_N = 4  # a token repeats when the 4-gram it closes appeared earlier in the text
+PROFILE = (
+    *(f"z_q{round(q * 100):02d}" for q in Z_QUANTILES),
+    "z_std",
+    "log_likelihood_std",
+    *(f"rank_band_{k}" for k in range(len(RANK_EDGES) + 1)),
+    *(f"entropy_band_{k}" for k in range(len(ENTROPY_EDGES) + 1)),
+    "z_confident",
+    "z_unsure",
+    "repeated_4gram_share",
+)
+FEATURES = STATISTICS + PROFILE
 GLTR_TOP_RANK = 10
 # Scored positions whose (positions, V) log-probabilities are worked on at once: small blocks
 # stay in the CPU caches (32 positions x 49,152 tokens x 4 bytes = 6 MB; measured ~1.7x faster
@@ -57,7 +82,7 @@ PplFrom = Literal["observer", "performer"]
 
 
 def token_statistics(logits, input_ids, attention_mask, observer_logits=None, ppl_from: PplFrom = "observer"):
-    """The STATISTICS of each text of a right-padded batch.
+    """The FEATURES of each text of a right-padded batch.
 
     Args:
         logits: (batch, L, V) scoring-model logits as the model returns them: position t
@@ -68,7 +93,7 @@ def token_statistics(logits, input_ids, attention_mask, observer_logits=None, pp
         ppl_from: whose log-likelihood Binoculars' log PPL uses (the paper: "observer"; the
             reference code: "performer").
     Returns:
-        STATISTICS name -> (batch,) float32 tensor, NaN for a text with no scored token.
+        FEATURES name -> (batch,) float32 tensor, NaN for a text with no scored token.
     """
     import torch
 
@@ -90,7 +115,9 @@ def token_statistics(logits, input_ids, attention_mask, observer_logits=None, pp
     confident_sums = torch.zeros((batch, 2), dtype=torch.float32, device=logits.device).index_add_(
         0, text, torch.stack([ll_t * confident, confident], dim=1)
     )
+    profile = token_profile(per_position, text, position, (batch, length - 1), input_ids, scored)
     return {
+        **profile,
         "log_likelihood": ll / count,
         "log_rank": -log_rank / count,
         "entropy": entropy / count,
@@ -99,6 +126,74 @@ def token_statistics(logits, input_ids, attention_mask, observer_logits=None, pp
         "binoculars": (ll if ppl_from == "performer" else observer_ll) / mu,  # (-mean ll) / (-mean mu)
         "low_entropy_log_likelihood": confident_sums[:, 0] / confident_sums[:, 1],
     }
+
+
+def token_profile(per_position, text, position, shape, input_ids, scored) -> dict:
+    """The PROFILE of each text, from the per-position statistics of ``_scored_positions``.
+
+    Args:
+        per_position: (N, 7) float32 per scored position (ll, log rank, top-10, entropy, mu,
+            var, observer ll); text, position: (N,) the text and position of each.
+        shape: (batch, L - 1), the scored-position grid; input_ids: (batch, L) int64;
+        scored: (batch, L - 1) bool, the shifted mask.
+    Returns:
+        PROFILE name -> (batch,) float32 tensor (NaN for a text with no scored token).
+    """
+    import torch
+
+    ll, log_rank, _, entropy, mu, var, _ = per_position.unbind(1)
+    z = (ll - mu) / (var + 1e-6).sqrt()
+    grid = torch.full(shape, float("nan"), device=per_position.device)
+    grid[text, position] = z
+    out = {
+        f"z_q{round(q * 100):02d}": value
+        for q, value in zip(
+            Z_QUANTILES, torch.nanquantile(grid, torch.tensor(Z_QUANTILES, device=grid.device), dim=1)
+        )
+    }
+    count = scored.sum(dim=1).to(torch.float32)
+
+    def mean_of(values):  # (N,) per position -> (batch,) mean per text
+        sums = torch.zeros(shape[0], dtype=torch.float32, device=per_position.device).index_add_(
+            0, text, values
+        )
+        return sums / count
+
+    out["z_std"] = (mean_of(z.square()) - mean_of(z).square()).clamp(min=0).sqrt()
+    out["log_likelihood_std"] = (mean_of(ll.square()) - mean_of(ll).square()).clamp(min=0).sqrt()
+    rank_band = torch.bucketize(
+        log_rank.exp().round().contiguous(), torch.tensor(RANK_EDGES, dtype=torch.float32), right=False
+    )
+    entropy_band = torch.bucketize(entropy.contiguous(), torch.tensor(ENTROPY_EDGES, dtype=torch.float32))
+    for k in range(len(RANK_EDGES) + 1):
+        out[f"rank_band_{k}"] = mean_of((rank_band == k).float())
+    for k in range(len(ENTROPY_EDGES) + 1):
+        out[f"entropy_band_{k}"] = mean_of((entropy_band == k).float())
+    entropy_grid = torch.full(shape, float("nan"), device=per_position.device)
+    entropy_grid[text, position] = entropy
+    confident = (entropy <= torch.nanquantile(entropy_grid, 0.5, dim=1)[text]).float()
+    out["z_confident"] = mean_of(z * confident) / (mean_of(confident) + 1e-9)
+    out["z_unsure"] = mean_of(z * (1 - confident)) / (mean_of(1 - confident) + 1e-9)
+    out["repeated_4gram_share"] = _repeated_ngram_share(input_ids, scored).to(per_position.device)
+    return out
+
+
+def _repeated_ngram_share(input_ids, scored):
+    """(batch,) float32: the share of scored tokens that close a REPEAT_N-gram of token ids
+    already seen earlier in the same text (NaN for a text with no scored token)."""
+    import torch
+
+    ids = input_ids.cpu().tolist()
+    lengths = (scored.sum(dim=1) + 1).cpu().tolist()
+    shares = []
+    for row, length in zip(ids, lengths):
+        seen, repeated = set(), 0
+        for end in range(REPEAT_N, length + 1):
+            gram = tuple(row[end - REPEAT_N : end])
+            repeated += gram in seen
+            seen.add(gram)
+        shares.append(repeated / (length - 1) if length > 1 else float("nan"))
+    return torch.tensor(shares, dtype=torch.float32)
 
 
 def _scored_positions(logits, observer_logits, flat, targets):
@@ -160,7 +255,7 @@ class ZeroShotScores:
     """Scores of n texts.
 
     Attributes:
-        table: (n, len(STATISTICS)) float64; NaN rows for texts that are too short.
+        table: (n, len(FEATURES)) float64; NaN rows for texts that are too short.
         n_tokens_scored: (n,) int64 tokens scored per text (at most ``max_tokens - 1``).
         too_short: (n,) bool, fewer than ``min_tokens`` scored tokens: no verdict.
     """
@@ -170,8 +265,8 @@ class ZeroShotScores:
     too_short: np.ndarray
 
     def __getitem__(self, statistic: str) -> np.ndarray:
-        """(n,) float64 values of one statistic."""
-        return self.table[:, STATISTICS.index(statistic)]
+        """(n,) float64 values of one statistic or profile feature (a FEATURES name)."""
+        return self.table[:, FEATURES.index(statistic)]
 
 
 class ZeroShotScorer:
@@ -220,7 +315,7 @@ class ZeroShotScorer:
         if cache_dir is not None:
             from guard.embed import VectorCache
 
-            width = len(STATISTICS) + 1  # the statistics and n_tokens_scored
+            width = len(FEATURES) + 1  # the features and n_tokens_scored
             self.cache = VectorCache(cache_dir, self.scores_id, self.max_tokens, width, kind="scores")
 
     @property
@@ -230,7 +325,7 @@ class ZeroShotScorer:
         observer = self.observer.model_id if self.observer else self.model.model_id
         return (
             f"zeroshot performer={self.model.model_id} observer={observer} ppl_from={self.ppl_from} "
-            f"statistics={','.join(STATISTICS)}"
+            f"statistics={','.join(FEATURES)}"
         )
 
     def score(self, texts: list[str]) -> ZeroShotScores:
@@ -239,7 +334,7 @@ class ZeroShotScorer:
         index_of: dict[str, int] = {}
         inverse = np.array([index_of.setdefault(t, len(index_of)) for t in cleaned], dtype=np.int64)
         unique = list(index_of)
-        rows = np.full((len(unique), len(STATISTICS) + 1), np.nan, dtype=np.float64)
+        rows = np.full((len(unique), len(FEATURES) + 1), np.nan, dtype=np.float64)
         keys = None
         missing = np.arange(len(unique))
         if self.cache is not None:
@@ -250,7 +345,7 @@ class ZeroShotScorer:
             hit = np.array([key in found for key in keys], dtype=bool)
             if hit.any():
                 blob = b"".join(found[key] for key, is_hit in zip(keys, hit) if is_hit)
-                rows[hit] = np.frombuffer(blob, dtype=np.float32).reshape(-1, len(STATISTICS) + 1)
+                rows[hit] = np.frombuffer(blob, dtype=np.float32).reshape(-1, len(FEATURES) + 1)
             missing = np.flatnonzero(~hit)
         if len(missing):
             rows[missing] = self._score_unique([unique[i] for i in missing])
@@ -270,12 +365,12 @@ class ZeroShotScorer:
         )["input_ids"]
 
     def _score_unique(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), len(STATISTICS) + 1): the statistics, then the scored-token count."""
+        """(len(texts), len(FEATURES) + 1): the features, then the scored-token count."""
         import torch
 
         ids = self.tokenize(texts)
         lengths = np.array([len(row) for row in ids], dtype=np.int64)
-        out = np.full((len(texts), len(STATISTICS) + 1), np.nan, dtype=np.float64)
+        out = np.full((len(texts), len(FEATURES) + 1), np.nan, dtype=np.float64)
         out[:, -1] = np.maximum(lengths - 1, 0)
         scorable = np.flatnonzero(lengths >= 2)
         order = scorable[np.argsort(-lengths[scorable], kind="stable")]
@@ -288,7 +383,7 @@ class ZeroShotScorer:
             for lo in range(0, len(order), self.batch_size):
                 batch = order[lo : lo + self.batch_size]
                 values = self.batch_statistics([ids[i] for i in batch])
-                out[batch, :-1] = np.stack([values[name].cpu().numpy() for name in STATISTICS], axis=1)
+                out[batch, :-1] = np.stack([values[name].cpu().numpy() for name in FEATURES], axis=1)
                 if bar is not None:
                     bar.update(len(batch))
         if bar is not None:
@@ -296,7 +391,7 @@ class ZeroShotScorer:
         return out
 
     def batch_statistics(self, ids: list[list[int]]) -> dict:
-        """STATISTICS -> (batch,) tensors for token id lists (each of length >= 2): one forward
+        """FEATURES -> (batch,) tensors for token id lists (each of length >= 2): one forward
         pass per model over the right-padded batch."""
         input_ids, attention = self.pad(ids)
         logits = self.model.model(input_ids=input_ids, attention_mask=attention).logits
