@@ -6,7 +6,7 @@ from conftest import tiny_samples
 
 from guard.calibrate import auroc
 from guard.checks.classifier import MachineTextClassifier
-from guard.checks.zeroshot import STATISTICS, ZeroShotScorer
+from guard.checks.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
 from guard.errors import GuardError
 
 
@@ -82,3 +82,73 @@ def test_errors(tiny_lm, texts, tmp_path):
     _fit(scorer, texts).save(tmp_path / "clf")
     with pytest.raises(GuardError, match="max_tokens"):
         MachineTextClassifier.load(tmp_path / "clf", ZeroShotScorer(tiny_lm, max_tokens=64))
+
+
+def test_the_mlp_head_flags_both_tails_where_logistic_cannot(tiny_lm):
+    """Machine texts sit on both sides of the human band of one feature (too predictable and
+    too surprising): no single direction separates them, one hidden layer does."""
+    rng = np.random.default_rng(0)
+    n = 400
+    human = rng.normal(0.0, 1.0, n)
+    machine = np.concatenate([rng.normal(-4.0, 1.0, n // 2), rng.normal(4.0, 1.0, n // 2)])
+    table = np.zeros((2 * n, len(FEATURES)))
+    table[:, 0] = np.concatenate([human, machine])
+    table[:, 1:] = rng.normal(size=(2 * n, len(FEATURES) - 1))  # noise features
+    labels = np.array([0] * n + [1] * n)
+    train, test = np.arange(2 * n) % 2 == 0, np.arange(2 * n) % 2 == 1
+    figures = {}
+    for head in ("logistic", "mlp"):
+        model = MachineTextClassifier(ZeroShotScorer(tiny_lm), features="profile", head=head)
+        scores = model.fit_features(table[train], labels[train]).decision_from_features(table[test])
+        figures[head] = auroc(scores[labels[test] == 0], scores[labels[test] == 1])
+    assert figures["mlp"] > 0.97 and figures["logistic"] < 0.65
+
+
+def test_mlp_round_trip_keeps_the_threshold(tiny_lm, texts, tmp_path):
+    scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
+    human, machine = texts
+    model = MachineTextClassifier(scorer, features="profile", head="mlp", hidden=8)
+    model.fit(human[:30] + machine[:30], [0] * 30 + [1] * 30)
+    assert model.feature_names_ == list(FEATURES) and model.threshold_ == 0.0
+    model.threshold_ = 1.25
+    model.save(tmp_path / "mlp")
+    loaded = MachineTextClassifier.load(tmp_path / "mlp", scorer)
+    np.testing.assert_allclose(
+        loaded.decision_function(human[30:]), model.decision_function(human[30:]), rtol=1e-12
+    )
+    assert loaded.threshold_ == 1.25 and loaded.head == "mlp"
+    log_odds = loaded.decision_function(machine[30:])
+    assert loaded.predict(machine[30:]).tolist() == (log_odds > 1.25).astype(int).tolist()
+
+
+def test_a_version_1_file_still_loads(tiny_lm, texts, tmp_path):
+    """Classifiers saved before the profile features (logistic regression on the statistics,
+    keys coef/intercept) give the same log-odds when loaded now."""
+    import json
+
+    scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
+    model = _fit(scorer, texts)
+    model.save(tmp_path / "v2")
+    state = json.loads((tmp_path / "v2" / "classifier.json").read_text())
+    old = {
+        key: state[key]
+        for key in ("C", "max_iter", "scorer", "embedding_model", "feature_names", "mean", "scale")
+    }
+    old.update(version=1, coef=[row[0] for row in state["weights"][0]], intercept=state["biases"][0][0])
+    old["n_train"] = state["n_train"]
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "classifier.json").write_text(json.dumps(old))
+    loaded = MachineTextClassifier.load(tmp_path / "v1", scorer)
+    np.testing.assert_allclose(loaded.decision_function(texts[0][:5]), model.decision_function(texts[0][:5]))
+
+
+def test_sample_weights_change_the_fit(tiny_lm):
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(200, len(FEATURES)))
+    labels = (table[:, 0] + rng.normal(size=200) > 0).astype(int)
+    weights = np.where(table[:, 1] > 0, 10.0, 0.1)
+    plain = MachineTextClassifier(ZeroShotScorer(tiny_lm), features="profile").fit_features(table, labels)
+    weighted = MachineTextClassifier(ZeroShotScorer(tiny_lm), features="profile").fit_features(
+        table, labels, weights
+    )
+    assert not np.allclose(plain.coef_, weighted.coef_)

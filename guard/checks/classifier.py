@@ -1,11 +1,17 @@
 """A trainable machine-text detector with the scikit-learn shape: ``fit``, ``predict_proba``,
 ``save``, ``load``.
 
-Features (Ghostbuster-style, from one forward pass of the scoring LM): the zero-shot
-statistics of ``guard.checks.zeroshot`` and log(1 + scored tokens), optionally followed by the
-text's sentence embedding (MiniLM by default). A standardising scaler and a logistic
-regression turn them into P(machine). Texts too short for the scorer get no probability (NaN).
-The learned state is saved as JSON (no pickle), with the scorer it needs.
+Features (from one forward pass of the scoring LM, ``guard.checks.zeroshot``): a named set of
+its columns — ``statistics`` (the zero-shot statistics and log(1 + scored tokens), as
+Ghostbuster-style detectors use) or ``profile`` (the statistics and the profile of how the
+text is surprising: normalised-surprise quantiles, rank and entropy bands, repeats; no length)
+— optionally followed by the text's sentence embedding (MiniLM by default). A standardising
+scaler and a head turn them into log-odds of machine: ``logistic`` (logistic regression, one
+direction per feature) or ``mlp`` (one hidden layer of ReLU units: a decision that can flag
+both tails of a feature, as machine text is too predictable for some generators and too
+surprising for others). Texts too short for the scorer get no probability (NaN). The learned
+state, the decision threshold on the log-odds and the scorer it needs are saved as JSON (no
+pickle); the package ships one fitted detector (``DEFAULT_DETECTOR``).
 """
 
 from __future__ import annotations
@@ -14,107 +20,181 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.checks.zeroshot import STATISTICS, ZeroShotScorer
+from guard.checks.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
 from guard.errors import GuardError
 
 CLASSIFIER_FILE = "classifier.json"
-CLASSIFIER_VERSION = 1
+CLASSIFIER_VERSION = 2
+# The fitted default detector shipped inside the package (bench/detect_fit.py writes it).
+DEFAULT_DETECTOR = Path(__file__).with_name("default_detector")
+LENGTH_FEATURE = "log1p_tokens_scored"
+FEATURE_SETS = {"statistics": [*STATISTICS, LENGTH_FEATURE], "profile": list(FEATURES)}
+HEADS = ("logistic", "mlp")
 
 
 class MachineTextClassifier:
-    """Logistic regression on zero-shot statistics (+ optional embeddings).
+    """Scaler + head on one-forward-pass features (+ optional embeddings).
 
     Args:
-        scorer: the ZeroShotScorer that computes the statistics (it holds the LM).
+        scorer: the ZeroShotScorer that computes the features (it holds the LM).
         embedder: a ``guard.embed.Embedder`` whose vectors are appended, or None.
-        C: inverse L2 regularisation strength of the logistic regression.
+        features: a FEATURE_SETS name.
+        head: "logistic" or "mlp".
+        C: inverse L2 regularisation strength (logistic); the MLP's L2 penalty is 1 / C.
+        hidden: ReLU units of the MLP's hidden layer.
         max_iter: solver iterations.
 
-    Attributes (after ``fit``):
+    Attributes (after ``fit`` or ``load``):
         feature_names_: names of the feature columns.
         mean_, scale_: (d,) the scaler's per-feature mean and standard deviation.
-        coef_: (d,) weights of the standardised features; intercept_: float.
+        weights_: list of (d_in, d_out) arrays, layer by layer (one layer for logistic);
+        biases_: list of (d_out,) arrays.
+        threshold_: flag when the log-odds exceed it (0.0, i.e. P(machine) > 0.5, after ``fit``).
+        threshold_note_: where the threshold comes from.
         n_train_: (n_human, n_machine) texts used.
     """
 
-    def __init__(self, scorer: ZeroShotScorer, embedder=None, *, C: float = 1.0, max_iter: int = 1000):
+    def __init__(
+        self,
+        scorer: ZeroShotScorer,
+        embedder=None,
+        *,
+        features: str = "statistics",
+        head: str = "logistic",
+        C: float = 1.0,
+        hidden: int = 16,
+        max_iter: int = 2000,
+    ):
+        if features not in FEATURE_SETS:
+            raise GuardError(f"features must be one of {', '.join(FEATURE_SETS)}, not {features!r}")
+        if head not in HEADS:
+            raise GuardError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
         self.scorer = scorer
         self.embedder = embedder
+        self.features = features
+        self.head = head
         self.C = C
+        self.hidden = hidden
         self.max_iter = max_iter
 
-    def features(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """((n, d) float64 features, (n,) bool too short); too-short rows are NaN."""
-        scores = self.scorer.score(texts)
-        columns = [scores.table, np.log1p(scores.n_tokens_scored)[:, None]]
-        if self.embedder is not None:
-            columns.append(self.embedder.encode(texts).astype(np.float64))
-        table = np.concatenate(columns, axis=1)
-        table[scores.too_short] = np.nan
-        return table, scores.too_short
+    @property
+    def coef_(self) -> np.ndarray:
+        """(d,) weights of the standardised features (logistic head only)."""
+        if self.head != "logistic":
+            raise AttributeError("coef_ exists for the logistic head only")
+        return self.weights_[0][:, 0]
 
     def feature_names(self) -> list[str]:
-        names = [*STATISTICS, "log1p_tokens_scored"]
+        names = list(FEATURE_SETS[self.features])
         if self.embedder is not None:
             names += [f"embedding_{k}" for k in range(self.embedder.dim)]
         return names
 
+    def features_of(self, texts: list[str]) -> np.ndarray:
+        """(n, d) float64 features of ``texts`` in ``feature_names()`` order; too-short rows NaN."""
+        return feature_table(self.scorer.score(texts), self.feature_names(), self.embedder, texts)
+
     def fit(self, texts: list[str], labels) -> MachineTextClassifier:
         """Fit on ``texts`` with ``labels`` (1 = machine, 0 = human); too-short texts are left
         out. Returns self."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import StandardScaler
-
         labels = np.asarray(labels, dtype=np.int64)
         if len(labels) != len(texts) or not np.isin(labels, (0, 1)).all():
             raise GuardError("fit needs one label per text, each 0 (human) or 1 (machine)")
-        table, too_short = self.features(texts)
-        table, labels = table[~too_short], labels[~too_short]
+        return self.fit_features(self.features_of(texts), labels)
+
+    def fit_features(self, table: np.ndarray, labels, sample_weight=None) -> MachineTextClassifier:
+        """Fit on a precomputed (n, d) ``features_of`` table (NaN rows left out). Returns self.
+
+        Args:
+            sample_weight: (n,) per-text weights, or None for equal weights (the MLP head
+                resamples by weight, as scikit-learn's MLP takes none).
+        """
+        from sklearn.preprocessing import StandardScaler
+
+        labels = np.asarray(labels, dtype=np.int64)
+        usable = ~np.isnan(table).any(axis=1)
+        table, labels = table[usable], labels[usable]
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[usable]
         if len(np.unique(labels)) < 2:
             raise GuardError("fit needs human and machine texts that are long enough to score")
         scaler = StandardScaler().fit(table)
-        head = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(scaler.transform(table), labels)
+        standard = scaler.transform(table)
+        if self.head == "logistic":
+            from sklearn.linear_model import LogisticRegression
+
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(standard, labels, weight)
+            self.weights_, self.biases_ = [model.coef_.T.copy()], [model.intercept_.copy()]
+        else:
+            from sklearn.neural_network import MLPClassifier
+
+            if weight is not None:
+                rows = np.random.default_rng(0).choice(len(labels), size=len(labels), p=weight / weight.sum())
+                standard, labels = standard[rows], labels[rows]
+            model = MLPClassifier(
+                hidden_layer_sizes=(self.hidden,), alpha=1.0 / self.C, max_iter=self.max_iter, random_state=0
+            ).fit(standard, labels)
+            self.weights_, self.biases_ = list(model.coefs_), list(model.intercepts_)
         self.feature_names_ = self.feature_names()
         self.mean_, self.scale_ = scaler.mean_, scaler.scale_
-        self.coef_, self.intercept_ = head.coef_[0], float(head.intercept_[0])
+        self.threshold_, self.threshold_note_ = 0.0, "P(machine) > 0.5 on the training mix"
         self.n_train_ = (int((labels == 0).sum()), int((labels == 1).sum()))
         return self
 
+    def decision_from_features(self, table: np.ndarray) -> np.ndarray:
+        """(n,) log-odds of machine from an (n, d) feature table; NaN rows stay NaN."""
+        if not hasattr(self, "weights_"):
+            raise GuardError("the classifier is not fitted; call fit or load one")
+        hidden = (table - self.mean_) / self.scale_
+        for layer, (weight, bias) in enumerate(zip(self.weights_, self.biases_)):
+            hidden = hidden @ weight + bias
+            if layer < len(self.weights_) - 1:
+                hidden = np.maximum(hidden, 0.0)
+        return hidden[:, 0]
+
+    def decision_from_scores(self, scores, texts: list[str] | None = None) -> np.ndarray:
+        """(n,) log-odds of machine from the scorer's ZeroShotScores of n texts (``texts`` are
+        read only when the classifier uses embeddings)."""
+        if not hasattr(self, "weights_"):
+            raise GuardError("the classifier is not fitted; call fit or load one")
+        return self.decision_from_features(feature_table(scores, self.feature_names_, self.embedder, texts))
+
     def decision_function(self, texts: list[str]) -> np.ndarray:
         """(n,) log-odds of machine; NaN for too-short texts."""
-        if not hasattr(self, "coef_"):
-            raise GuardError("the classifier is not fitted; call fit or load one")
-        table, _ = self.features(texts)
-        return ((table - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+        return self.decision_from_scores(self.scorer.score(texts), texts)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """(n, 2) float64 [P(human), P(machine)] per text; NaN rows for too-short texts."""
         machine = 1.0 / (1.0 + np.exp(-self.decision_function(texts)))
         return np.stack([1.0 - machine, machine], axis=1)
 
-    def predict(self, texts: list[str], threshold: float = 0.5) -> np.ndarray:
-        """(n,) int 1 (machine) where P(machine) > threshold, else 0 (too-short texts: 0)."""
-        return (self.predict_proba(texts)[:, 1] > threshold).astype(np.int64)
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """(n,) int 1 (machine) where the log-odds exceed ``threshold_``, else 0 (too short: 0)."""
+        return (self.decision_function(texts) > self.threshold_).astype(np.int64)
 
     def save(self, directory: str | Path) -> None:
-        """Write ``directory/classifier.json``: hyper-parameters, learned state and the scorer
-        and embedder it was trained with."""
+        """Write ``directory/classifier.json``: hyper-parameters, learned state, threshold and
+        the scorer and embedder it was trained with."""
         from guard.calibrate import scorer_identity
         from guard.io import write_json_file
 
-        if not hasattr(self, "coef_"):
+        if not hasattr(self, "weights_"):
             raise GuardError("the classifier is not fitted; nothing to save")
         state = {
             "version": CLASSIFIER_VERSION,
+            "features": self.features,
+            "head": self.head,
             "C": self.C,
+            "hidden": self.hidden,
             "max_iter": self.max_iter,
             "scorer": scorer_identity(self.scorer),
             "embedding_model": self.embedder.model_id if self.embedder is not None else None,
             "feature_names": self.feature_names_,
-            "mean": self.mean_.tolist(),
-            "scale": self.scale_.tolist(),
-            "coef": self.coef_.tolist(),
-            "intercept": self.intercept_,
+            "mean": _as_lists(self.mean_),
+            "scale": _as_lists(self.scale_),
+            "weights": [_as_lists(w) for w in self.weights_],
+            "biases": [_as_lists(b) for b in self.biases_],
+            "threshold": self.threshold_,
+            "threshold_note": self.threshold_note_,
             "n_train": list(self.n_train_),
         }
         write_json_file(Path(directory) / CLASSIFIER_FILE, state, what="the classifier", indent=1)
@@ -130,7 +210,7 @@ class MachineTextClassifier:
         state = read_json_file(
             path, missing="no such file (train one with `guard detect train`)", what="a classifier file"
         )
-        if not isinstance(state, dict) or state.get("version") != CLASSIFIER_VERSION:
+        if not isinstance(state, dict) or state.get("version") not in (1, CLASSIFIER_VERSION):
             raise GuardError(f"{path}: not a classifier file of version {CLASSIFIER_VERSION}")
         check_scorer(state["scorer"], scorer, str(path))
         if state["embedding_model"] is not None:
@@ -142,13 +222,59 @@ class MachineTextClassifier:
                 raise GuardError(
                     f"{path}: trained with the embedder {state['embedding_model']}, given {embedder.model_id}"
                 )
+        if state["version"] == 1:  # logistic regression on the statistics, threshold P > 0.5
+            state = {
+                **state,
+                "features": "statistics",
+                "head": "logistic",
+                "hidden": 16,
+                "weights": [[[value] for value in state["coef"]]],
+                "biases": [[state["intercept"]]],
+                "threshold": 0.0,
+                "threshold_note": "P(machine) > 0.5 on the training mix",
+            }
         classifier = cls(
-            scorer, embedder if state["embedding_model"] else None, C=state["C"], max_iter=state["max_iter"]
+            scorer,
+            embedder if state["embedding_model"] else None,
+            features=state["features"],
+            head=state["head"],
+            C=state["C"],
+            hidden=state["hidden"],
+            max_iter=state["max_iter"],
         )
+        unknown = sorted(set(state["feature_names"]) - set(FEATURES) - {LENGTH_FEATURE})
+        if unknown and state["embedding_model"] is None:
+            raise GuardError(
+                f"{path}: unknown features {', '.join(unknown)}; this guard computes {len(FEATURES)}"
+            )
         classifier.feature_names_ = state["feature_names"]
         classifier.mean_ = np.array(state["mean"])
         classifier.scale_ = np.array(state["scale"])
-        classifier.coef_ = np.array(state["coef"])
-        classifier.intercept_ = float(state["intercept"])
+        classifier.weights_ = [np.array(w, dtype=np.float64) for w in state["weights"]]
+        classifier.biases_ = [np.array(b, dtype=np.float64) for b in state["biases"]]
+        classifier.threshold_ = float(state["threshold"])
+        classifier.threshold_note_ = state["threshold_note"]
         classifier.n_train_ = tuple(state["n_train"])
         return classifier
+
+
+def feature_table(scores, names: list[str], embedder=None, texts: list[str] | None = None) -> np.ndarray:
+    """(n, len(names)) float64: the named columns of ``ZeroShotScores`` (``LENGTH_FEATURE`` is
+    log(1 + scored tokens)), then the embedding of ``texts`` when ``embedder`` is given; rows of
+    too-short texts are NaN."""
+    columns = []
+    for name in names:
+        if name == LENGTH_FEATURE:
+            columns.append(np.log1p(scores.n_tokens_scored.astype(np.float64)))
+        elif not name.startswith("embedding_"):
+            columns.append(scores[name])
+    table = np.stack(columns, axis=1) if columns else np.zeros((len(scores.too_short), 0))
+    if embedder is not None:
+        table = np.concatenate([table, embedder.encode(texts).astype(np.float64)], axis=1)
+    table[scores.too_short] = np.nan
+    return table
+
+
+def _as_lists(values: np.ndarray) -> list:
+    """Nested lists of float64 values (JSON keeps all 17 significant digits)."""
+    return np.asarray(values, dtype=np.float64).tolist()
