@@ -1,0 +1,71 @@
+"""The detector's training pool: the trigram generator's known mixture, continuations that keep
+their prompt, and a build that resumes after an interruption at any byte to the same file."""
+
+import json
+
+import numpy as np
+import pytest
+
+import guard.detect_pool as pool
+from guard.detect_pool import TrigramModel, build_pool, generate_continuations
+
+
+def test_trigram_model_mixes_trigram_bigram_and_unigram():
+    """Corpus "a b c": after "a b" the trigram (weight 0.6) and bigram (0.3) both say c, the
+    unigram (0.1) picks a, b or c with 1/3 each: P(c) = 0.9 + 0.1 / 3."""
+    model = TrigramModel(["a b c"])
+    rng = np.random.default_rng(0)
+    draws = [model.continue_text("a b", 1, rng).split()[-1] for _ in range(6000)]
+    assert set(draws) <= {"a", "b", "c"}
+    assert np.mean([d == "c" for d in draws]) == pytest.approx(0.9 + 0.1 / 3, abs=0.015)
+    assert (
+        model.continue_text("x y", 5, rng).startswith("x y ")
+        and len(model.continue_text("x y", 5, rng).split()) == 7
+    )
+
+
+def test_continuations_keep_the_prompt_and_the_seed_decides(tiny_lm):
+    prompts = ["The first words of a paragraph", "Another prompt"]
+    first = generate_continuations(tiny_lm, prompts, "t1.0", 12, seed=3)
+    assert [text.startswith(prompt) for text, prompt in zip(first, prompts)] == [True, True]
+    assert generate_continuations(tiny_lm, prompts, "t1.0", 12, seed=3) == first
+    assert generate_continuations(tiny_lm, prompts, "t1.0", 12, seed=4) != first
+
+
+def _fake_shared(folder, paragraphs: list[str]):
+    """A ../shared/data look-alike: WikiText splits and Fast-DetectGPT files made of real
+    documentation paragraphs (joined in threes to be long enough)."""
+    long = [" ".join(paragraphs[i : i + 3]) for i in range(0, len(paragraphs) - 3, 3)]
+    (folder / "wikitext-2").mkdir(parents=True)
+    (folder / "wikitext-2" / "valid.txt").write_text("\n = Title = \n" + "\n".join(long[:20]) + "\n")
+    (folder / "wikitext-2" / "test.txt").write_text("\n".join(long[20:40]) + "\n")
+    (folder / "detect").mkdir()
+    for source in pool.DETECT_SOURCES:
+        for generator in pool.DETECT_GENERATORS:
+            pairs = {"original": long[40:46], "sampled": [text[::-1] for text in long[40:46]]}
+            (folder / "detect" / f"{source}_{generator}.json").write_text(json.dumps(pairs))
+    return folder
+
+
+def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm, stdlib_texts, monkeypatch):
+    monkeypatch.setattr(pool, "SMOLLM2_PLAN", (("wikitext", "fit", 1), ("pydocs", "fit", 1)))
+    monkeypatch.setattr(pool, "SMOLLM2_REPORT", (("wikitext", "t1.0", 3),))
+    monkeypatch.setattr(pool, "NGRAM_PROMPTS", 4)
+    monkeypatch.setattr(pool, "GENERATION_BATCH", 3)
+    monkeypatch.setattr(pool, "NEW_TOKENS", (8, 16))
+    shared = _fake_shared(tmp_path / "shared", stdlib_texts)
+    whole = build_pool(tmp_path / "a", shared, lm=tiny_lm, progress=False).read_bytes()
+    records = [json.loads(line) for line in whole.splitlines()]
+    assert len({r["id"] for r in records}) == len(records)
+    smollm2 = [r for r in records if r["generator"] == "smollm2"]
+    assert len(smollm2) == 2 * len(pool.DECODINGS) + 3
+    assert {r["decoding"] for r in smollm2} == set(pool.DECODINGS)
+    assert sum(r["generator"] == "ngram" for r in records) == 4 * 4  # 4 fitting domains
+    assert {r["split"] for r in records if r["domain"] == "pubmed"} == {"report"}
+    assert {r["split"] for r in smollm2 if r["id"].startswith("wikitext-report")} == {"report"}
+    start = whole.index(json.dumps(smollm2[0]["id"]).encode())
+    for cut in np.random.default_rng(0).integers(start, len(whole), 4):
+        resumed = tmp_path / f"cut{cut}"
+        resumed.mkdir()
+        (resumed / "pool.jsonl").write_bytes(whole[:cut])
+        assert build_pool(resumed, shared, lm=tiny_lm, progress=False).read_bytes() == whole
