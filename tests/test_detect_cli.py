@@ -41,6 +41,8 @@ def test_calibrate_then_eval_with_the_calibration(labelled, tiny_lm_dir, capsys)
         "0.05",
         "--out",
         str(t_json),
+        "--statistic",
+        "low_entropy_log_likelihood",
         *common,
     )
     assert code == 0 and "T.json" in out
@@ -85,6 +87,8 @@ def test_eval_pairs_with_prefix_stripped_and_split_by_index(labelled, tiny_lm_di
         "--strip-prefix",
         "--parity",
         "odd",
+        "--statistic",
+        "low_entropy_log_likelihood",
         "--direction",
         "two-sided",
         "--model",
@@ -120,7 +124,28 @@ def test_train_then_eval_the_classifier(labelled, tiny_lm_dir, capsys, tmp_path)
         *common,
     )
     figures = json.loads((tmp_path / "e.json").read_text())
-    assert code == 0 and figures["auroc"] > 0.95 and figures["threshold_source"] == "P(machine) > 0.5"
+    assert code == 0 and figures["auroc"] > 0.95
+    assert figures["threshold_source"].startswith("P(machine) > 0.5")
+    # move the trained detector's threshold: its log-odds calibrated at 5 % FPR on the human texts
+    t_json = tmp_path / "T.json"
+    code, out, _ = _run(
+        capsys, "calibrate", "--human", files[1], "--classifier", str(tmp_path / "clf"), "--fpr", "0.05",
+        "--out", str(t_json), *common,
+    )  # fmt: skip
+    calibration = json.loads(t_json.read_text())
+    assert code == 0 and calibration["statistic"] == "detector" and calibration["detector"]["head"] == "mlp"
+    code, out, _ = _run(
+        capsys, "eval", *files, "--classifier", str(tmp_path / "clf"), "--calibration", str(t_json),
+        "--bootstrap", "100", "--json", str(tmp_path / "e2.json"), *common,
+    )  # fmt: skip
+    figures = json.loads((tmp_path / "e2.json").read_text())
+    assert code == 0 and figures["fpr_at_threshold"] <= 0.05 and figures["auroc"] > 0.95
+    # a calibration of another detector is refused
+    _run(capsys, "train", *files, "--head", "logistic", "--out", str(tmp_path / "other"), *common)
+    code, _, err = _run(
+        capsys, "eval", *files, "--classifier", str(tmp_path / "other"), "--calibration", str(t_json), *common
+    )
+    assert code == 2 and "calibrated for another trained detector" in err
 
 
 def test_score_writes_every_statistic_and_passes_bad_records_through(labelled, tiny_lm_dir, capsys, tmp_path):
@@ -172,6 +197,8 @@ def test_a_calibration_for_another_window_is_refused(labelled, tiny_lm_dir, caps
         str(labelled / "human.jsonl"),
         "--out",
         str(t_json),
+        "--statistic",
+        "log_likelihood",
         "--model",
         tiny_lm_dir,
         "--min-tokens",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from guard.calibrate import builtin_calibration
+from guard.checks.classifier import DEFAULT_DETECTOR, MachineTextClassifier
 from guard.checks.zeroshot import ZeroShotScorer
 from guard.detect_cli import read_pairs
 from guard.pipeline import Guard
@@ -46,16 +46,37 @@ def test_filter_with_machine_yaml_on_real_text(smollm2, xsum_chatgpt, tmp_path):
     scored = [r for r in kept + rejected if r["guard_machine_score"] is not None]
     assert len(scored) == 6 and all(0.0 <= r["guard_machine_score"] <= 1.0 for r in scored)
     assert all(abs(r["guard_watermark_z"]) < 4 for r in scored)  # nobody watermarked these
-    # the built-in detector: the three machine texts score above the three human ones
+    # the shipped detector: the three machine texts score above the three human ones
     human_scores = [by_id[f"human{i}"]["guard_machine_score"] for i in range(3)]
     machine_scores = [by_id[f"machine{i}"]["guard_machine_score"] for i in range(3)]
     assert min(machine_scores) > max(human_scores)
 
 
-def test_builtin_calibration_fits_the_default_scorer(smollm2):
-    calibration = builtin_calibration(ZeroShotScorer(smollm2))
-    assert calibration.scorer["max_tokens"] == 256 and calibration.target_fpr == 0.01
-    assert np.isfinite(calibration.threshold)
+def test_the_shipped_detector_fits_the_default_scorer(smollm2):
+    detector = MachineTextClassifier.load(DEFAULT_DETECTOR, ZeroShotScorer(smollm2))
+    assert detector.head in ("logistic", "mlp") and np.isfinite(detector.threshold_)
+    assert "out-of-domain" in detector.threshold_note_ and min(detector.n_train_) > 500
+
+
+@pytest.mark.slow
+def test_the_shipped_detector_flags_smollm2_samples_at_temperature_one(smollm2, wikitext_dir):
+    """SmolLM2's own temperature-1 continuations of WikiText-2 *test* paragraphs (never in the
+    detector's pool: it holds other samples of other paragraphs) score above the paragraphs."""
+    from guard.detect_pool import generate_continuations, prompt_of
+
+    paragraphs = [
+        line.strip()
+        for line in (wikitext_dir / "test.txt").read_text(encoding="utf-8").splitlines()
+        if len(line.split()) >= 120 and not line.startswith(" = ")
+    ][-12:]
+    prompts = [prompt_of(text, False) for text in paragraphs]
+    machine = generate_continuations(smollm2, prompts, "t1.0", 128, seed=7)
+    detector = MachineTextClassifier.load(DEFAULT_DETECTOR, ZeroShotScorer(smollm2))
+    from guard.calibrate import auroc
+
+    human_scores, machine_scores = detector.decision_function(paragraphs), detector.decision_function(machine)
+    assert auroc(human_scores, machine_scores) >= 0.85
+    assert (human_scores > detector.threshold_).mean() <= 1 / 12
 
 
 @pytest.mark.slow

@@ -3,15 +3,16 @@
 
 Features (from one forward pass of the scoring LM, ``guard.checks.zeroshot``): a named set of
 its columns — ``statistics`` (the zero-shot statistics and log(1 + scored tokens), as
-Ghostbuster-style detectors use) or ``profile`` (the statistics and the profile of how the
-text is surprising: normalised-surprise quantiles, rank and entropy bands, repeats; no length)
-— optionally followed by the text's sentence embedding (MiniLM by default). A standardising
-scaler and a head turn them into log-odds of machine: ``logistic`` (logistic regression, one
-direction per feature) or ``mlp`` (one hidden layer of ReLU units: a decision that can flag
-both tails of a feature, as machine text is too predictable for some generators and too
-surprising for others). Texts too short for the scorer get no probability (NaN). The learned
-state, the decision threshold on the log-odds and the scorer it needs are saved as JSON (no
-pickle); the package ships one fitted detector (``DEFAULT_DETECTOR``).
+Ghostbuster-style detectors use), ``profile`` (the statistics and the profile of how the text
+is surprising: normalised-surprise quantiles, rank and entropy bands, repeats; no length) or
+``compact`` (six of them, ``COMPACT``) — optionally followed by the text's sentence embedding
+(MiniLM by default). A standardising scaler and a head turn them into log-odds of machine:
+``logistic`` (logistic regression, one direction per feature) or ``mlp`` (one hidden layer of
+ReLU units: a decision that can flag both tails of a feature, as machine text is too
+predictable for some generators and too surprising for others). Texts too short for the
+scorer get no probability (NaN). The learned state, the decision threshold on the log-odds
+and the scorer it needs are saved as JSON (no pickle); the package ships one fitted detector
+(``DEFAULT_DETECTOR``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,19 @@ CLASSIFIER_VERSION = 2
 # The fitted default detector shipped inside the package (bench/detect_fit.py writes it).
 DEFAULT_DETECTOR = Path(__file__).with_name("default_detector")
 LENGTH_FEATURE = "log1p_tokens_scored"
-FEATURE_SETS = {"statistics": [*STATISTICS, LENGTH_FEATURE], "profile": list(FEATURES)}
+# compact: the few one-pass features that carried over best to generators left out of fitting
+# (bench/detect_fit.py): how likely the text is overall and where the model is confident, how
+# uncertain the model is along it, its analytic Fast-DetectGPT score, and the shares of
+# very-low-rank tokens and of very-high-entropy positions (temperature-1 drift).
+COMPACT = [
+    "entropy",
+    "low_entropy_log_likelihood",
+    "log_likelihood",
+    "fast_detectgpt",
+    "rank_band_5",
+    "entropy_band_4",
+]
+FEATURE_SETS = {"statistics": [*STATISTICS, LENGTH_FEATURE], "profile": list(FEATURES), "compact": COMPACT}
 HEADS = ("logistic", "mlp")
 
 

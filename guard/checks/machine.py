@@ -1,14 +1,18 @@
-"""The Guard's machine-text check: zero-shot statistics from a causal LM, turned into a
-verdict by a calibration (``guard detect calibrate``) or a trained classifier (``guard detect
-train``), and green-list watermark detection."""
+"""The Guard's machine-text check: one forward pass of a causal LM, turned into a verdict by a
+trained detector (the one shipped in the package unless ``machine.classifier`` names another)
+at its own threshold, or by a calibration (``guard detect calibrate``) of the detector's
+log-odds or of one zero-shot statistic; and green-list watermark detection."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from guard.calibrate import DETECTOR, check_detector
 from guard.config import MachineConfig
+from guard.errors import GuardError
 
 
 @dataclass
@@ -16,8 +20,9 @@ class MachineVerdicts:
     """Verdicts on n texts.
 
     Attributes:
-        p_machine: (n,) float64 in [0, 1], NaN for too-short texts: the classifier's
-            P(machine), or ``Calibration.p_machine`` for a zero-shot detector.
+        p_machine: (n,) float64 in [0, 1], NaN for too-short texts: the detector's
+            P(machine) (a posterior under its training mix of human and machine text), or
+            ``Calibration.p_machine`` for a calibrated statistic.
         machine_generated: (n,) bool, flagged by the detector (never for too-short texts).
         too_short: (n,) bool, fewer scored tokens than ``min_tokens``: no verdict.
         watermark_z: (n,) float64 green-list z-scores (NaN: nothing to score), or None when
@@ -62,41 +67,66 @@ class MachineCheck:
             ppl_from=config.ppl_from,
             cache_dir=config.cache_dir,
         )
-        self.classifier = self.calibration = None
-        if config.classifier is not None:
-            from guard.checks.classifier import MachineTextClassifier
-
-            self.classifier = MachineTextClassifier.load(config.classifier, self.scorer)
-        else:
-            self.calibration = self._calibration()
+        self.calibration = self._calibration()
+        self.classifier = None
+        if self.calibration is None or self.calibration.statistic == DETECTOR:
+            self.classifier = self._classifier()
+            if self.calibration is not None:
+                check_detector(self.calibration, self.classifier, config.calibration)
+        threshold = config.classifier_threshold
+        self.log_odds_threshold = (
+            math.log(threshold / (1.0 - threshold))
+            if threshold is not None
+            else getattr(self.classifier, "threshold_", None)
+        )
         self.watermark = None
         if config.watermark.enabled:
             from guard.checks.watermark import GreenListDetector
 
             self.watermark = GreenListDetector(lm, config.watermark)
 
+    def _classifier(self):
+        """The configured trained detector, or the one shipped in the package."""
+        from guard.checks.classifier import DEFAULT_DETECTOR, MachineTextClassifier
+
+        if self.config.classifier is not None:
+            return MachineTextClassifier.load(self.config.classifier, self.scorer)
+        try:
+            return MachineTextClassifier.load(DEFAULT_DETECTOR, self.scorer)
+        except GuardError as error:
+            raise GuardError(
+                "the shipped detector (machine.classifier: null) fits SmolLM2-135M with a 256-token "
+                f"window only ({error}); with another model, train one (`guard detect train`) or "
+                "calibrate a statistic"
+            ) from None
+
     def _calibration(self):
-        """The configured calibration, checked against the scorer (GuardError on mismatch)."""
-        from guard.calibrate import Calibration, builtin_calibration, check_scorer
+        """The configured calibration checked against the scorer (GuardError on mismatch), or None."""
+        from guard.calibrate import Calibration, check_scorer
 
         if self.config.calibration is None:
-            return builtin_calibration(self.scorer)
+            return None
         calibration = Calibration.load(self.config.calibration)
         check_scorer(calibration.scorer, self.scorer, self.config.calibration)
         return calibration
 
     def check(self, texts: list[str]) -> MachineVerdicts:
         """Verdicts on ``texts`` (each a str)."""
-        if self.classifier is not None:
-            p_machine = self.classifier.predict_proba(texts)[:, 1]
-            too_short = np.isnan(p_machine)
-            machine_generated = p_machine > self.config.classifier_threshold
-        else:
-            scores = self.scorer.score(texts)
-            values = scores[self.calibration.statistic]
+        from guard.calibrate import statistic_values
+
+        scores = self.scorer.score(texts)
+        too_short = scores.too_short
+        if self.classifier is None:  # a calibrated zero-shot statistic
+            values = statistic_values(scores, self.calibration.statistic)
             p_machine = self.calibration.p_machine(values)
-            too_short = scores.too_short
             machine_generated = self.calibration.flags(values)
+        else:
+            log_odds = self.classifier.decision_from_scores(scores, texts)
+            p_machine = 1.0 / (1.0 + np.exp(-log_odds))
+            if self.calibration is not None:
+                machine_generated = self.calibration.flags(log_odds)
+            else:
+                machine_generated = log_odds > self.log_odds_threshold
         watermark_z, watermarked = None, np.zeros(len(texts), dtype=bool)
         if self.watermark is not None:
             found = self.watermark.detect(texts)
