@@ -19,7 +19,10 @@ observed row's rank among them is uniform under the null. The family p-value is
 exceeds the k-th largest permuted maximum, k = floor(alpha (B + 1)) (its adjusted p-value is
 then <= alpha), so some metric alarms exactly when the family p-value is <= alpha, and a
 candidate from the reference's distribution raises an alarm with probability at most alpha
-(exactly alpha when alpha (B + 1) is an integer). "watch" stays per metric: beyond 2 sigma.
+(exactly alpha when alpha (B + 1) is an integer). The default alpha is 2.5 %, so that a pipeline
+judging one candidate per generation stops falsely about once in 40 generations; with the
+default B = 39 a candidate alarms only beyond every permuted split. "watch" stays per metric:
+beyond 2 sigma.
 
 Cost: B + 1 suite evaluations of r + n records per candidate (40 with the default B = 39).
 
@@ -40,8 +43,8 @@ from tqdm.auto import tqdm
 from guard.metrics.features import Samples
 from guard.metrics.tracker import Band, direction_of, is_judged
 
-FAMILY_ALPHA = 0.05  # false-alarm rate of a candidate from the reference's distribution
-PERMUTATIONS = 39  # default B: alpha (B + 1) = 2, so the rule is exact at alpha
+FAMILY_ALPHA = 0.025  # false-alarm rate of a candidate from the reference's distribution
+PERMUTATIONS = 39  # default B: alpha (B + 1) = 1, an alarm needs a value beyond every permuted split
 CONSTANT_FLOOR_RELATIVE = 0.01
 
 
@@ -66,7 +69,7 @@ class Verdict:
 
 
 def min_permutations(alpha: float = FAMILY_ALPHA) -> int:
-    """The fewest permutations B with alpha (B + 1) >= 1 (19 at 5 %): with fewer, no candidate
+    """The fewest permutations B with alpha (B + 1) >= 1 (39 at 2.5 %, 19 at 5 %): with fewer, no candidate
     could ever reach alarm."""
     return math.ceil(1 / alpha - 1e-9) - 1
 

@@ -9,7 +9,7 @@ of n (reported as generation 0, the baseline) and the rest (the reference side e
 is compared with). Each candidate is judged against its own permutation null (``--permutations``
 random splits of the reference side and the candidate pooled) by the max-T rule over all metrics
 (``guard.metrics.alarms``): a candidate from the reference's distribution reaches "alarm" on some
-metric with probability at most 5 %; "watch" is per metric (beyond 2 sigma of its null).
+metric with probability at most 2.5 %; "watch" is per metric (beyond 2 sigma of its null).
 
 Exit codes: 0 done; 1 a candidate has at least --min-metrics metrics (default 1) at the
 --fail-on level or worse; 2 bad input (one line on stderr).
@@ -33,7 +33,7 @@ def add_metrics_command(commands) -> None:
         "(generation 0): lexical diversity, embedding diversity, n-gram and embedding drift. Each "
         "candidate is judged against a permutation null of the reference and itself pooled: watch "
         "beyond 2 sigma on a metric's bad side; alarm by a family-wise rule over all metrics, so a "
-        "candidate drawn from the reference's own distribution raises an alarm at most 5 %% of the "
+        "candidate drawn from the reference's own distribution raises an alarm at most 2.5 %% of the "
         "time (watch fires far more often: it is per metric). Exit 0 when done, 1 when --fail-on is "
         "given and some candidate metric reached that level, 2 on bad input.",
     )
@@ -55,7 +55,7 @@ def add_judging_arguments(parser) -> None:
     parser.add_argument(
         "--fail-on",
         choices=("watch", "alarm"),
-        help="exit 1 when a candidate metric reaches this level (alarm: at most 5 %% of candidates "
+        help="exit 1 when a candidate metric reaches this level (alarm: at most 2.5 %% of candidates "
         "drawn from the reference's distribution, per candidate; watch: most of them)",
     )
     parser.add_argument(
@@ -76,7 +76,7 @@ def add_judging_arguments(parser) -> None:
         "--permutations",
         type=int,
         metavar="B",
-        help="permuted splits in each candidate's null (at least 19, default 39; costs B + 1 suite "
+        help="permuted splits in each candidate's null (at least 39, default 39; costs B + 1 suite "
         "evaluations per candidate)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
