@@ -124,6 +124,7 @@ def read_texts(path: str, text_field: str) -> list[str]:
 
 def _run_metrics(args) -> int:
     from guard.metrics.compare import compare
+    from guard.metrics.tracker import ledger_row
 
     check_files([args.reference, *args.candidate])
     check_judging_arguments(args)
@@ -138,11 +139,9 @@ def _run_metrics(args) -> int:
         permutations=args.permutations,
         progress=not args.quiet,
     )
-    files = [args.reference, *args.candidate]
-    values = [comparison.baseline] + [verdict.values for verdict in comparison.verdicts]
-    rows = [
-        {"generation": g, "seed": args.seed, "condition": "candidate", "file": file, **row}
-        for g, (file, row) in enumerate(zip(files, values))
+    rows = [ledger_row(0, comparison.baseline, seed=args.seed, file=args.reference)] + [
+        ledger_row(g, verdict.values, seed=args.seed, file=file, p_value=verdict.p_value, bands=verdict.bands)
+        for g, (file, verdict) in enumerate(zip(args.candidate, comparison.verdicts), 1)
     ]
     _print_summary(rows, comparison)
     _write_outputs(args, rows, comparison)
@@ -198,43 +197,44 @@ def _finite(value: float) -> float:
 
 
 def _write_outputs(args, rows: list[dict], comparison) -> None:
-    from dataclasses import asdict
-
     from guard.metrics.tracker import append_ledger, json_row, worst_level
-    from guard.report import build_report
 
-    metrics = [key for key in rows[0] if key not in ("generation", "seed", "condition", "file")]
-    bands = {g: verdict.bands for g, verdict in enumerate(comparison.verdicts, 1)}
     report = None
     if args.json or args.html:
-        title = f"guard metrics: {Path(args.reference).name}"
-        report = build_report(rows, title=title, bands=bands, metrics=metrics, plots=bool(args.html))
+        report = ledger_report(rows, f"guard metrics: {Path(args.reference).name}", plots=bool(args.html))
     if args.ledger:
         append_ledger(args.ledger, rows)
     if args.json:
-        judged = [{"levels": {}, "level": "baseline", "p_value": None, "bands": {}}] + [
-            {
-                "levels": verdict.levels,
-                "level": worst_level(verdict.levels.values()),
-                "p_value": verdict.p_value,
-                "bands": {metric: json_row(asdict(band)) for metric, band in verdict.bands.items()},
-            }
-            for verdict in comparison.verdicts
-        ]
+        levels = [{}] + [verdict.levels for verdict in comparison.verdicts]
         summary = {
             "reference": args.reference,
             "records_per_side": comparison.n,
             "seed": args.seed,
             "permutations": args.permutations,
-            "generations": [{**json_row(row), **extra} for row, extra in zip(rows, judged)],
+            "generations": [
+                {**json_row(row), "levels": found, "level": worst_level(found.values()) if g else "baseline"}
+                for g, (row, found) in enumerate(zip(rows, levels))
+            ],
             "report": report.to_json(),
         }
-        _write_text(args.json, json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        write_text(args.json, json.dumps(summary, indent=1, allow_nan=False) + "\n")
     if args.html:
-        _write_text(args.html, report.html())
+        write_text(args.html, report.html())
 
 
-def _write_text(path: str, text: str) -> None:
+def ledger_report(rows: list[dict], title: str, *, plots: bool = True):
+    """The ``guard.report.Report`` of ledger ``rows``, each generation judged against its own
+    bands."""
+    from guard.metrics.tracker import ledger_bands, ledger_metrics
+    from guard.report import build_report
+
+    return build_report(
+        rows, title=title, bands=ledger_bands(rows), metrics=ledger_metrics(rows), plots=plots
+    )
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (its folder created); GuardError when it cannot."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

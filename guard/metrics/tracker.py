@@ -10,7 +10,11 @@ rising is fine, drift metrics are one-sided (only high is bad), and a two-sided 
 either way.
 
 The ledger is JSONL: one object per generation x seed x condition, with ``generation`` (int),
-``seed`` (int), ``condition`` (str) and every metric as a key (nan written as null).
+``seed`` (int), ``condition`` (str) and every metric as a key (nan written as null). Rows written
+by ``guard metrics`` and ``guard cycle`` (``ledger_row``) also hold ``file`` (the records
+measured), ``p_value`` (the family-wise p-value; null for generation 0, the baseline) and
+``bands`` (metric -> the generation's null band), so a report can judge every generation
+against its own null.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,7 @@ DIRECTIONS = ("higher_is_better", "lower_is_better", "two_sided")
 SHOWN = "shown"
 WATCH_SIGMAS = 2.0
 ALARM_SIGMAS = 3.0  # the default alarm threshold of a band made by hand
+LEDGER_KEYS = ("generation", "seed", "condition", "file", "p_value", "bands")  # not metrics
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,38 @@ def json_row(row: dict) -> dict:
     """``row`` as strict JSON wants it: numpy scalars as Python ones, nan and infinities as None."""
     plain = {key: value.item() if isinstance(value, np.generic) else value for key, value in row.items()}
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in plain.items()}
+
+
+def ledger_row(
+    generation: int,
+    values: dict[str, float],
+    *,
+    seed: int,
+    file: str,
+    p_value: float | None = None,
+    bands: dict[str, Band] | None = None,
+) -> dict:
+    """The ledger row of one generation of condition "candidate": ``values`` (metric -> value)
+    with the bookkeeping keys (``LEDGER_KEYS``); ``bands`` stored as plain dicts."""
+    stored = {metric: json_row(asdict(band)) for metric, band in (bands or {}).items()}
+    return {
+        "generation": generation, "seed": seed, "condition": "candidate", "file": file,
+        "p_value": p_value, "bands": stored, **values,
+    }  # fmt: skip
+
+
+def ledger_metrics(rows: list[dict]) -> list[str]:
+    """The metric keys of ledger ``rows`` (all but ``LEDGER_KEYS``), in first-seen order."""
+    return list(dict.fromkeys(key for row in rows for key in row if key not in LEDGER_KEYS))
+
+
+def ledger_bands(rows: list[dict]) -> dict[int, dict[str, Band]]:
+    """generation -> metric -> Band, from the ``bands`` of ledger ``rows`` that have them."""
+    return {
+        row["generation"]: {metric: Band(**band) for metric, band in row["bands"].items()}
+        for row in rows
+        if row.get("bands")
+    }
 
 
 def append_ledger(path: str | os.PathLike, rows: Iterable[dict]) -> None:
