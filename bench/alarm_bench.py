@@ -34,6 +34,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -53,9 +54,9 @@ EDIT_RATE = 0.05
 # n -> (records, reference size, same-distribution trials, collapsed trials)
 SIZES = {
     "full": {
-        200: ("paragraphs", 800, 100, 4),
-        800: ("paragraphs", 1600, 60, 4),
-        5000: ("windows", 10_000, 12, 3),
+        200: ("paragraphs", 800, 80, 3),
+        800: ("paragraphs", 1600, 60, 3),
+        5000: ("windows", 10_000, 10, 2),
     },
     "quick": {200: ("paragraphs", 800, 20, 2), 800: ("paragraphs", 1600, 10, 2)},
 }
@@ -110,16 +111,22 @@ def _rate(hits: int, trials: int) -> dict:
 
 def run(quick: bool = False, workers: int = 1) -> dict:
     sizes = SIZES["quick" if quick else "full"]
-    jobs = [
-        (records, n, reference_size, kind, number)
-        for n, (records, reference_size, same, collapsed) in sizes.items()
-        for kind, trials in (("same", same), ("collapsed", collapsed))
-        for number in range(trials)
-    ]
+    jobs = sorted(
+        (
+            (records, n, reference_size, kind, number)
+            for n, (records, reference_size, same, collapsed) in sizes.items()
+            for kind, trials in (("same", same), ("collapsed", collapsed))
+            for number in range(trials)
+        ),
+        key=lambda job: job[4],
+    )  # trial 0 of every size and kind first, so an interrupted run has seen each
     load_before = os.getloadavg()
     start = time.perf_counter()
     with ProcessPoolExecutor(workers, initializer=_load_units) as pool:
-        outcomes = list(pool.map(trial, jobs))
+        outcomes = []
+        for job, outcome in zip(jobs, pool.map(trial, jobs)):
+            outcomes.append(outcome)
+            print(json.dumps({"job": job, **outcome}), file=sys.stderr, flush=True)  # progress
     wall = time.perf_counter() - start
     _load_units()
     results = {}
