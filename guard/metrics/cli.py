@@ -1,15 +1,11 @@
 """``guard metrics``: diversity and drift of candidate record files against a reference file,
 with family-wise alarms, a ledger, a JSON summary and an HTML report.
 
-Several candidates are generations 1..k in the order given; generation 0 is the reference
-itself. Every comparison is n records against the same reference side: n = min(--sample, the
-smallest candidate, half the usable reference), each candidate is a fixed-seed sample of n of
-its records, the reference a fixed-seed pool of up to 4n of its records split once into a chunk
-of n (reported as generation 0, the baseline) and the rest (the reference side every candidate
-is compared with). Each candidate is judged against its own permutation null (``--permutations``
-random splits of the reference side and the candidate pooled) by the max-T rule over all metrics
-(``guard.metrics.alarms``): a candidate from the reference's distribution reaches "alarm" on some
-metric with probability at most 2.5 %; "watch" is per metric (beyond 2 sigma of its null).
+Several candidates are generations 1..k in the order given; generation 0 is the baseline, a
+chunk of the reference against the rest. How records are sampled and compared:
+``guard.metrics.compare``; how a candidate is judged (its permutation null, the max-T rule over
+all metrics, so that a candidate from the reference's distribution reaches "alarm" with
+probability at most 2.5 %; "watch" per metric, beyond 2 sigma): ``guard.metrics.alarms``.
 
 Exit codes: 0 done; 1 a candidate has at least --min-metrics metrics (default 1) at the
 --fail-on level or worse; 2 bad input (one line on stderr).

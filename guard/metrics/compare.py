@@ -36,7 +36,7 @@ class Comparison:
     verdicts: list[Verdict]
 
 
-def sample_size(sample: int, reference_count: int, candidate_counts: list[int]) -> int:
+def _sample_size(sample: int, reference_count: int, candidate_counts: list[int]) -> int:
     """n: ``sample``, lowered to the smallest candidate and to half the reference; GuardError
     below MIN_RECORDS."""
     n = min(sample, reference_count // 2, *candidate_counts)
@@ -60,7 +60,7 @@ def compare(
 ) -> Comparison:
     """Each of ``candidate_texts`` against ``reference_texts`` (module docstring); ``embedder``:
     an object with ``encode(texts) -> (m, d)``, or None for lexical metrics only."""
-    n = sample_size(sample, len(reference_texts), [len(texts) for texts in candidate_texts])
+    n = _sample_size(sample, len(reference_texts), [len(texts) for texts in candidate_texts])
     pool = _samples(reference_texts, min(len(reference_texts), REFERENCE_POOL * n), seed, embedder)
     chunk, rest = split_reference(len(pool), n, seed=seed)
     reference = pool.take(rest)
