@@ -52,7 +52,8 @@ def add_judging_arguments(parser) -> None:
         "--fail-on",
         choices=("watch", "alarm"),
         help="exit 1 when a candidate metric reaches this level (alarm: at most 2.5 %% of candidates "
-        "drawn from the reference's distribution, per candidate; watch: most of them)",
+        "drawn from the reference's distribution, per candidate; watch is per metric and fires far more "
+        "often)",
     )
     parser.add_argument(
         "--min-metrics",
