@@ -28,7 +28,9 @@ demo: install
 
 # Dedup figures -> results.json; the metrics suite, the harness families and (quick) the
 # machine-text detector each write their own JSON; `python bench/detect_bench.py --out F`
-# runs the detector on every file of ../shared/data/detect (~35 min on one core, cold cache).
+# runs the detector on every file of ../shared/data/detect (~35 min on one core, cold cache);
+# `python bench/alarm_bench.py --workers 2` measures the false-alarm rate and power of
+# `guard metrics --fail-on alarm` -> bench/alarm_results.json (about an hour on two cores).
 bench: install
 	$(PYTHON) bench/run.py --out bench/results.json
 	$(PYTHON) bench/metrics_bench.py > bench/metrics_results.json

@@ -9,9 +9,8 @@
    seconds from calling its function on the same data with the suite's defaults.
 2. Vendi score at n = 8000, d = 384: the d x d covariance form, against the n x n kernel form
    (at n = 8000; quick: 2000) as a time ratio, with the largest difference of the values.
-3. Band calibration on real text (lexical metrics only): bands from 10 (and 30) chunks of a
-   reference pool, then fresh candidates from the same corpus (how often each level fires when
-   nothing changed) and a collapsed candidate (how many metrics alarm).
+
+How often alarms fire (false alarms and power of the family-wise rule) is bench/alarm_bench.py.
 
 Numeric libraries run on one thread (OMP/OPENBLAS/MKL_NUM_THREADS default to 1, as in
 bench/run.py).
@@ -29,11 +28,9 @@ import json  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
-from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from guard.metrics.diversity import (  # noqa: E402
     DuplicateRate,
@@ -56,15 +53,14 @@ from guard.metrics.drift import (  # noqa: E402
 )
 from guard.metrics.features import Samples, TokenCoder  # noqa: E402
 from guard.metrics.suite import FixedSample, SuiteOptions, compute_suite  # noqa: E402
-from guard.metrics.tracker import bands_from_values, levels, reference_chunk_values, split_reference  # noqa: E402
 
 WIKITEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
 WINDOW_WORDS = 30  # 13,016 windows: enough for the full sizes
 DIM = 384
 SEED = 0
 SIZES = {
-    "full": {"suite_n": 5000, "vendi_n": 8000, "kernel_n": 8000, "pool": 2000, "chunk": 500, "fresh": 20},
-    "quick": {"suite_n": 1000, "vendi_n": 8000, "kernel_n": 2000, "pool": 1000, "chunk": 250, "fresh": 8},
+    "full": {"suite_n": 5000, "vendi_n": 8000, "kernel_n": 8000},
+    "quick": {"suite_n": 1000, "vendi_n": 8000, "kernel_n": 2000},
 }
 
 
@@ -191,47 +187,6 @@ def vendi_section(n: int, kernel_n: int) -> dict:
     }
 
 
-def bands_section(pool_size: int, chunk: int, fresh: int) -> dict:
-    """Section 3: level rates for fresh candidates from the reference's corpus, and for a
-    collapsed one, with bands from 10 and from 30 chunks of a pool (lexical metrics, real
-    text)."""
-    texts, source = corpus_texts(pool_size + fresh * chunk + chunk)
-    pool = Samples(texts[:pool_size])
-
-    def suite(reference, candidate):
-        return compute_suite(reference, candidate, kind="text", embeddings=False)
-
-    compared_with = pool.take(split_reference(pool_size, chunk, seed=SEED)[1])
-    fresh_values = [
-        suite(compared_with, Samples(texts[start : start + chunk]))
-        for start in tqdm(range(pool_size, pool_size + fresh * chunk, chunk), desc="fresh", leave=False)
-    ]
-    rng = random.Random(SEED)
-    collapsed_texts = [
-        " ".join(t.split()[:15]) for t in rng.choices(texts[-chunk:], k=chunk)
-    ]  # 15-word prefixes
-    collapsed_values = suite(compared_with, Samples(collapsed_texts))
-    result = {"texts": source, "pool": pool_size, "chunk": chunk, "fresh_candidates": fresh}
-    for n_chunks in (10, 30):
-        chunk_values = reference_chunk_values(pool, chunk, suite, n_chunks=n_chunks, seed=SEED)
-        bands = bands_from_values(chunk_values, chunk_size=chunk, pool_size=pool_size)
-        found = Counter(level for values in fresh_values for level in levels(values, bands).values())
-        judgements = sum(found.values())
-        collapsed = levels(collapsed_values, bands)
-        result[f"{n_chunks}_chunks"] = {
-            "metrics_banded": len(bands),
-            "fresh_watch_rate": round(found["watch"] / judgements, 4),
-            "fresh_alarm_rate": round(found["alarm"] / judgements, 4),
-            "fresh_candidates_with_an_alarm": sum("alarm" in levels(v, bands).values() for v in fresh_values),
-            "fresh_candidates_with_2_alarms": sum(
-                list(levels(v, bands).values()).count("alarm") >= 2 for v in fresh_values
-            ),
-            "collapsed_alarms": sum(level == "alarm" for level in collapsed.values()),
-            "collapsed_not_alarmed": sorted(m for m, level in collapsed.items() if level != "alarm"),
-        }
-    return result
-
-
 def run(quick: bool = False) -> dict:
     """Every section; sizes from SIZES["quick" if quick else "full"]."""
     sizes = SIZES["quick" if quick else "full"]
@@ -240,7 +195,6 @@ def run(quick: bool = False) -> dict:
         "threads": os.environ["OMP_NUM_THREADS"],
         "suite": suite_section(sizes["suite_n"]),
         "vendi": vendi_section(sizes["vendi_n"], sizes["kernel_n"]),
-        "bands": bands_section(sizes["pool"], sizes["chunk"], sizes["fresh"]),
     }
 
 

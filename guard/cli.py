@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from guard.cycle import add_cycle_command
 from guard.detect_cli import add_detect_command
 from guard.errors import GuardError
 from guard.harness.cli import add_experiment_command
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sem.set_defaults(run=_semdedup)
 
     add_metrics_command(commands)
+    add_cycle_command(commands)
     add_experiment_command(commands)
     add_detect_command(commands)
     demo = commands.add_parser("demo", help="run the main job on built-in data")

@@ -3,13 +3,14 @@
 The page holds a one-line verdict, a worst-first table (metric, condition, value at the last
 generation, band or change against generation 0, level) and one plot per metric across
 generations: one line per condition (the median over seeds, the min-max spread over seeds
-shaded), the reference band shaded, watch and alarm points marked. Plots are PNGs inlined as
-base64 (palette-quantised, about 5 KB each) and also written to ``plots/<metric>.png``; no raw
-samples are embedded, only metric values.
+shaded), each generation's band shaded with its alarm limit, watch and alarm points marked.
+Plots are PNGs inlined as base64 (palette-quantised, about 5 KB each) and also written to
+``plots/<metric>.png``; no raw samples are embedded, only metric values.
 
-Levels. A metric with a band in ``bands`` is judged against it (``Band.level``: beyond 2 sigma
-on the bad side is watch, beyond 3 sigma alarm). A metric without one (no ``bands`` at all, or
-a harness metric such as perplexity) is judged by its relative change from generation 0 of the
+Levels. A metric value with a band in ``bands`` (per generation) is judged against it
+(``Band.level``: beyond 2 sigma on the bad side is watch, beyond the band's ``alarm_sigmas``
+alarm). A value without one (no ``bands`` at all, a generation without bands such as the
+baseline, or a harness metric such as perplexity) is judged by its relative change from generation 0 of the
 same condition (its first generation if it has no 0), direction-aware: 10 % or more on the bad
 side is watch, 25 % or more alarm (a two-sided metric: either side); when the generation-0
 value is 0, any change to the bad side counts as infinite. Metrics the suite marks as not
@@ -33,7 +34,6 @@ import numpy as np
 
 from guard.metrics.suite import METRICS
 from guard.metrics.tracker import (
-    ALARM_SIGMAS,
     LEVELS,
     WATCH_SIGMAS,
     Band,
@@ -51,6 +51,7 @@ LEVEL_COLOURS = {"ok": "#2e7d32", "watch": "#ef6c00", "alarm": "#c62828", NOT_JU
 PLOT_SIZE_INCHES = (6.0, 3.2)
 PLOT_DPI = 80
 PLOT_COLOURS = 64  # palette size of the quantised PNGs
+BAND_HALF_WIDTH = 0.3  # generations: a band is drawn this far either side of its generation
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Report:
     level: str
     table: list[TableRow]
     series: dict[str, dict[str, Series]]
-    bands: dict[str, Band]
+    bands: dict[int, dict[str, Band]]
     plots: dict[str, bytes] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -105,7 +106,10 @@ class Report:
                 }
                 for metric, by_condition in self.series.items()
             },
-            "bands": {metric: asdict(band) for metric, band in self.bands.items()},
+            "bands": {
+                str(generation): {metric: asdict(band) for metric, band in by_metric.items()}
+                for generation, by_metric in self.bands.items()
+            },
         }
 
     def html(self) -> str:
@@ -164,7 +168,10 @@ def _judge(value: float, baseline: float, band: Band | None, direction: str):
 
 def _judged_against(band: Band | None, baseline: float) -> str:
     if band is not None:
-        return f"band {band.mean:.4g} ± {band.std:.3g} ({band.direction.replace('_', ' ')})"
+        return (
+            f"band {band.mean:.4g} ± {band.std:.3g} ({band.direction.replace('_', ' ')}, "
+            f"alarm beyond {band.alarm_sigmas:.2f}σ)"
+        )
     return f"generation-0 value {baseline:.4g}"
 
 
@@ -172,7 +179,7 @@ def build_report(
     ledger: list[dict],
     *,
     title: str,
-    bands: dict[str, Band] | None = None,
+    bands: dict[int, dict[str, Band]] | None = None,
     metrics: list[str] | None = None,
     directions: dict[str, str] | None = None,
     plots: bool = True,
@@ -186,13 +193,16 @@ def build_report(
     table: list[TableRow] = []
     for metric in metrics:
         direction = direction_of(metric, directions)
-        band = (bands or {}).get(metric)
+        metric_bands = _bands_of(bands, metric)
         series[metric] = {}
         for condition, (generations, values) in _collect_series(ledger, metric).items():
             medians = [float(np.median(v)) for v in values]
             if is_judged(metric, directions):
-                judged = [_judge(m, medians[0], band, direction) for m in medians]
-                against = _judged_against(band, medians[0])
+                judged = [
+                    _judge(m, medians[0], metric_bands.get(g), direction)
+                    for g, m in zip(generations, medians)
+                ]
+                against = _judged_against(metric_bands.get(generations[-1]), medians[0])
             else:
                 judged, against = [(NOT_JUDGED, math.nan)] * len(medians), "not judged"
             series[metric][condition] = Series(
@@ -203,8 +213,13 @@ def build_report(
     table.sort(key=_worst_first)
     report = Report(title, *_verdict(table, bands is not None), table, series, dict(bands or {}))
     if plots:
-        report.plots = {metric: _plot(metric, series[metric], report.bands.get(metric)) for metric in metrics}
+        report.plots = {metric: _plot(metric, series[metric], _bands_of(bands, metric)) for metric in metrics}
     return report
+
+
+def _bands_of(bands: dict[int, dict[str, Band]] | None, metric: str) -> dict[int, Band]:
+    """generation -> the band of ``metric`` there, for the generations that have one."""
+    return {g: by_metric[metric] for g, by_metric in (bands or {}).items() if metric in by_metric}
 
 
 def _worst_first(row: TableRow):
@@ -218,7 +233,7 @@ def _verdict(table: list[TableRow], with_bands: bool) -> tuple[str, str]:
     level = worst_level(row.level for row in judged)
     against = "10 % of their generation-0 value"
     if with_bands:
-        against = f"their reference bands (or, without one, {against})"
+        against = f"their null bands (or, without one, {against})"
     if level == "ok":
         return (
             f"OK: all {len(judged)} judged metric values are within {against} at the last generation.",
@@ -234,8 +249,9 @@ def _verdict(table: list[TableRow], with_bands: bool) -> tuple[str, str]:
     )
 
 
-def _plot(metric: str, by_condition: dict[str, Series], band: Band | None) -> bytes:
-    """A PNG of ``metric`` across generations: lines per condition, seed spread, band, alarms."""
+def _plot(metric: str, by_condition: dict[str, Series], bands: dict[int, Band]) -> bytes:
+    """A PNG of ``metric`` across generations: lines per condition, seed spread, each
+    generation's band (+-2 sigma shaded, the alarm limit dashed on the bad side), alarms."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,15 +260,29 @@ def _plot(metric: str, by_condition: dict[str, Series], band: Band | None) -> by
 
     figure, axes = plt.subplots(figsize=PLOT_SIZE_INCHES, dpi=PLOT_DPI)
     try:
-        if band is not None:
-            axes.axhspan(*band.limits(WATCH_SIGMAS), color="#2e7d32", alpha=0.12, label="reference band ±2σ")
-            low, high = band.limits(ALARM_SIGMAS)
-            bad_sides = {"higher_is_better": [low], "lower_is_better": [high]}.get(
-                band.direction, (low, high)
+        for number, (generation, band) in enumerate(sorted(bands.items())):
+            span = (generation - BAND_HALF_WIDTH, generation + BAND_HALF_WIDTH)
+            first = number == 0
+            axes.fill_between(
+                span,
+                *band.limits(WATCH_SIGMAS),
+                color="#2e7d32",
+                alpha=0.12,
+                label="null band ±2σ" if first else None,
             )
-            for number, limit in enumerate(bad_sides):
-                label = "alarm limit 3σ" if number == 0 else None
-                axes.axhline(limit, color=LEVEL_COLOURS["alarm"], linewidth=0.8, linestyle="--", label=label)
+            low, high = band.limits(band.alarm_sigmas)
+            for side, limit in enumerate(
+                {"higher_is_better": [low], "lower_is_better": [high]}.get(band.direction, (low, high))
+            ):
+                label = "alarm limit" if first and side == 0 else None
+                axes.plot(
+                    span,
+                    [limit, limit],
+                    color=LEVEL_COLOURS["alarm"],
+                    linewidth=0.8,
+                    linestyle="--",
+                    label=label,
+                )
         marked: set[str] = set()
         for condition, line in by_condition.items():
             drawn = axes.plot(line.generation, line.median, marker="o", markersize=3, label=condition)[0]
@@ -334,7 +364,7 @@ def write_report(
     out_dir: str | os.PathLike,
     *,
     title: str,
-    bands: dict[str, Band] | None = None,
+    bands: dict[int, dict[str, Band]] | None = None,
     metrics: list[str] | None = None,
     directions: dict[str, str] | None = None,
 ) -> Path:
@@ -346,8 +376,8 @@ def write_report(
             ``condition`` (str, one line per condition; default "candidate") and ``seed``
             (several seeds: median line, min-max spread shaded).
         title: the page title.
-        bands: reference band per metric (``guard.metrics.tracker``); without them levels
-            come from the relative change against generation 0 (module docstring).
+        bands: generation -> metric -> its band (``guard.metrics.tracker``); values without
+            one are judged by the relative change against generation 0 (module docstring).
         metrics: metrics to show (default: every numeric key but seed, generation, condition
             and n_train).
         directions: metric -> higher_is_better | lower_is_better | two_sided, for metrics

@@ -53,7 +53,10 @@ def test_outputs_and_levels(files, capsys):
     for metric in ("duplicate_rate", "distinct_2", "compression_ratio", "self_bleu"):
         assert generations[2]["levels"][metric] == "alarm", metric
     assert summary["report"]["verdict"].startswith("ALARM")
-    assert "distinct_2" in summary["bands"]
+    assert generations[0]["level"] == "baseline" and generations[0]["p_value"] is None
+    assert generations[2]["p_value"] == pytest.approx(1 / 40)  # default 39 permutations
+    assert generations[1]["p_value"] > 0.025
+    assert "distinct_2" in generations[2]["bands"] and summary["permutations"] == 39
     ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
     assert [row["generation"] for row in ledger] == [0, 1, 2]
     assert (out / "m.html").read_text().startswith("<!DOCTYPE html>")
@@ -107,6 +110,8 @@ def test_bad_input_exits_2_with_one_line(files, capsys):
     assert "--sample must be at least" in capsys.readouterr().err
     assert _run("--reference", reference, "--candidate", fresh, "--min-metrics", "0") == 2
     assert "--min-metrics must be at least 1" in capsys.readouterr().err
+    assert _run("--reference", reference, "--candidate", fresh, "--permutations", "38") == 2
+    assert "--permutations must be at least 39" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(

@@ -69,3 +69,35 @@ def test_semantic_check_catches_paraphrases_that_minhash_misses(paragraphs):
     assert semantic[kinds == "paraphrase"].mean() >= 0.82
     assert lexical[kinds == "paraphrase"].mean() <= 0.05
     assert flagged[kinds == "original"].mean() <= 0.015
+
+
+@pytest.mark.slow
+def test_metrics_alarm_gate_on_wikitext(paragraphs, tmp_path):
+    """Issue 13's case: 800 paragraphs against 800 others of WikiText-2 no longer stop the
+    pipeline (bands from reference chunks alarmed on js_2); 800 records drawn from 40 paragraphs
+    with 5 % of words edited do. bench/alarm_bench.py measures the rates (slow: 1-2 min)."""
+    import json
+
+    from guard.cli import main
+    from guard.plant import edit_words
+
+    texts = list(paragraphs)
+    rng = random.Random(0)
+    rng.shuffle(texts)
+    sources = texts[1600:1640]
+    vocabulary = sorted({word for text in sources for word in text.split()})
+    files = {
+        "reference": texts[:800],
+        "fresh": texts[800:1600],
+        "collapsed": [edit_words(rng.choice(sources), 0.05, rng, vocabulary) for _ in range(800)],
+    }
+    for name, rows in files.items():
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
+
+    def gate(candidate):
+        return main([
+            "metrics", "--reference", str(tmp_path / "reference.jsonl"), "--candidate",
+            str(tmp_path / f"{candidate}.jsonl"), "--embedder", "none", "--fail-on", "alarm", "--quiet",
+        ])  # fmt: skip
+
+    assert (gate("fresh"), gate("collapsed")) == (0, 1)

@@ -31,7 +31,10 @@ def _ledger() -> list[dict]:
     return rows
 
 
-BANDS = {"recall": Band(0.9, 0.02, "higher_is_better"), "distinct_2": Band(0.5, 0.01, "higher_is_better")}
+BANDS = {  # per generation; generation 0 (the baseline) has none
+    g: {"recall": Band(0.9, 0.02, "higher_is_better"), "distinct_2": Band(0.5, 0.01, "higher_is_better")}
+    for g in range(1, 6)
+}
 
 
 def test_write_report_contract(tmp_path):
@@ -66,7 +69,9 @@ def test_write_report_contract(tmp_path):
     assert replace["median"][0] == pytest.approx(0.91) and replace["low"][0] == pytest.approx(0.90)
     assert replace["high"][0] == pytest.approx(0.92)
     assert replace["levels"][0] == "ok" and replace["levels"][-1] == "alarm"
-    assert twin["bands"]["recall"] == {"mean": 0.9, "std": 0.02, "direction": "higher_is_better"}
+    assert twin["bands"]["5"]["recall"] == {
+        "mean": 0.9, "std": 0.02, "direction": "higher_is_better", "alarm_sigmas": 3.0,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(

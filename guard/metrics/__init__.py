@@ -1,10 +1,11 @@
-"""Diversity and drift metrics across training generations, reference bands and the ledger.
+"""Diversity and drift metrics across training generations, alarms and the ledger.
 
 Modules: ``features`` (samples, tokens, n-gram keys, kernel helpers), ``diversity`` (one set),
 ``drift`` (a candidate against a reference), ``suite`` (every metric at once:
-``compute_suite``, ``StreamingSuite``), ``tracker`` (bands, levels, ledger), ``cli`` (``guard
-metrics``). The names below import their module on first use, so importing this package (as
-the ``guard`` command does) stays cheap.
+``compute_suite``, ``StreamingSuite``), ``tracker`` (bands, levels, ledger), ``alarms`` (the
+permutation null and the family-wise alarm rule), ``compare`` (record texts against a
+reference, as the commands do), ``cli`` (``guard metrics``). The names below import their
+module on first use, so importing this package (as the ``guard`` command does) stays cheap.
 """
 
 import importlib
@@ -17,7 +18,8 @@ _EXPORTS = {
     "compute_suite": "guard.metrics.suite",
     "embed_samples": "guard.metrics.suite",
     "Band": "guard.metrics.tracker",
-    "reference_bands": "guard.metrics.tracker",
+    "judge_candidate": "guard.metrics.alarms",
+    "Verdict": "guard.metrics.alarms",
     "split_reference": "guard.metrics.tracker",
     "levels": "guard.metrics.tracker",
     "append_ledger": "guard.metrics.tracker",

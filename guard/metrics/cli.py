@@ -1,31 +1,23 @@
 """``guard metrics``: diversity and drift of candidate record files against a reference file,
-with reference bands, levels, a ledger, a JSON summary and an HTML report.
+with family-wise alarms, a ledger, a JSON summary and an HTML report.
 
-Several candidates are generations 1..k in the order given; generation 0 is the reference
-itself. Every comparison is n records against n records: n = min(--sample, the smallest
-candidate, half the usable reference), each candidate is a fixed-seed sample of n of its
-records, the reference a fixed-seed pool of up to 4n of its records, and the bands come from
-10 random splits of that pool into a chunk of n and the rest (generation 0 is split 0's chunk;
-every candidate is compared with split 0's rest, so with a reference of the same size as the
-chunks were).
+Several candidates are generations 1..k in the order given; generation 0 is the baseline, a
+chunk of the reference against the rest. How records are sampled and compared:
+``guard.metrics.compare``; how a candidate is judged (its permutation null, the max-T rule over
+all metrics, so that a candidate from the reference's distribution reaches "alarm" with
+probability at most 2.5 %; "watch" per metric, beyond 2 sigma): ``guard.metrics.alarms``.
 
 Exit codes: 0 done; 1 a candidate has at least --min-metrics metrics (default 1) at the
---fail-on level or worse; 2 bad input (one line on stderr). With ~30 judged metrics a fresh
-candidate from the reference's own corpus raises one alarm about 1 time in 20 (no
-multiple-comparison correction); --min-metrics 2 asks for two before failing.
+--fail-on level or worse; 2 bad input (one line on stderr).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from pathlib import Path
 
 from guard.errors import GuardError
-
-REFERENCE_POOL = 4  # reference records used: up to this many times n
-MIN_RECORDS = 20  # per comparison side: PRDC's 5-NN balls and the MMD test need a few dozen
 
 
 def add_metrics_command(commands) -> None:
@@ -34,10 +26,12 @@ def add_metrics_command(commands) -> None:
         "metrics",
         help="diversity and drift of candidate files against a reference, with alarms and a report",
         description="Compare each candidate record file (generations 1..k, in order) with the reference "
-        "(generation 0): lexical diversity, embedding diversity, n-gram and embedding drift, each "
-        "judged against bands from chunks of the reference (watch beyond 2 sigma on the bad side, "
-        "alarm beyond 3). Exit 0 when done, 1 when --fail-on is given and some candidate metric "
-        "reached that level, 2 on bad input.",
+        "(generation 0): lexical diversity, embedding diversity, n-gram and embedding drift. Each "
+        "candidate is judged against a permutation null of the reference and itself pooled: watch "
+        "beyond 2 sigma on a metric's bad side; alarm by a family-wise rule over all metrics, so a "
+        "candidate drawn from the reference's own distribution raises an alarm at most 2.5 %% of the "
+        "time (watch fires far more often: it is per metric). Exit 0 when done, 1 when --fail-on is "
+        "given and some candidate metric reached that level, 2 on bad input.",
     )
     metrics.add_argument("--reference", required=True, metavar="REF", help="record file of real data")
     metrics.add_argument(
@@ -46,34 +40,71 @@ def add_metrics_command(commands) -> None:
     metrics.add_argument("--json", metavar="OUT", help="write metrics, bands and levels here")
     metrics.add_argument("--html", metavar="OUT", help="write the self-contained HTML report here")
     metrics.add_argument("--ledger", metavar="OUT.jsonl", help="append one row per generation to this ledger")
-    metrics.add_argument(
-        "--fail-on", choices=("watch", "alarm"), help="exit 1 when a candidate metric reaches this level"
+    metrics.add_argument("--text-field", default="text", help="field holding the text (default: text)")
+    add_judging_arguments(metrics)
+    metrics.set_defaults(run=_run_metrics)
+
+
+def add_judging_arguments(parser) -> None:
+    """The options of how candidates are sampled, judged and failed (``guard metrics``, ``guard
+    cycle``): --fail-on, --min-metrics, --sample, --seed, --embedder, --permutations, --quiet."""
+    parser.add_argument(
+        "--fail-on",
+        choices=("watch", "alarm"),
+        help="exit 1 when a candidate metric reaches this level (alarm: at most 2.5 %% of candidates "
+        "drawn from the reference's distribution, per candidate; watch is per metric and fires far more "
+        "often)",
     )
-    metrics.add_argument(
+    parser.add_argument(
         "--min-metrics",
         type=int,
         default=1,
         metavar="K",
         help="with --fail-on: exit 1 only when a candidate has K metrics at that level or worse (default 1)",
     )
-    metrics.add_argument(
-        "--sample", type=int, default=1000, help="records per comparison side (default 1000)"
+    parser.add_argument("--sample", type=int, default=1000, help="records per comparison side (default 1000)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="fixes samples, splits, permutations and clustering (default 0)"
     )
-    metrics.add_argument(
-        "--seed", type=int, default=0, help="fixes samples, splits and clustering (default 0)"
-    )
-    metrics.add_argument(
+    parser.add_argument(
         "--embedder", help="Hugging Face encoder (default all-MiniLM-L6-v2); 'none' skips embedding metrics"
     )
-    metrics.add_argument("--text-field", default="text", help="field holding the text (default: text)")
-    metrics.add_argument(
-        "--chunks", type=int, default=10, help="reference chunks per band (>= 10, default 10)"
+    parser.add_argument(
+        "--permutations",
+        type=int,
+        metavar="B",
+        help="permuted splits in each candidate's null (at least 39, default 39; costs B + 1 suite "
+        "evaluations per candidate)",
     )
-    metrics.add_argument("--quiet", action="store_true", help="no progress bars")
-    metrics.set_defaults(run=_run_metrics)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _read_texts(path: str, text_field: str) -> list[str]:
+def check_judging_arguments(args) -> None:
+    """GuardError for a judging option out of range; fills in the default --permutations."""
+    from guard.metrics.alarms import PERMUTATIONS, min_permutations
+    from guard.metrics.compare import MIN_RECORDS
+
+    if args.sample < MIN_RECORDS:
+        raise GuardError(f"--sample must be at least {MIN_RECORDS}, got {args.sample}")
+    if args.permutations is None:
+        args.permutations = PERMUTATIONS
+    if args.permutations < min_permutations():
+        raise GuardError(f"--permutations must be at least {min_permutations()}, got {args.permutations}")
+    if args.min_metrics < 1:
+        raise GuardError(f"--min-metrics must be at least 1, got {args.min_metrics}")
+
+
+def check_files(paths) -> None:
+    """GuardError naming the first of ``paths`` that is missing or of no known format."""
+    from guard.io import detect_format
+
+    for path in paths:
+        if not Path(path).exists():
+            raise GuardError(f"{path}: no such file")
+        detect_format(path)
+
+
+def read_texts(path: str, text_field: str) -> list[str]:
     """The usable texts of a record file (unusable records are skipped); GuardError if none."""
     from guard.io import iter_record_batches
 
@@ -88,105 +119,73 @@ def _read_texts(path: str, text_field: str) -> list[str]:
     return texts
 
 
-def _check_arguments(args) -> None:
-    from guard.io import detect_format
-
-    for path in (args.reference, *args.candidate):
-        if not Path(path).exists():
-            raise GuardError(f"{path}: no such file")
-        detect_format(path)
-    if args.sample < MIN_RECORDS:
-        raise GuardError(f"--sample must be at least {MIN_RECORDS}, got {args.sample}")
-    if args.chunks < 10:
-        raise GuardError(f"--chunks must be at least 10, got {args.chunks}")
-    if args.min_metrics < 1:
-        raise GuardError(f"--min-metrics must be at least 1, got {args.min_metrics}")
-
-
-def _sample_size(args, reference: list[str], candidates: list[list[str]]) -> int:
-    """n: --sample, lowered to the smallest candidate and to half the reference."""
-    n = min(args.sample, len(reference) // 2, *map(len, candidates))
-    if n < MIN_RECORDS:
-        raise GuardError(
-            f"too few usable records: {len(reference)} in the reference (it needs twice the sample) and "
-            f"{min(map(len, candidates))} in the smallest candidate; {MIN_RECORDS} per side are needed"
-        )
-    return n
-
-
-def _samples(texts: list[str], size: int, seed: int, embedder):
-    """A fixed-seed sample of ``size`` texts (in file order) as Samples, embedded unless
-    ``embedder`` is None."""
-    import numpy as np
-
-    from guard.metrics.features import Samples
-    from guard.metrics.suite import embed_samples
-
-    chosen = np.sort(np.random.default_rng(seed).choice(len(texts), size, replace=False))
-    samples = Samples(texts=[texts[i] for i in chosen])
-    return samples if embedder is None else embed_samples(samples, embedder)
-
-
 def _run_metrics(args) -> int:
-    from guard.metrics.suite import SuiteOptions, compute_suite
-    from guard.metrics.tracker import (
-        LEVELS,
-        bands_from_values,
-        levels,
-        reference_chunk_values,
-        split_reference,
+    from guard.metrics.compare import compare
+    from guard.metrics.tracker import ledger_row
+
+    check_files([args.reference, *args.candidate])
+    check_judging_arguments(args)
+    reference_texts = read_texts(args.reference, args.text_field)
+    candidate_texts = [read_texts(path, args.text_field) for path in args.candidate]
+    comparison = compare(
+        reference_texts,
+        candidate_texts,
+        sample=args.sample,
+        seed=args.seed,
+        embedder=load_embedder(args.embedder, progress=not args.quiet),
+        permutations=args.permutations,
+        progress=not args.quiet,
     )
-
-    _check_arguments(args)
-    reference_texts = _read_texts(args.reference, args.text_field)
-    candidate_texts = [_read_texts(path, args.text_field) for path in args.candidate]
-    n = _sample_size(args, reference_texts, candidate_texts)
-    embedder = None
-    if (args.embedder or "").lower() != "none":
-        from guard.embed import Embedder
-
-        embedder = Embedder(args.embedder, progress=not args.quiet)
-    reference = _samples(reference_texts, min(len(reference_texts), REFERENCE_POOL * n), args.seed, embedder)
-    candidates = [_samples(texts, n, args.seed, embedder) for texts in candidate_texts]
-
-    options = SuiteOptions(seed=args.seed)
-    suite = functools.partial(compute_suite, kind="text", options=options, embeddings=embedder is not None)
-    chunk_values = reference_chunk_values(
-        reference, n, suite, n_chunks=args.chunks, seed=args.seed, progress=not args.quiet
-    )
-    bands = bands_from_values(chunk_values, chunk_size=n, pool_size=len(reference))
-    compared_with = reference.take(split_reference(len(reference), n, seed=args.seed)[1])
-    generations = [chunk_values[0]] + [suite(compared_with, candidate) for candidate in candidates]
-    files = [args.reference, *args.candidate]
-    rows = [
-        {"generation": g, "seed": args.seed, "condition": "candidate", "file": file, **values}
-        for g, (file, values) in enumerate(zip(files, generations))
+    rows = [ledger_row(0, comparison.baseline, seed=args.seed, file=args.reference)] + [
+        ledger_row(g, verdict.values, seed=args.seed, file=file, p_value=verdict.p_value, bands=verdict.bands)
+        for g, (file, verdict) in enumerate(zip(args.candidate, comparison.verdicts), 1)
     ]
-    found = [levels(values, bands) for values in generations]
-    _print_summary(rows, found, bands, n)
-    _write_outputs(args, rows, found, bands, n)
-    if not args.fail_on:
+    _print_summary(rows, comparison)
+    _write_outputs(args, rows, comparison)
+    return exit_code(comparison.verdicts, args.fail_on, args.min_metrics)
+
+
+def load_embedder(name: str | None, *, progress: bool):
+    """The ``guard.embed.Embedder`` named ``name`` (None: the default), or None for 'none'."""
+    if (name or "").lower() == "none":
+        return None
+    from guard.embed import Embedder
+
+    return Embedder(name, progress=progress)
+
+
+def exit_code(verdicts, fail_on: str | None, min_metrics: int) -> int:
+    """1 when ``fail_on`` is given and some verdict has at least ``min_metrics`` metrics at that
+    level or worse, else 0."""
+    from guard.metrics.tracker import LEVELS
+
+    if not fail_on:
         return 0
-    at_least = LEVELS.index(args.fail_on)
-    reached = [sum(level in LEVELS[at_least:] for level in by_metric.values()) for by_metric in found[1:]]
-    return 1 if max(reached) >= args.min_metrics else 0
+    at_least = LEVELS[LEVELS.index(fail_on) :]
+    reached = [sum(level in at_least for level in verdict.levels.values()) for verdict in verdicts]
+    return 1 if max(reached) >= min_metrics else 0
 
 
-def _print_summary(rows: list[dict], found: list[dict[str, str]], bands, n: int) -> None:
-    """One line per generation: its level, counts, and its three worst metrics."""
+def _print_summary(rows: list[dict], comparison) -> None:
+    """One line per generation: its level, counts, its family p-value and its three worst
+    metrics."""
     from guard.metrics.tracker import worst_level
 
-    print(f"guard metrics: {n} records per side, bands from reference chunks of {n}")
-    for row, by_metric in zip(rows, found):
-        worst = sorted(by_metric, key=lambda metric: -_finite(bands[metric].badness(row[metric])))[:3]
-        flagged = [m for m in worst if by_metric[m] != "ok"]
+    n = comparison.n
+    print(f"guard metrics: {n} records per side; generation 0 is a reference chunk of {n} (the baseline)")
+    for row, verdict in zip(rows[1:], comparison.verdicts):
+        bands, found = verdict.bands, verdict.levels
+        worst = sorted(found, key=lambda metric: -_finite(bands[metric].badness(row[metric])))[:3]
+        flagged = [m for m in worst if found[m] != "ok"]
         detail = "; ".join(
-            f"{m} {row[m]:.4g} (band {bands[m].mean:.4g} ± {bands[m].std:.2g})" for m in flagged
+            f"{m} {row[m]:.4g} (null {bands[m].mean:.4g} ± {bands[m].std:.2g})" for m in flagged
         )
-        counts = {level: sum(v == level for v in by_metric.values()) for level in ("alarm", "watch")}
+        counts = {level: sum(v == level for v in found.values()) for level in ("alarm", "watch")}
         print(
-            f"  generation {row['generation']} {row['file']}: {worst_level(by_metric.values())} "
-            f"({counts['alarm']} alarm, {counts['watch']} watch){': ' + detail if detail else ''}"
+            f"  generation {row['generation']} {row['file']}: {worst_level(found.values())} "
+            f"({counts['alarm']} alarm, {counts['watch']} watch; family p = {verdict.p_value:.3g}, "
+            f"alarm beyond {next(iter(bands.values())).alarm_sigmas:.2f} sigma)"
+            f"{': ' + detail if detail else ''}"
         )
 
 
@@ -194,37 +193,45 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else -math.inf
 
 
-def _write_outputs(args, rows: list[dict], found: list[dict[str, str]], bands, n: int) -> None:
-    from dataclasses import asdict
-
+def _write_outputs(args, rows: list[dict], comparison) -> None:
     from guard.metrics.tracker import append_ledger, json_row, worst_level
-    from guard.report import build_report
 
-    metrics = [key for key in rows[0] if key not in ("generation", "seed", "condition", "file")]
     report = None
     if args.json or args.html:
-        title = f"guard metrics: {Path(args.reference).name}"
-        report = build_report(rows, title=title, bands=bands, metrics=metrics, plots=bool(args.html))
+        report = ledger_report(rows, f"guard metrics: {Path(args.reference).name}", plots=bool(args.html))
     if args.ledger:
         append_ledger(args.ledger, rows)
     if args.json:
+        levels = [{}] + [verdict.levels for verdict in comparison.verdicts]
         summary = {
             "reference": args.reference,
-            "records_per_side": n,
+            "records_per_side": comparison.n,
             "seed": args.seed,
+            "permutations": args.permutations,
             "generations": [
-                {**json_row(row), "levels": by_metric, "level": worst_level(by_metric.values())}
-                for row, by_metric in zip(rows, found)
+                {**json_row(row), "levels": found, "level": worst_level(found.values()) if g else "baseline"}
+                for g, (row, found) in enumerate(zip(rows, levels))
             ],
-            "bands": {metric: asdict(band) for metric, band in bands.items()},
             "report": report.to_json(),
         }
-        _write_text(args.json, json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        write_text(args.json, json.dumps(summary, indent=1, allow_nan=False) + "\n")
     if args.html:
-        _write_text(args.html, report.html())
+        write_text(args.html, report.html())
 
 
-def _write_text(path: str, text: str) -> None:
+def ledger_report(rows: list[dict], title: str, *, plots: bool = True):
+    """The ``guard.report.Report`` of ledger ``rows``, each generation judged against its own
+    bands."""
+    from guard.metrics.tracker import ledger_bands, ledger_metrics
+    from guard.report import build_report
+
+    return build_report(
+        rows, title=title, bands=ledger_bands(rows), metrics=ledger_metrics(rows), plots=plots
+    )
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (its folder created); GuardError when it cannot."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

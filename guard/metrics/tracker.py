@@ -1,36 +1,35 @@
-"""The generation tracker: a ledger of metric rows, and reference bands that turn a metric's
-value into a level (ok / watch / alarm).
+"""The generation tracker: a ledger of metric rows, and bands that turn a metric's value into a
+level (ok / watch / alarm).
 
-A band is NannyML's idea in our words: compute the metric on ``n_chunks`` (>= 10) random chunks
-of the reference, each as large as the candidate (most metrics depend on the sample size) and
-each compared with the rest of the reference (disjoint, so drift metrics see two independent
-samples of the same distribution); the chunk values' mean and standard deviation make the
-band (for one-sample metrics the deviation is widened for the rows the chunks share, see
-``subsampling_inflation``). A value more than 2 sigma on the bad side of the mean is "watch",
-more than 3 sigma "alarm". The bad side depends on the metric: falling diversity is bad and
+A band is a metric's null distribution summarised: its mean and standard deviation over
+permuted splits of the reference and candidate (``guard.metrics.alarms``), the direction that
+says which side is bad, and the alarm threshold in sigmas, which the family-wise rule sets for
+all metrics at once. A value more than 2 sigma on the bad side of the mean is "watch", more than
+``alarm_sigmas`` "alarm". The bad side depends on the metric: falling diversity is bad and
 rising is fine, drift metrics are one-sided (only high is bad), and a two-sided metric is bad
 either way.
 
 The ledger is JSONL: one object per generation x seed x condition, with ``generation`` (int),
-``seed`` (int), ``condition`` (str) and every metric as a key (nan written as null).
+``seed`` (int), ``condition`` (str) and every metric as a key (nan written as null). Rows written
+by ``guard metrics`` and ``guard cycle`` (``ledger_row``) also hold ``file`` (the records
+measured), ``p_value`` (the family-wise p-value; null for generation 0, the baseline) and
+``bands`` (metric -> the generation's null band), so a report can judge every generation
+against its own null.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from guard.errors import GuardError
-from guard.metrics.features import Samples, as_samples
-from guard.metrics.suite import DIVERSITY_METRICS, METRICS, compute_suite, embed_samples
+from guard.metrics.suite import METRICS
 
 LEVELS = ("ok", "watch", "alarm")  # from best to worst
 DIRECTIONS = ("higher_is_better", "lower_is_better", "two_sided")
@@ -38,22 +37,19 @@ DIRECTIONS = ("higher_is_better", "lower_is_better", "two_sided")
 # run (a detector's measured TPR, a pool's size), not about the data's health.
 SHOWN = "shown"
 WATCH_SIGMAS = 2.0
-ALARM_SIGMAS = 3.0
-MIN_CHUNKS = 10
-# A band's sigma is at least this much (absolute + relative to |mean|), so a metric that was
-# constant on every reference chunk still has a finite band: any real change leaves it.
-STD_FLOOR_ABSOLUTE = 1e-9
-STD_FLOOR_RELATIVE = 1e-6
+ALARM_SIGMAS = 3.0  # the default alarm threshold of a band made by hand
+LEDGER_KEYS = ("generation", "seed", "condition", "file", "p_value", "bands")  # not metrics
 
 
 @dataclass(frozen=True)
 class Band:
-    """The reference band of one metric: chunk ``mean`` and ``std`` (metric units) and the
-    ``direction`` that says which side is bad."""
+    """The band of one metric: null ``mean`` and ``std`` (metric units), the ``direction`` that
+    says which side is bad, and ``alarm_sigmas``, the badness beyond which a value alarms."""
 
     mean: float
     std: float
     direction: str
+    alarm_sigmas: float = ALARM_SIGMAS
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
@@ -67,12 +63,12 @@ class Band:
         return z if self.direction == "lower_is_better" else abs(z)
 
     def level(self, value: float | None) -> str:
-        """The level of ``value``: "ok", "watch" (beyond 2 sigma on the bad side) or "alarm"
-        (beyond 3 sigma); a missing value (None or nan) is "ok"."""
+        """The level of ``value``: "alarm" (beyond ``alarm_sigmas`` on the bad side), "watch"
+        (beyond 2 sigma) or "ok"; a missing value (None or nan) is "ok"."""
         if value is None or math.isnan(value):
             return "ok"
         badness = self.badness(value)
-        return "alarm" if badness > ALARM_SIGMAS else "watch" if badness > WATCH_SIGMAS else "ok"
+        return "alarm" if badness > self.alarm_sigmas else "watch" if badness > WATCH_SIGMAS else "ok"
 
     def limits(self, sigmas: float) -> tuple[float, float]:
         """(low, high): mean -/+ ``sigmas`` standard deviations, for drawing the band."""
@@ -97,108 +93,18 @@ def is_judged(metric: str, directions: dict[str, str] | None = None) -> bool:
     return info.judged if info else True
 
 
-def fit_band(values: Iterable[float], direction: str) -> Band:
-    """The band of chunk ``values`` (nan ones ignored): their mean and sample standard deviation
-    (floored, see STD_FLOOR_*). Raises ValueError with fewer than 2 finite values."""
-    finite = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
-    if len(finite) < 2:
-        raise ValueError("a band needs at least 2 finite chunk values")
-    mean = float(finite.mean())
-    std = max(float(finite.std(ddof=1)), STD_FLOOR_ABSOLUTE + STD_FLOOR_RELATIVE * abs(mean))
-    return Band(mean, std, direction)
-
-
-def subsampling_inflation(chunk_size: int, pool_size: int) -> float:
-    """Factor by which the spread of a one-sample metric over chunks of ``chunk_size`` drawn
-    without replacement from a pool of ``pool_size`` understates its spread for a fresh sample
-    judged against the chunks' mean: sqrt((1 + n/N) (N - 1) / (N - n)). The chunks share rows
-    (finite-population correction (N - n) / (N - 1)) and their mean carries the pool's own
-    sampling error (variance n/N of one sample's). Exact for means, a good guide for the
-    diversity metrics; sqrt(3) at N = 2n, 1.10 at N = 10n."""
-    n, pool = chunk_size, pool_size
-    return math.sqrt((1 + n / pool) * (pool - 1) / (pool - n))
-
-
-def bands_from_values(
-    rows: list[dict[str, float]],
-    directions: dict[str, str] | None = None,
-    *,
-    chunk_size: int | None = None,
-    pool_size: int | None = None,
-) -> dict[str, Band]:
-    """A band per judged metric that has >= 2 finite values over ``rows`` (one row of metric
-    values per reference chunk). With ``chunk_size`` and ``pool_size`` (the reference rows
-    the chunks were drawn from), one-sample (diversity) metrics get their sigma multiplied by
-    ``subsampling_inflation``; drift metrics, which compare a chunk with the rest of the pool,
-    already vary like two independent samples (the permutation argument) and are left alone."""
-    inflation = subsampling_inflation(chunk_size, pool_size) if chunk_size and pool_size else 1.0
-    bands = {}
-    for metric in rows[0]:
-        values = [row.get(metric) for row in rows]
-        if is_judged(metric, directions) and sum(v is not None and not math.isnan(v) for v in values) >= 2:
-            band = fit_band(values, direction_of(metric, directions))
-            if metric in DIVERSITY_METRICS:
-                band = Band(band.mean, band.std * inflation, band.direction)
-            bands[metric] = band
-    return bands
-
-
-def split_reference(n_reference: int, chunk_size: int, *, seed: int = 0, round_index: int = 0):
+def split_reference(n_reference: int, chunk_size: int, *, seed: int = 0):
     """(chunk, rest): int64 index arrays of a random split of ``n_reference`` rows into a chunk
-    of ``chunk_size`` and the rest, fixed by (seed, round_index). Needs n_reference >=
-    2 * chunk_size, so the rest is at least as large as the chunk."""
+    of ``chunk_size`` and the rest, fixed by ``seed``. Needs n_reference >=
+    2 * chunk_size, so the rest is at least as large as the chunk (``guard metrics`` compares
+    candidates with the rest and reports the chunk as generation 0)."""
     if chunk_size < 1 or n_reference < 2 * chunk_size:
         raise GuardError(
-            f"reference bands need a reference of at least twice the candidate size: "
+            f"the reference needs at least twice the candidate size: "
             f"{n_reference} reference rows, candidates of {chunk_size}"
         )
-    order = np.random.default_rng([seed, round_index]).permutation(n_reference)
+    order = np.random.default_rng(seed).permutation(n_reference)
     return np.sort(order[:chunk_size]), np.sort(order[chunk_size:])
-
-
-def reference_chunk_values(
-    reference: Samples,
-    chunk_size: int,
-    suite: Callable[[Samples, Samples], dict[str, float]],
-    *,
-    n_chunks: int = MIN_CHUNKS,
-    seed: int = 0,
-    progress: bool = False,
-) -> list[dict[str, float]]:
-    """``suite(rest, chunk)`` for ``n_chunks`` splits of ``reference`` (``split_reference``
-    rounds 0..n_chunks-1): the metric values the reference itself gives at ``chunk_size``."""
-    if n_chunks < MIN_CHUNKS:
-        raise ValueError(f"bands need at least {MIN_CHUNKS} chunks, got {n_chunks}")
-    rows = []
-    for round_index in tqdm(range(n_chunks), desc="reference bands", unit="chunk", disable=not progress):
-        chunk, rest = split_reference(len(reference), chunk_size, seed=seed, round_index=round_index)
-        rows.append(suite(reference.take(rest), reference.take(chunk)))
-    return rows
-
-
-def reference_bands(
-    reference,
-    chunk_size: int,
-    *,
-    kind: str = "text",
-    n_chunks: int = MIN_CHUNKS,
-    seed: int = 0,
-    progress: bool = False,
-    directions: dict[str, str] | None = None,
-    **suite_kwargs,
-) -> dict[str, Band]:
-    """Bands of every suite metric from ``reference`` (texts, an (n, d) array or ``Samples``;
-    texts are embedded once first), chunks of ``chunk_size`` rows; ``suite_kwargs`` go to
-    ``compute_suite``. To compare a candidate exactly as the chunks were, give it a reference
-    of len(reference) - chunk_size rows, e.g. ``split_reference(...)[1]``."""
-    reference = as_samples(reference, kind=kind, score_fn=suite_kwargs.get("score_fn"))
-    if kind == "text" and suite_kwargs.get("embeddings", True):
-        reference = embed_samples(reference, suite_kwargs.get("embedder"))
-    suite = functools.partial(compute_suite, kind=kind, **suite_kwargs)
-    rows = reference_chunk_values(
-        reference, chunk_size, suite, n_chunks=n_chunks, seed=seed, progress=progress
-    )
-    return bands_from_values(rows, directions)
 
 
 def levels(values: dict[str, float], bands: dict[str, Band]) -> dict[str, str]:
@@ -215,6 +121,38 @@ def json_row(row: dict) -> dict:
     """``row`` as strict JSON wants it: numpy scalars as Python ones, nan and infinities as None."""
     plain = {key: value.item() if isinstance(value, np.generic) else value for key, value in row.items()}
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in plain.items()}
+
+
+def ledger_row(
+    generation: int,
+    values: dict[str, float],
+    *,
+    seed: int,
+    file: str,
+    p_value: float | None = None,
+    bands: dict[str, Band] | None = None,
+) -> dict:
+    """The ledger row of one generation of condition "candidate": ``values`` (metric -> value)
+    with the bookkeeping keys (``LEDGER_KEYS``); ``bands`` stored as plain dicts."""
+    stored = {metric: json_row(asdict(band)) for metric, band in (bands or {}).items()}
+    return {
+        "generation": generation, "seed": seed, "condition": "candidate", "file": file,
+        "p_value": p_value, "bands": stored, **values,
+    }  # fmt: skip
+
+
+def ledger_metrics(rows: list[dict]) -> list[str]:
+    """The metric keys of ledger ``rows`` (all but ``LEDGER_KEYS``), in first-seen order."""
+    return list(dict.fromkeys(key for row in rows for key in row if key not in LEDGER_KEYS))
+
+
+def ledger_bands(rows: list[dict]) -> dict[int, dict[str, Band]]:
+    """generation -> metric -> Band, from the ``bands`` of ledger ``rows`` that have them."""
+    return {
+        row["generation"]: {metric: Band(**band) for metric, band in row["bands"].items()}
+        for row in rows
+        if row.get("bands")
+    }
 
 
 def append_ledger(path: str | os.PathLike, rows: Iterable[dict]) -> None:
