@@ -29,7 +29,6 @@ import os
 import pickle
 import re
 import secrets
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import orjson
 
+from guard.durable import atomic_path, remove_path, replace_durably, sibling_temp_path
 from guard.errors import GuardError
 
 REASON_MALFORMED = "malformed"
@@ -587,18 +587,6 @@ def split_rows(records: list[InputRecord], columns: dict[str, list]) -> tuple[li
     return kept, rejected
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path next to ``path``, moved over it when the block ends without an error
-    (and removed when it raises), so readers see the old file or the new one, never half."""
-    temp = _sibling_temp_path(path, "tmp")
-    try:
-        yield temp
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 def write_json_file(path: str | os.PathLike, value, *, what: str = "", indent: int = 2) -> None:
     """Write ``value`` as indented JSON to ``path`` atomically, creating its folder; a
     GuardError "PATH: cannot write WHAT (reason)" when the system refuses."""
@@ -623,28 +611,15 @@ def read_json_file(path: str | os.PathLike, *, missing: str, what: str):
         raise GuardError(f"{path}: not {what} ({exc})") from None
 
 
-def _sibling_temp_path(path: Path, tag: str) -> Path:
-    """A fresh hidden path next to ``path`` for temporary use."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{tag}")
-
-
-def _remove_path(path: Path) -> None:
-    """Delete a file or directory tree if it exists."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def _move_into_place(temp: Path, path: Path) -> None:
     """Replace ``path`` by ``temp``; an existing directory is swapped out, then deleted."""
     if not (temp.is_dir() and path.is_dir()):
-        os.replace(temp, path)
+        replace_durably(temp, path)
         return
-    old = _sibling_temp_path(path, "old")
+    old = sibling_temp_path(path, "old")
     os.replace(path, old)
-    os.replace(temp, path)
-    _remove_path(old)
+    replace_durably(temp, path)
+    remove_path(old)
 
 
 class RecordWriter:
@@ -656,7 +631,7 @@ class RecordWriter:
 
     def __init__(self, path: Path):
         self.path = path
-        self._temp = _sibling_temp_path(path, "tmp")
+        self._temp = sibling_temp_path(path, "tmp")
         self._closed = False
         with _os_errors_as_guard_errors(path, "write"):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -757,7 +732,7 @@ class _JsonLinesWriter(RecordWriter):
 
     def _discard(self) -> None:
         self._file.close()
-        _remove_path(self._temp)
+        remove_path(self._temp)
 
 
 class _JsonArrayWriter(_JsonLinesWriter):
@@ -795,7 +770,7 @@ class _SpooledWriter(RecordWriter):
     """
 
     def _open(self) -> None:
-        self._spool_path = _sibling_temp_path(self.path, "spool")
+        self._spool_path = sibling_temp_path(self.path, "spool")
         self._spool = open(self._spool_path, "xb", buffering=1 << 20)
 
     def _write(self, rows: list[dict]) -> None:
@@ -808,8 +783,8 @@ class _SpooledWriter(RecordWriter):
 
     def _discard(self) -> None:
         self._spool.close()
-        _remove_path(self._spool_path)
-        _remove_path(self._temp)
+        remove_path(self._spool_path)
+        remove_path(self._temp)
 
     def _row_groups(self) -> Iterator[list[dict]]:
         """The spooled rows again, in lists of ``_WRITE_BATCH_ROWS``."""
@@ -977,7 +952,7 @@ class _DatasetWriter(_SpooledWriter):
         import pyarrow as pa
 
         schema, json_columns = _arrow_schema(self._row_groups())
-        cache = _sibling_temp_path(self.path, "cache")
+        cache = sibling_temp_path(self.path, "cache")
         try:
             with _datasets_quietly():
                 dataset = self._spooled_dataset(schema, json_columns, cache)
@@ -985,7 +960,7 @@ class _DatasetWriter(_SpooledWriter):
         except (datasets.exceptions.DatasetsError, pa.ArrowException, TypeError, ValueError) as err:
             raise GuardError(f"{self.path}: cannot write dataset ({_one_line(err)})") from err
         finally:
-            _remove_path(cache)
+            remove_path(cache)
 
     def _spooled_dataset(self, schema, json_columns: set[str], cache: Path):
         """Build the dataset from the spool, its Arrow files kept under ``cache``."""

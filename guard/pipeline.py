@@ -18,7 +18,8 @@ import numpy as np
 from guard.checks.exact import exact_hashes, first_occurrences
 from guard.config import GuardConfig, load_config
 from guard.io import text_problem
-from guard.store import Segment, SegmentStack, Store
+from guard.segments import Segment, SegmentStack
+from guard.store import Store
 from guard.text import normalize_batch
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.io import atomic_path
+from guard.durable import atomic_path
 
 
 def _faiss():

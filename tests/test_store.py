@@ -7,7 +7,7 @@ import pytest
 
 from guard.errors import GuardError
 from guard.pipeline import Guard
-from guard.store import Segment, SegmentStack
+from guard.segments import Segment, SegmentStack
 
 LEXICAL = {"semantic": {"enabled": False}}
 
@@ -74,7 +74,7 @@ def test_manifest_records_versions_and_fingerprint(tmp_path):
         guard.commit()
         fingerprint = guard.store.fingerprint
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["fingerprint"] == fingerprint
     assert manifest["settings"]["num_perm"] == 128
     assert manifest["n_records"] == 30
