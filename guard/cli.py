@@ -15,6 +15,7 @@ from guard.detect_cli import add_detect_command
 from guard.errors import GuardError
 from guard.harness.cli import add_experiment_command
 from guard.metrics.cli import add_metrics_command
+from guard.store_cli import add_store_command
 
 
 def _check_paths(args) -> None:
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     sem.add_argument("--quiet", action="store_true")
     sem.set_defaults(run=_semdedup)
 
+    add_store_command(commands)
     add_metrics_command(commands)
     add_experiment_command(commands)
     add_detect_command(commands)

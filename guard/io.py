@@ -36,7 +36,7 @@ from pathlib import Path
 
 import orjson
 
-from guard.durable import atomic_path, remove_path, replace_durably, sibling_temp_path
+from guard.durable import atomic_path, fsync_path, fsync_tree, remove_path, sibling_temp_path
 from guard.errors import GuardError
 
 REASON_MALFORMED = "malformed"
@@ -612,26 +612,31 @@ def read_json_file(path: str | os.PathLike, *, missing: str, what: str):
 
 
 def _move_into_place(temp: Path, path: Path) -> None:
-    """Replace ``path`` by ``temp``; an existing directory is swapped out, then deleted."""
-    if not (temp.is_dir() and path.is_dir()):
-        replace_durably(temp, path)
-        return
-    old = sibling_temp_path(path, "old")
-    os.replace(path, old)
-    replace_durably(temp, path)
-    remove_path(old)
+    """Replace ``path`` by ``temp`` (already flushed) and flush the folder holding it; an
+    existing directory is swapped out, then deleted."""
+    if temp.is_dir() and path.is_dir():
+        old = sibling_temp_path(path, "old")
+        os.replace(path, old)
+        os.replace(temp, path)
+        remove_path(old)
+    else:
+        os.replace(temp, path)
+    fsync_path(path.parent)
 
 
 class RecordWriter:
     """Writes rows (dicts) to one output, which appears only when the writer closes cleanly.
 
     Use it as a context manager: leaving the block normally publishes the output; leaving it by
-    an exception deletes everything written and leaves any previous output as it was.
+    an exception deletes everything written and leaves any previous output as it was. ``finish``
+    completes the output on the disk without publishing it, so that a caller can do its own
+    commit between the two (what can fail for lack of space fails in ``finish``).
     """
 
     def __init__(self, path: Path):
         self.path = path
         self._temp = sibling_temp_path(path, "tmp")
+        self._finished = False
         self._closed = False
         with _os_errors_as_guard_errors(path, "write"):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -643,14 +648,27 @@ class RecordWriter:
             with _os_errors_as_guard_errors(self.path, "write"):
                 self._write(rows)
 
+    def finish(self) -> None:
+        """Complete the temporary output and flush it to the disk (once; later calls do nothing)."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            with _os_errors_as_guard_errors(self.path, "write"):
+                self._finish()
+                fsync_tree(self._temp)
+        except BaseException:
+            self.abort()
+            raise
+
     def close(self) -> None:
         """Finish the output and move it into place (once; later calls do nothing)."""
         if self._closed:
             return
+        self.finish()
         self._closed = True
         try:
             with _os_errors_as_guard_errors(self.path, "write"):
-                self._finish()
                 _move_into_place(self._temp, self.path)
         except BaseException:
             self._discard()

@@ -27,12 +27,15 @@ from guard.text import normalize_batch
 class Matches:
     """What the duplicate checks found for the usable records of one batch (n of them).
 
-    ``*_of`` lists hold the matched record's id or None; ``jaccard`` and ``cosine`` the
+    ``ingested`` holds the record's own id where the store already holds that id with the same
+    normalised text (the record was ingested by an earlier run), else None. ``*_of`` lists hold
+    the matched record's id or None; ``jaccard`` and ``cosine`` the
     similarity of that match. ``first``: (n,) the first position in the batch with the same
     normalised text. ``representative``: (n,) bool, records that are no duplicate of any
     kind, which become the reference for later records when kept. ``signatures`` (n,
     num_perm) and ``keys`` (n, bands) are uint32 (zero columns without the near check)."""
 
+    ingested: list
     exact_of: list
     near_of: list
     jaccard: list
@@ -47,7 +50,7 @@ class Matches:
     def empty(cls, n: int) -> Matches:
         none = [None] * n
         empty = np.zeros((n, 0), dtype=np.uint32)
-        return cls(list(none), list(none), list(none), list(none), list(none), np.arange(n),
+        return cls(list(none), list(none), list(none), list(none), list(none), list(none), np.arange(n),
                    np.ones(n, dtype=bool), empty, empty)  # fmt: skip
 
 
@@ -69,6 +72,7 @@ class Summary:
             "n_input": self.n_input,
             "n_kept": self.n_kept,
             "n_rejected": self.n_rejected,
+            "n_already_ingested": self.reasons["already_ingested"],
             "reasons": dict(sorted(self.reasons.items())),
             "seconds": round(self.seconds, 3),
             "records_per_second": round(self.n_input / self.seconds, 1) if self.seconds else None,
@@ -86,9 +90,14 @@ class Summary:
         ]
         lines += [f"  {reason:<18} {count:>10,}" for reason, count in sorted(self.reasons.items())]
         if self.store:
+            earlier = (
+                " (committed by an earlier attempt of this run)"
+                if self.store["committed_by_an_earlier_attempt"]
+                else ""
+            )
             lines.append(
                 f"  store {self.store['path']}: {self.store['records_before']:,} -> "
-                f"{self.store['records_after']:,} records"
+                f"{self.store['records_after']:,} records{earlier}"
             )
         for name, path in self.outputs.items():
             lines.append(f"  {name}: {path}")
@@ -202,7 +211,11 @@ class Guard:
         valid_ids = [ids[i] for i in valid_rows]
         found = self._find_duplicates(valid_ids, batch, hashes, reference)
         vectors, sketches = self._find_semantic(found, valid_ids, [texts[i] for i in valid_rows])
-        flags = {"exact_duplicate": found.exact_of, "near_duplicate": found.near_of}
+        flags = {
+            "already_ingested": found.ingested,
+            "exact_duplicate": found.exact_of,
+            "near_duplicate": found.near_of,
+        }
         if self.semantic is not None:
             flags["semantic_duplicate"] = found.semantic_of
         if self.config.exact.enabled:
@@ -280,17 +293,25 @@ class Guard:
         return p_machine
 
     def _find_duplicates(self, ids, batch, hashes, reference) -> Matches:
-        """Exact and near matches of usable records, every match naming a kept record.
+        """Exact and near matches of usable records, every match naming a kept record, and the
+        records the store already holds (same id, same normalised text).
 
         An exact copy of an earlier record of the batch points to it when that record is
         kept; when that record is itself a near duplicate, the copy inherits its near match.
         """
         n = len(ids)
         found = Matches.empty(n)
+        if self.store is not None:
+            stored = self.store.stack.find_exact(hashes)
+            found.ingested = [own if match == own else None for own, match in zip(ids, stored)]
         if self.config.exact.enabled:
-            found.exact_of = reference.find_exact(hashes)
+            found.exact_of = [
+                None if ingested else match
+                for ingested, match in zip(found.ingested, reference.find_exact(hashes))
+            ]
             found.first = first_occurrences(hashes)
-        checked = (found.first == np.arange(n)) & np.array([m is None for m in found.exact_of], dtype=bool)
+        unmatched = [m is None and i is None for m, i in zip(found.exact_of, found.ingested)]
+        checked = (found.first == np.arange(n)) & np.array(unmatched, dtype=bool)
         if self.near is not None:
             found.signatures = self.near.signatures(batch)
             found.keys = self.near.band_keys(found.signatures)
@@ -314,11 +335,12 @@ class Guard:
 
         Args:
             input_reasons: per record, None or "empty"/"malformed".
-            flags: reason -> per record, the matched id (True for machine flags) or None.
+            flags: reason -> per record, the matched id (True for machine flags) or None;
+                ``already_ingested`` always rejects (the record is in the store already).
             p_machine: per record, the machine check's probability or None; a kept record
                 with one weighs (1 - p_machine) ** policy.machine_weight_beta.
         """
-        reject = set(self.config.policy.reject)
+        reject = {*self.config.policy.reject, "already_ingested"}
         beta = self.config.policy.machine_weight_beta
         keep, reasons, weights = [], [], []
         for i, input_reason in enumerate(input_reasons):
@@ -336,13 +358,21 @@ class Guard:
     def filter(self, inputs, out, rejected, summary_path=None, progress: bool = True) -> Summary:
         """Check every record of ``inputs``; write kept records to ``out`` and the rest to
         ``rejected`` (formats by extension), commit the run to the store, and return (and
-        optionally write as JSON) the summary."""
+        optionally write as JSON) the summary.
+
+        Safe to retry after any failure: both outputs are complete on the disk before the store
+        commit and published after it, and a retry of a run whose commit happened sees the store
+        as it was before that run (``Store.begin_run``), so it writes the same outputs and
+        leaves the store as it is."""
         from tqdm import tqdm
 
         from guard.io import iter_record_batches, open_writer, split_rows
+        from guard.run_fingerprint import run_fingerprint
 
         summary = Summary(inputs=[str(p) for p in inputs])
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
+        if self.store is not None and not self._rows_annotated:
+            self.store.begin_run(run_fingerprint(inputs, self.config))
         before = self.store.n_records if self.store else 0
         start = time.perf_counter()
         cfg = self.config.input
@@ -371,14 +401,17 @@ class Guard:
                     summary.n_rejected += len(rejected_rows)
                     summary.reasons.update(r for flags in columns["guard_reasons"] for r in flags)
                     bar.update(len(records))
+            kept_writer.finish()
+            rejected_writer.finish()
+            self.commit()
         summary.n_input = summary.n_kept + summary.n_rejected
-        self.commit()
         summary.seconds = time.perf_counter() - start
         if self.store:
             summary.store = {
                 "path": str(self.store.directory),
                 "records_before": before,
-                "records_after": self.store.n_records,
+                "records_after": self.store.n_records_committed,
+                "committed_by_an_earlier_attempt": self.store.replaying,
             }
         if summary_path:
             _write_summary(summary, summary_path)

@@ -181,6 +181,27 @@ class Segment:
                 os.fsync(file.fileno())
         fsync_path(directory)
 
+    def problem(self, num_perm: int, bands: int) -> str | None:
+        """What is inconsistent in this segment for a store of ``num_perm`` permutations and
+        ``bands`` LSH bands (shapes, id offsets, key order), or None. Reads every key."""
+        n = self.n
+        shapes = {
+            "exact_hashes": (n,), "exact_rows": (n,), "signatures": (n, num_perm),
+            "band_keys": (bands, n), "band_rows": (bands, n),
+        }  # fmt: skip
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                return f"{name} has shape {getattr(self, name).shape}, expected {shape} for {n} records"
+        if n and (self.id_offsets[0] != 0 or self.id_offsets[-1] != len(self.id_blob)):
+            return f"id offsets do not cover ids.bin ({len(self.id_blob)} bytes)"
+        for name in ("id_offsets", "exact_hashes", "band_keys"):
+            keys = getattr(self, name)
+            if np.any(keys[..., 1:] < keys[..., :-1]):
+                return f"{name} out of order"
+        if np.any(self.exact_rows >= max(n, 1)) or np.any(self.band_rows >= max(n, 1)):
+            return "row numbers beyond the segment"
+        return None
+
     @classmethod
     def load(cls, directory: Path) -> Segment:
         """Arrays memory-mapped read-only: only the pages a search touches are read."""

@@ -170,6 +170,18 @@ def _no_manifest_error(directory: Path) -> GuardError:
     )
 
 
+def lock_store(directory: Path):
+    """Lock the store ``directory`` for this process (released when the returned file is
+    closed, or when the process ends, even by kill -9); GuardError when another holds it."""
+    lock = open(directory / LOCK, "w")  # noqa: SIM115 (held until closed)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise GuardError(f"{directory}: store is in use by another guard run") from None
+    return lock
+
+
 class Store:
     """A store directory, opened for one run and locked against concurrent writers.
 
@@ -199,12 +211,7 @@ class Store:
         self.run_fingerprint: str | None = None
         self.replaying = False
         create_store(self.directory, settings)
-        self._lock = open(self.directory / LOCK, "w")  # noqa: SIM115 (held until close)
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise GuardError(f"{self.directory}: store is in use by another guard run") from None
+        self._lock = lock_store(self.directory)
         try:
             self.manifest = read_manifest(self.directory)
             self._check_settings()
@@ -345,6 +352,4 @@ class Store:
         return max((int(n.split("-")[0]) for n in names), default=0) + 1
 
     def close(self) -> None:
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        self._lock.close()

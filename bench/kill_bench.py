@@ -1,0 +1,243 @@
+"""Crash safety of ``guard filter --store``: kill -9 at random moments, then retry.
+
+    python bench/kill_bench.py [--kills 100] [--records 60000] [--seed 0] [--out bench/kill_results.json]
+
+Each trial starts from the same store (two earlier runs, ``store.max_segments: 2``, so every
+commit merges) and no outputs, runs ``guard filter`` as a subprocess, kills it (SIGKILL) after a
+random delay -- 40 % uniform over an uninterrupted run's wall time, 60 % around its commit and
+publication (``kill_delay``) -- then runs it again until it exits 0,
+each retry also killed with probability 1/3. It checks that every run that was not killed
+exited 0 and that the final KEPT, REJECTED and every store file (but ``.lock``) are
+byte-identical to an uninterrupted run's. Where the kill landed is read off the disk: before the
+commit (store unchanged), after it (store changed, outputs not published), during publication
+(one output published) or after it.
+
+``tests/test_crash_safety.py`` runs a few trials through ``trial``. Records are synthetic: random
+words, every tenth record followed by an upper-cased exact copy and every seventh by a near copy,
+so all three verdicts (kept, exact, near) and the store's ``already_ingested`` occur.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "semantic:\n  enabled: false\nstore:\n  max_segments: 2\n"  # exact + near duplicates
+
+
+def write_records(path: Path, n: int, prefix: str, seed: int) -> None:
+    """``n`` synthetic records as JSONL (plus their planted copies)."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(5000)]
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(n):
+            text = " ".join(rng.choice(words) for _ in range(30))
+            out.write(json.dumps({"id": f"{prefix}{i}", "text": text}) + "\n")
+            if i % 10 == 0:
+                out.write(json.dumps({"id": f"{prefix}{i}-exact", "text": text.upper()}) + "\n")
+            if i % 7 == 0:
+                near = text.split()
+                near[5] = "edited"
+                out.write(json.dumps({"id": f"{prefix}{i}-near", "text": " ".join(near)}) + "\n")
+
+
+def filter_command(folder: Path, store: Path) -> list[str]:
+    """``guard filter`` of ``folder``'s input (and some records the store already holds) into
+    ``folder``'s KEPT and REJECTED, with the bench config, run by this interpreter."""
+    return [
+        sys.executable, "-m", "guard.cli", "filter", str(folder / "input.jsonl"), str(folder / "seen.jsonl"),
+        "--out", str(folder / "kept.jsonl"), "--rejected", str(folder / "rejected.jsonl"),
+        "--store", str(store), "--config", str(folder / "config.yaml"), "--quiet",
+    ]  # fmt: skip
+
+
+def child_env() -> dict:
+    """The environment of the guard subprocesses: this checkout's code, one thread."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "GUARD_DEBUG": "1"}
+
+
+def prepare(folder: Path, n_records: int, seed: int) -> Path:
+    """Inputs, config and a store of two earlier runs under ``folder``; returns the store."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    store = folder / "store-start"
+    for run in range(2):
+        batch = folder / f"earlier{run}.jsonl"
+        write_records(batch, n_records // 4, f"e{run}-", seed + 100 + run)
+        command = [
+            sys.executable, "-m", "guard.cli", "filter", str(batch), "--out", str(folder / "e-kept.jsonl"),
+            "--rejected", str(folder / "e-rejected.jsonl"), "--store", str(store),
+            "--config", str(folder / "config.yaml"), "--quiet",
+        ]  # fmt: skip
+        subprocess.run(command, check=True, env=child_env(), stdout=subprocess.DEVNULL)
+    write_records(folder / "input.jsonl", n_records, "r", seed)
+    shutil.copy(folder / "earlier0.jsonl", folder / "seen.jsonl")  # already ingested
+    return store
+
+
+def snapshot(folder: Path, store: Path) -> dict[str, str]:
+    """SHA-256 of KEPT, REJECTED and every store file but ``.lock``, by relative path."""
+    files = {"kept.jsonl": folder / "kept.jsonl", "rejected.jsonl": folder / "rejected.jsonl"}
+    for path in sorted(store.rglob("*")):
+        if path.is_file() and path.name != ".lock":
+            files[f"store/{path.relative_to(store)}"] = path
+    return {
+        name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items() if path.exists()
+    }
+
+
+def fresh_run(folder: Path, start_store: Path) -> Path:
+    """Reset ``folder`` to the start of a trial (the start store, no outputs); returns the store."""
+    store = folder / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.copytree(start_store, store)
+    for name in ("kept.jsonl", "rejected.jsonl"):
+        (folder / name).unlink(missing_ok=True)
+    return store
+
+
+def run_once(command: list[str], kill_after: float | None) -> tuple[bool, int, str]:
+    """Run ``command``; SIGKILL it after ``kill_after`` s if still running. Returns (killed,
+    exit code, stderr's last line)."""
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            process.wait(timeout=kill_after)
+            killed = False
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            killed = True
+        stderr.seek(0)
+        lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
+    return killed, process.returncode, lines[-1] if lines else ""
+
+
+def phase(folder: Path, store: Path, start: dict, reference: dict) -> str:
+    """Where a kill landed, read off the disk."""
+    now = snapshot(folder, store)
+    store_changed = {k: v for k, v in now.items() if k.startswith("store/")} != {
+        k: v for k, v in start.items() if k.startswith("store/")
+    }
+    published = sum(now.get(name) == reference[name] for name in ("kept.jsonl", "rejected.jsonl"))
+    if not store_changed:
+        return "before commit"
+    return {0: "committed, not published", 1: "committed, partly published", 2: "published"}[published]
+
+
+def trial(folder: Path, start_store: Path, reference: dict, timeline: dict, rng: random.Random) -> dict:
+    """One kill and retries until a run exits 0. Returns what happened and whether the final
+    state is the reference."""
+    store = fresh_run(folder, start_store)
+    start = snapshot(folder, store)
+    command = filter_command(folder, store)
+    runs = []
+    kill_after = kill_delay(timeline, rng)
+    while True:
+        killed, code, last_line = run_once(command, kill_after)
+        runs.append(
+            {"kill_after_s": round(kill_after, 3) if kill_after else None, "killed": killed, "exit": code}
+        )
+        if killed:
+            runs[-1]["phase"] = phase(folder, store, start, reference)
+        elif code != 0:
+            runs[-1]["stderr"] = last_line
+            break
+        else:
+            break
+        kill_after = kill_delay(timeline, rng) if rng.random() < 1 / 3 else None
+    final = snapshot(folder, store)
+    return {
+        "runs": runs,
+        "every_unkilled_run_succeeded": all(r["exit"] == 0 for r in runs if not r["killed"]),
+        "identical": final == reference,
+        "differing": sorted(set(final.items()) ^ set(reference.items())),
+    }
+
+
+def reference_run(folder: Path, start_store: Path) -> tuple[dict, dict]:
+    """The uninterrupted run's snapshot, and its timeline (s from the start): when the manifest
+    changed (the commit), when KEPT and REJECTED both appeared (publication) and the end,
+    seen by polling the disk every 2 ms."""
+    store = fresh_run(folder, start_store)
+    manifest = (store / "manifest.json").read_bytes()
+    timeline: dict[str, float] = {}
+    began = time.perf_counter()
+    process = subprocess.Popen(filter_command(folder, store), env=child_env(), stdout=subprocess.DEVNULL)
+    while process.poll() is None:
+        now = time.perf_counter() - began
+        if "commit" not in timeline and (store / "manifest.json").read_bytes() != manifest:
+            timeline["commit"] = now
+        if "published" not in timeline and all(
+            (folder / name).exists() for name in ("kept.jsonl", "rejected.jsonl")
+        ):
+            timeline["published"] = now
+        time.sleep(0.002)
+    timeline["end"] = time.perf_counter() - began
+    if process.returncode != 0:
+        raise SystemExit(f"the uninterrupted run failed (exit {process.returncode})")
+    return snapshot(folder, store), {k: round(v, 3) for k, v in timeline.items()}
+
+
+def kill_delay(timeline: dict, rng: random.Random) -> float:
+    """A random delay: 40 % uniform over the whole run, 60 % around the commit and the
+    publication (from a tenth of the run before the commit to a tenth after publication)."""
+    end = timeline["end"]
+    if rng.random() < 0.4:
+        return rng.uniform(0.0, end)
+    low = timeline.get("commit", 0.8 * end) - 0.1 * end
+    high = timeline.get("published", end) + 0.1 * end
+    return rng.uniform(max(0.0, low), high)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=100, help="trials (each with at least one kill)")
+    parser.add_argument("--records", type=int, default=60_000, help="records of the run under test")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(REPO / "bench" / "kill_results.json"))
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        start_store = prepare(folder, args.records, args.seed)
+        reference, timeline = reference_run(folder, start_store)
+        trials = []
+        while sum(r["killed"] for t in trials for r in t["runs"]) < args.kills:
+            trials.append(trial(folder, start_store, reference, timeline, rng))
+            print(
+                f"trial {len(trials)}: {trials[-1]['runs']} identical={trials[-1]['identical']}", flush=True
+            )
+    kills = [r for t in trials for r in t["runs"] if r["killed"]]
+    phases: dict[str, int] = {}
+    for run in kills:
+        phases[run["phase"]] = phases.get(run["phase"], 0) + 1
+    result = {
+        "records": args.records,
+        "uninterrupted_timeline_s": timeline,
+        "n_trials": len(trials),
+        "kills": len(kills),
+        "kills_by_phase": dict(sorted(phases.items())),
+        "runs_not_killed": sum(not r["killed"] for t in trials for r in t["runs"]),
+        "every_unkilled_run_succeeded": all(t["every_unkilled_run_succeeded"] for t in trials),
+        "trials_identical_to_uninterrupted": sum(t["identical"] for t in trials),
+        "trials": trials,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    summary = {k: v for k, v in result.items() if k != "trials"}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
