@@ -19,8 +19,9 @@ from guard.store_cli import add_store_command
 
 
 def _check_paths(args) -> None:
-    """Fail before any work when an input is missing or a format is unknown."""
-    from guard.io import detect_format
+    """Fail before any work when an input is missing, a format is unknown, or two paths
+    collide (an output that is an input, or two outputs that are one)."""
+    from guard.io import check_output_paths, detect_format
 
     for path in args.inputs:
         if not os.path.exists(path):
@@ -28,6 +29,8 @@ def _check_paths(args) -> None:
         detect_format(path)
     detect_format(args.out)
     detect_format(args.rejected)
+    optional = {"--summary": getattr(args, "summary", None), "--store": getattr(args, "store", None)}
+    check_output_paths(args.inputs, {"--out": args.out, "--rejected": args.rejected, **optional})
 
 
 def _filter(args) -> int:

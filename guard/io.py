@@ -55,9 +55,21 @@ _FORMAT_HINT = "use .jsonl, .ndjson, .json, .csv, .parquet or a datasets directo
 _JSON_CHUNK_SIZE = 1 << 20  # bytes read at a time from a JSON array file
 _TRUNCATION_MARGIN = 16  # a JSON error this close to the end of the buffer may be a cut element
 _JSON_BLANK = re.compile(r"[ \t\n\r]*")
+# What orjson would change: integers beyond 64 bits (read as floats), NaN and Infinity (refused
+# when read, written as null). Text that may hold one is read and written by the standard library.
+_ORJSON_UNSAFE = r"\d{20}|NaN|Infinity"
+_ORJSON_UNSAFE_TEXT = re.compile(_ORJSON_UNSAFE)
+_ORJSON_UNSAFE_BYTES = re.compile(_ORJSON_UNSAFE.encode())
 _CSV_FIELD_LIMIT = 2**31 - 1
 _WRITE_BATCH_ROWS = 1000  # rows per Parquet row group / conversion batch
 _DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+class StdlibJsonFields(dict):
+    """The fields of a JSON record decoded by the standard library, because orjson would
+    change a value (see ``_ORJSON_UNSAFE``) or refuses the text (escaped lone surrogates);
+    output rows made from them are encoded by the standard library too, so every value
+    (integers of any size, NaN, Infinity) is written back as it was read."""
 
 
 @dataclass(slots=True)
@@ -254,16 +266,20 @@ def _read_jsonl(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[
 def _jsonl_record(line: bytes, location: str, build: _RecordBuilder) -> InputRecord:
     """Decode one JSONL line into a record, or into an unusable record saying what is wrong.
 
-    orjson decodes; what it refuses (NaN literals, integers beyond 64 bits, escaped lone
-    surrogates, and real errors) goes through the standard library, which accepts the
-    first three and words the errors."""
-    try:
-        value = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        value = None
+    orjson decodes, unless the line may hold a value it would change (``_ORJSON_UNSAFE``);
+    that line, and what orjson refuses (escaped lone surrogates, and real errors), goes
+    through the standard library, which keeps every value exactly and words the errors."""
+    value = None
+    if not _ORJSON_UNSAFE_BYTES.search(line):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
     try:
         if value is None:
             value = json.loads(line.rstrip(b"\r\n").decode("utf-8"))
+            if isinstance(value, dict):
+                value = StdlibJsonFields(value)
     except UnicodeDecodeError as err:
         problem = f"not valid UTF-8 (byte 0x{line[err.start]:02x} at offset {err.start})"
         return _unparsed_record(location, problem, _jsonl_raw(line))
@@ -296,7 +312,7 @@ def _json_element_record(value: object, source: str, location: str, build: _Reco
     if not isinstance(value, dict):
         problem = f"record is a JSON {_json_kind(value)}, not an object"
         return _unparsed_record(location, problem, source)
-    return build(value, location)
+    return build(StdlibJsonFields(value) if _ORJSON_UNSAFE_TEXT.search(source) else value, location)
 
 
 def _decode_problem(err: Exception) -> str:
@@ -574,6 +590,29 @@ def _check_replaceable(path: Path, fmt: str) -> None:
         raise GuardError(f"{path}: exists and is not a saved dataset; refusing to replace it")
 
 
+def _same_or_inside(path: Path, other: Path) -> bool:
+    """Whether ``path`` is ``other`` (the same file, by any name) or lies inside the folder
+    ``other``."""
+    if path.exists() and other.exists() and os.path.samefile(path, other):
+        return True
+    resolved, other_resolved = path.resolve(), other.resolve()
+    return resolved == other_resolved or (other.is_dir() and resolved.is_relative_to(other_resolved))
+
+
+def check_output_paths(inputs: Iterable, outputs: dict[str, str | os.PathLike | None]) -> None:
+    """GuardError, before anything is written, when two of ``outputs`` (name -> path; None
+    for an output not asked for) are one file, or an output is an input or lies in an input
+    folder: writing it would lose records."""
+    named = [(name, Path(path)) for name, path in outputs.items() if path is not None]
+    for i, (name, path) in enumerate(named):
+        for other_name, other in named[:i]:
+            if _same_or_inside(path, other) or _same_or_inside(other, path):
+                raise GuardError(f"{path}: {other_name} and {name} are the same path; give each its own")
+        for source in map(Path, inputs):
+            if _same_or_inside(path, source) or _same_or_inside(source, path):
+                raise GuardError(f"{path}: {name} is also an input ({source}); write it elsewhere")
+
+
 def split_rows(records: list[InputRecord], columns: dict[str, list]) -> tuple[list[dict], list[dict]]:
     """Output rows (original fields, or ``guard_raw`` for unparseable input, plus the guard
     ``columns``, one value per record), split by ``columns["guard_keep"]`` into kept and
@@ -581,7 +620,7 @@ def split_rows(records: list[InputRecord], columns: dict[str, list]) -> tuple[li
     names = tuple(columns)
     kept, rejected = [], []
     for record, values, keep in zip(records, zip(*columns.values()), columns["guard_keep"]):
-        row = {**record.fields} if record.raw is None else {"guard_raw": record.raw}
+        row = type(record.fields)(record.fields) if record.raw is None else {"guard_raw": record.raw}
         row.update(zip(names, values))
         (kept if keep else rejected).append(row)
     return kept, rejected
@@ -723,13 +762,15 @@ _JSON_UTF8 = json.JSONEncoder(ensure_ascii=False, default=_jsonable)
 _JSON_ASCII = json.JSONEncoder(default=_jsonable)
 
 
-def _json_bytes(row: object) -> bytes:
-    """``row`` as UTF-8 JSON (orjson; the standard library for what orjson refuses: lone
-    surrogates, which are kept as escapes, integers beyond 64 bits, non-string keys)."""
-    try:
-        return orjson.dumps(row, default=_jsonable)
-    except orjson.JSONEncodeError:
-        pass
+def _json_bytes(row: dict) -> bytes:
+    """``row`` as UTF-8 JSON: orjson, but the standard library for rows made from
+    ``StdlibJsonFields`` and for what orjson refuses (lone surrogates, which are kept as
+    escapes, integers beyond 64 bits, non-string keys)."""
+    if type(row) is not StdlibJsonFields:
+        try:
+            return orjson.dumps(row, default=_jsonable)
+        except orjson.JSONEncodeError:
+            pass
     try:
         return _JSON_UTF8.encode(row).encode("utf-8")
     except UnicodeEncodeError:

@@ -366,9 +366,13 @@ class Guard:
         leaves the store as it is."""
         from tqdm import tqdm
 
-        from guard.io import iter_record_batches, open_writer, split_rows
+        from guard.io import check_output_paths, iter_record_batches, open_writer, split_rows
         from guard.run_fingerprint import run_fingerprint
 
+        store_dir = self.store.directory if self.store else None
+        check_output_paths(
+            inputs, {"out": out, "rejected": rejected, "summary": summary_path, "store": store_dir}
+        )
         summary = Summary(inputs=[str(p) for p in inputs])
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
         if self.store is not None and not self._rows_annotated:

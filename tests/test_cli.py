@@ -1,6 +1,8 @@
 """``guard filter`` end to end on files: conservation, bad input, errors, the store."""
 
 import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,8 +118,10 @@ def test_two_runs_with_a_store(tmp_path, stdlib_texts):
     assert summary["store"]["records_before"] == 100 and summary["store"]["records_after"] == 101
 
 
-def _run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "guard.cli", *args], cwd=cwd,
+def _run_cli(*args, cwd, stdin=None):
+    """``guard`` run by this interpreter on this checkout's code."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "guard.cli", *args], cwd=cwd, env=env, input=stdin,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
@@ -156,7 +160,10 @@ def test_lexical_path_does_not_import_torch(tmp_path):
         f"'--config', r'{ROOT / 'configs/guard/lexical.yaml'}']); "
         "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'faiss') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
 
 
@@ -165,3 +172,46 @@ def test_shipped_configs_load():
 
     for path in (ROOT / "configs" / "guard").glob("*.yaml"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "paths, message",
+    [
+        (["--out", "x.jsonl", "--rejected", "x.jsonl"], "x.jsonl: --out and --rejected are the same path"),
+        (["--out", "./in.jsonl", "--rejected", "r.jsonl"], "--out is also an input (in.jsonl)"),
+        (["--out", "k.jsonl", "--rejected", "sub/../in.jsonl"], "--rejected is also an input"),
+        (["--out", "k.jsonl", "--rejected", "r.jsonl", "--summary", "k.jsonl"], "--out and --summary are"),
+        (["--out", "k.jsonl", "--rejected", "r.jsonl", "--store", "in.jsonl"], "--store is also an input"),
+    ],
+)
+def test_colliding_paths_are_refused_before_anything_is_written(tmp_path, paths, message):
+    (tmp_path / "sub").mkdir()
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1, "text": "hello there"}\n{"id": 2, "text": "hello there"}\n')
+    result = _run_cli("filter", "in.jsonl", *paths, "--quiet", "--config", LEXICAL, cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert source.read_text() == '{"id": 1, "text": "hello there"}\n{"id": 2, "text": "hello there"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "sub"]
+
+
+def test_every_input_value_is_written_back_exactly(tmp_path):
+    lines = [
+        '{"id": 12345678901234567890123, "text": "a text with a big integer id", "x": NaN, "y": -Infinity}',
+        '{"id": 12345678901234567890124, "text": "another text, another id", "z": {"b": 1, "a": [2.5]}}',
+        '{"text": "keys in their own order", "id": "k", "n": 18446744073709551616}',
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    code, kept, rejected = _filter(tmp_path, source)
+    assert code == 0 and len(kept) == 3 and rejected == []
+    for line, row in zip(lines, kept):
+        original = json.loads(line)
+        assert list(row)[: len(original)] == list(original)  # key order
+        assert json.dumps({k: row[k] for k in original}) == json.dumps(original)  # NaN, big integers
+    assert [r["guard_id"] for r in kept] == ["12345678901234567890123", "12345678901234567890124", "k"]
+    assert math.isnan(kept[0]["x"])
+    written = (tmp_path / "kept.jsonl").read_text().splitlines()
+    assert written[0].startswith(
+        '{"id": 12345678901234567890123, "text": "a text with a big integer id", "x": NaN'
+    )
