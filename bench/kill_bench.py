@@ -1,6 +1,6 @@
 """Crash safety of ``guard filter --store``: kill -9 at random moments, then retry.
 
-    python bench/kill_bench.py [--kills 100] [--records 60000] [--seed 0] [--out bench/kill_results.json]
+    python bench/kill_bench.py [--kills 100] [--records 20000] [--seed 0] [--out bench/kill_results.json]
 
 Each trial starts from the same store (two earlier runs, ``store.max_segments: 2``, so every
 commit merges) and no outputs, runs ``guard filter`` as a subprocess, kills it (SIGKILL) after a
@@ -204,7 +204,7 @@ def kill_delay(timeline: dict, rng: random.Random) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=100, help="trials (each with at least one kill)")
-    parser.add_argument("--records", type=int, default=60_000, help="records of the run under test")
+    parser.add_argument("--records", type=int, default=20_000, help="records of the run under test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "bench" / "kill_results.json"))
     args = parser.parse_args()

@@ -8,8 +8,12 @@ argument, missing file, bad config or store), with one line on stderr; 130 inter
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
+import threading
+import traceback
 
 from guard.detect_cli import add_detect_command
 from guard.errors import GuardError
@@ -144,25 +148,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the path, the system's reason, and what to do about a full disk."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = "; free some space and run again (a retry is safe)" if exc.errno == errno.ENOSPC else ""
+    return f"{where}{exc.strerror or exc}{hint}"
+
+
+def _stop_on_sigterm(signum, frame):
+    """SIGTERM (a scheduler stopping the job) unwinds like an interrupt, so that temporary
+    files are removed and nothing is half published."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code. Errors are one line on stderr; with
+    GUARD_DEBUG=1 in the environment the traceback comes first."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(os.environ.get("GUARD_DEBUG"))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()
+        return code
     except GuardError as exc:
-        print(f"guard: error: {exc}", file=sys.stderr)
-        return 2
+        error, message = exc, str(exc)
+    except BrokenPipeError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush there
+        error, message = exc, "standard output was closed before everything was printed (broken pipe)"
+    except OSError as exc:  # the system refused: a full disk, a permission, a vanished file
+        error, message = exc, _os_error_line(exc)
     except KeyboardInterrupt:
         print("guard: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: one line unless GUARD_DEBUG is set
-        if os.environ.get("GUARD_DEBUG"):
+        if debug:
             raise
         print(
             f"guard: internal error: {type(exc).__name__}: {exc} (set GUARD_DEBUG=1 for a traceback)",
             file=sys.stderr,
         )
         return 3
+    if debug:
+        traceback.print_exception(error)
+    print(f"guard: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ only thing that can be left behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
@@ -17,6 +18,29 @@ from pathlib import Path
 def sibling_temp_path(path: Path, tag: str) -> Path:
     """A fresh hidden path next to ``path``: ``.NAME.PID-RANDOM.TAG``."""
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{tag}")
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary paths next to ``path`` (``sibling_temp_path``) left by processes
+    that no longer run (killed before they could clean up); returns them."""
+    stale = []
+    prefix = f".{path.name}."
+    for candidate in path.parent.glob(f"{glob.escape(prefix)}*-*.*"):
+        pid = candidate.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            remove_path(candidate)
+            stale.append(candidate)
+    return stale
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def fsync_path(path: Path) -> None:

@@ -262,8 +262,13 @@ class Embedder:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source)
             model = transformers.AutoModel.from_pretrained(source)
-        except Exception as error:  # any load failure becomes one user-facing line
-            raise GuardError(f"cannot load the embedder {self.model_id}: {_one_line(error)}") from None
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            ImportError,
+        ) as error:  # what transformers raises on a bad model
+            raise GuardError(f"cannot load the embedder {self.model_id}: {_one_line(error)}") from error
         finally:
             if bar_was_on:
                 hf_logging.enable_progress_bar()

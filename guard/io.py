@@ -36,7 +36,14 @@ from pathlib import Path
 
 import orjson
 
-from guard.durable import atomic_path, fsync_path, fsync_tree, remove_path, sibling_temp_path
+from guard.durable import (
+    atomic_path,
+    fsync_path,
+    fsync_tree,
+    remove_path,
+    remove_stale_temps,
+    sibling_temp_path,
+)
 from guard.errors import GuardError
 
 REASON_MALFORMED = "malformed"
@@ -528,10 +535,18 @@ def _read_hf(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[Inp
 def _load_dataset(path: Path):
     """Load a saved ``datasets.Dataset`` that yields plain Python values."""
     import datasets
+    import pyarrow as pa
 
     try:
         loaded = datasets.load_from_disk(os.fspath(path))
-    except Exception as err:  # datasets raises many kinds; all mean the directory is unusable
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        datasets.exceptions.DatasetsError,
+        pa.ArrowException,
+    ) as err:
         if _holds_no_data_files(path):  # datasets cannot load the empty datasets it saves
             return datasets.Dataset.from_dict({})
         raise GuardError(f"{path}: not a dataset saved with save_to_disk ({_one_line(err)})") from err
@@ -679,6 +694,7 @@ class RecordWriter:
         self._closed = False
         with _os_errors_as_guard_errors(path, "write"):
             path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(path)
             self._open()
 
     def write(self, rows: list[dict]) -> None:
@@ -790,7 +806,8 @@ class _JsonLinesWriter(RecordWriter):
         self._file.close()
 
     def _discard(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # flushing what is thrown away fails again on a full disk
+            self._file.close()
         remove_path(self._temp)
 
 
@@ -841,7 +858,8 @@ class _SpooledWriter(RecordWriter):
         self._spool_path.unlink()
 
     def _discard(self) -> None:
-        self._spool.close()
+        with contextlib.suppress(OSError):  # flushing what is thrown away fails again on a full disk
+            self._spool.close()
         remove_path(self._spool_path)
         remove_path(self._temp)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import xxhash
 
 from guard import __version__
+from guard.errors import GuardError
 
 _CHUNK_BYTES = 1 << 20
 
@@ -28,7 +29,10 @@ def run_fingerprint(inputs: list, config) -> str:
         for file in files:
             name = os.fspath(file.relative_to(path)) if path.is_dir() else ""
             hasher.update(json.dumps(["file", name, file.stat().st_size]).encode())
-            with open(file, "rb") as stream:
-                while chunk := stream.read(_CHUNK_BYTES):
-                    hasher.update(chunk)
+            try:
+                with open(file, "rb") as stream:
+                    while chunk := stream.read(_CHUNK_BYTES):
+                        hasher.update(chunk)
+            except OSError as exc:
+                raise GuardError(f"{file}: cannot read ({exc.strerror or exc})") from exc
     return hasher.hexdigest()

@@ -9,6 +9,7 @@ grow) or of a store, searched as one.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,15 +171,12 @@ class Segment:
         """Write the segment into the new folder ``directory``, every file and the folder
         flushed to the disk."""
         directory.mkdir(parents=True)
-        with open(directory / "ids.bin", "xb") as file:
-            file.write(self.id_blob)
-            file.flush()
-            os.fsync(file.fileno())
+        _write_durably(directory / "ids.bin", [self.id_blob])
         for name in _ARRAYS:
-            with open(directory / f"{name}.npy", "xb") as file:
-                np.save(file, getattr(self, name))
-                file.flush()
-                os.fsync(file.fileno())
+            array = np.ascontiguousarray(getattr(self, name))
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+            _write_durably(directory / f"{name}.npy", [header.getvalue(), array.data])
         fsync_path(directory)
 
     def problem(self, num_perm: int, bands: int) -> str | None:
@@ -274,3 +272,14 @@ class SegmentStack:
                 if ids[q] is None:
                     ids[q], similarities[q] = segment.id_of(row), float(sim)
         return ids, similarities
+
+
+def _write_durably(path: Path, pieces: list) -> None:
+    """Write the bytes-like ``pieces`` to the new file ``path`` and flush it to the disk. (A
+    full disk raises OSError ENOSPC here; ``ndarray.tofile``, which ``np.save`` uses, says only
+    "N requested and M written".)"""
+    with open(path, "xb") as file:
+        for piece in pieces:
+            file.write(piece)
+        file.flush()
+        os.fsync(file.fileno())

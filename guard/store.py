@@ -210,8 +210,11 @@ class Store:
         self.vector_options = vector_options or {}
         self.run_fingerprint: str | None = None
         self.replaying = False
-        create_store(self.directory, settings)
-        self._lock = lock_store(self.directory)
+        try:
+            create_store(self.directory, settings)
+            self._lock = lock_store(self.directory)
+        except OSError as exc:
+            raise GuardError(f"{self.directory}: cannot open the store ({exc.strerror or exc})") from exc
         try:
             self.manifest = read_manifest(self.directory)
             self._check_settings()
@@ -308,6 +311,23 @@ class Store:
             return
         if (self.vectors is None) != (vectors is None) or (vectors is not None and len(vectors) != segment.n):
             raise ValueError("commit needs one embedding per record exactly when the store keeps embeddings")
+        try:
+            manifest = self._write_commit(segment, vectors, sketches)
+        except OSError as exc:
+            raise GuardError(
+                f"{self.directory}: cannot commit to the store ({exc.strerror or exc}); run again once "
+                "that is fixed (a retry is safe)"
+            ) from exc
+        self.manifest = manifest
+        for path in unnamed_paths(self.directory, manifest):
+            remove_path(path)
+        self.stack = SegmentStack([self._load_segment(e) for e in manifest["segments"]], merge=False)
+        self.state_records = manifest["n_records"]  # self.vectors already holds the new rows
+
+    def _write_commit(self, segment: Segment, vectors, sketches) -> dict:
+        """Write the new segment and vector index, then the manifest naming them (the commit
+        point); returns that manifest. An OSError before the manifest is replaced leaves the
+        store as it was, plus files no manifest names."""
         before = state_of(self.manifest)
         entries = list(before["segments"])
         if len(entries) + 1 > self.max_segments:
@@ -328,11 +348,7 @@ class Store:
             manifest["vector_index"] = f"vectors-{name}.faiss"
             self.vectors.save(self.directory / manifest["vector_index"])
         write_manifest(self.directory, manifest)
-        self.manifest = manifest
-        for path in unnamed_paths(self.directory, manifest):
-            remove_path(path)
-        self.stack = SegmentStack([self._load_segment(e) for e in entries], merge=False)
-        self.state_records = manifest["n_records"]
+        return manifest
 
     def _save_segment(self, segment: Segment, name: str) -> None:
         """Write ``segment`` under ``segments/NAME``, durably, in one rename."""

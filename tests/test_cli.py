@@ -2,12 +2,12 @@
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import guard_env, run_guard
 
 from guard.cli import main
 
@@ -118,13 +118,6 @@ def test_two_runs_with_a_store(tmp_path, stdlib_texts):
     assert summary["store"]["records_before"] == 100 and summary["store"]["records_after"] == 101
 
 
-def _run_cli(*args, cwd, stdin=None):
-    """``guard`` run by this interpreter on this checkout's code."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "guard.cli", *args], cwd=cwd, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-
-
 FILTER_IN_JSONL = ["filter", "in.jsonl", "--out", "k.jsonl", "--rejected", "r.jsonl"]
 
 
@@ -145,7 +138,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, message):
     (tmp_path / "in.jsonl").write_text('{"text": "hello there"}\n')
     (tmp_path / "in.txt").write_text("hello\n")
     (tmp_path / "bad.yaml").write_text("near:\n  treshold: 0.5\n")
-    result = _run_cli(*args, cwd=tmp_path)
+    result = run_guard(*args, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -160,9 +153,8 @@ def test_lexical_path_does_not_import_torch(tmp_path):
         f"'--config', r'{ROOT / 'configs/guard/lexical.yaml'}']); "
         "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'faiss') if m in sys.modules))"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=tmp_path, env=guard_env(), capture_output=True, text=True
     )
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
 
@@ -188,7 +180,7 @@ def test_colliding_paths_are_refused_before_anything_is_written(tmp_path, paths,
     (tmp_path / "sub").mkdir()
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1, "text": "hello there"}\n{"id": 2, "text": "hello there"}\n')
-    result = _run_cli("filter", "in.jsonl", *paths, "--quiet", "--config", LEXICAL, cwd=tmp_path)
+    result = run_guard("filter", "in.jsonl", *paths, "--quiet", "--config", LEXICAL, cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
     assert source.read_text() == '{"id": 1, "text": "hello there"}\n{"id": 2, "text": "hello there"}\n'
