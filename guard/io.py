@@ -115,17 +115,30 @@ def detect_format(path: str | os.PathLike) -> str:
 # ----------------------------------------------------------------------------------- reading
 
 
+@dataclass
+class ReadStats:
+    """What reading a file saw besides records: ``blank_lines``, JSONL lines or CSV rows with
+    nothing but white space."""
+
+    blank_lines: int = 0
+
+
+BLANK = None  # what a reader yields for a blank line: counted, not a record
+
+
 def iter_record_batches(
     path: str | os.PathLike,
     *,
     text_field: str = "text",
     id_field: str = "id",
     batch_size: int = 1000,
+    stats: ReadStats | None = None,
 ) -> Iterator[list[InputRecord]]:
     """Stream the records of ``path`` in lists of at most ``batch_size``, in bounded memory.
 
     The file's existence and format are checked at once; problems inside the file surface while
-    iterating, as unusable records or (when the whole file is unreadable) as GuardError.
+    iterating, as unusable records or (when the whole file is unreadable) as GuardError. Blank
+    lines are counted in ``stats`` when given.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -134,7 +147,16 @@ def iter_record_batches(
         raise GuardError(f"{path}: no such file")
     read = _READERS[detect_format(path)]
     build = partial(_record_from_fields, text_field=text_field, id_field=id_field)
-    return _batched(read(path, build, batch_size), batch_size)
+    return _batched(_count_blanks(read(path, build, batch_size), stats or ReadStats()), batch_size)
+
+
+def _count_blanks(items: Iterable[InputRecord | None], stats: ReadStats) -> Iterator[InputRecord]:
+    """The records of a reader, counting the ``BLANK`` lines between them in ``stats``."""
+    for item in items:
+        if item is BLANK:
+            stats.blank_lines += 1
+        else:
+            yield item
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:
@@ -261,13 +283,14 @@ def _os_errors_as_guard_errors(path: Path, action: str) -> Iterator[None]:
 
 
 def _read_jsonl(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[InputRecord]:
-    """Yield one record per non-blank line of a JSON Lines file."""
+    """Yield one record per non-blank line of a JSON Lines file, ``BLANK`` per blank line."""
     with _os_errors_as_guard_errors(path, "read"), open(path, "rb") as stream:
         for number, line in enumerate(stream, start=1):
             if number == 1 and line.startswith(codecs.BOM_UTF8):
                 line = line[len(codecs.BOM_UTF8) :]
-            if line and not line.isspace():
-                yield _jsonl_record(line, f"{path.name}:{number}", build)
+            yield (
+                _jsonl_record(line, f"{path.name}:{number}", build) if line and not line.isspace() else BLANK
+            )
 
 
 def _jsonl_record(line: bytes, location: str, build: _RecordBuilder) -> InputRecord:
@@ -442,23 +465,29 @@ class _JsonArrayScanner:
 
 
 def _read_csv(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[InputRecord]:
-    """Yield one record per data row of a CSV file with a header row."""
+    """Yield one record per data row of a CSV file with a header row, ``BLANK`` per blank row.
+    A quote that is never closed, or text after a closing quote, stops the file with a
+    GuardError naming the line where that row starts (read on, it would swallow the rows after
+    it into one field)."""
     csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     with (
         _os_errors_as_guard_errors(path, "read"),
         open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as stream,
     ):
-        rows = csv.reader(stream)
+        rows = csv.reader(stream, strict=True)
         header = _csv_header(rows, path)
         start_line = rows.line_num + 1
         try:
             for values in rows:
                 location = f"{path.name}:{start_line}"
                 start_line = rows.line_num + 1
-                if not _is_blank_csv_row(values, len(header)):
-                    yield _csv_record(header, values, location, build)
+                blank = _is_blank_csv_row(values, len(header))
+                yield BLANK if blank else _csv_record(header, values, location, build)
         except csv.Error as err:
-            raise GuardError(f"{path}:{start_line}: unreadable CSV ({_one_line(err)})") from err
+            problem = _one_line(err)
+            if "unexpected end of data" in problem:
+                problem = "a quote opened in this row is never closed"
+            raise GuardError(f"{path}:{start_line}: unreadable CSV ({problem})") from err
 
 
 def _csv_header(rows: Iterator[list[str]], path: Path) -> list[str]:

