@@ -62,14 +62,18 @@ def filter_command(folder: Path, store: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def child_env() -> dict:
-    """The environment of the guard subprocesses: this checkout's code, one thread."""
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "GUARD_DEBUG": "1"}
+def child_env(folder: Path) -> dict:
+    """The environment of the guard subprocesses: the snapshot of this checkout's code that
+    ``prepare`` took into ``folder`` (edits made while the bench runs do not reach it), one
+    thread."""
+    return {**os.environ, "PYTHONPATH": str(folder / "code"), "OMP_NUM_THREADS": "1", "GUARD_DEBUG": "1"}
 
 
 def prepare(folder: Path, n_records: int, seed: int) -> Path:
-    """Inputs, config and a store of two earlier runs under ``folder``; returns the store."""
+    """A snapshot of the code, inputs, config and a store of two earlier runs under ``folder``;
+    returns the store."""
     folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "guard", folder / "code" / "guard", ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "config.yaml").write_text(CONFIG, encoding="utf-8")
     store = folder / "store-start"
     for run in range(2):
@@ -80,7 +84,7 @@ def prepare(folder: Path, n_records: int, seed: int) -> Path:
             "--rejected", str(folder / "e-rejected.jsonl"), "--store", str(store),
             "--config", str(folder / "config.yaml"), "--quiet",
         ]  # fmt: skip
-        subprocess.run(command, check=True, env=child_env(), stdout=subprocess.DEVNULL)
+        subprocess.run(command, check=True, env=child_env(folder), stdout=subprocess.DEVNULL)
     write_records(folder / "input.jsonl", n_records, "r", seed)
     shutil.copy(folder / "earlier0.jsonl", folder / "seen.jsonl")  # already ingested
     return store
@@ -107,11 +111,11 @@ def fresh_run(folder: Path, start_store: Path) -> Path:
     return store
 
 
-def run_once(command: list[str], kill_after: float | None) -> tuple[bool, int, str]:
+def run_once(command: list[str], env: dict, kill_after: float | None) -> tuple[bool, int, str]:
     """Run ``command``; SIGKILL it after ``kill_after`` s if still running. Returns (killed,
     exit code, stderr's last line)."""
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             process.wait(timeout=kill_after)
             killed = False
@@ -145,7 +149,7 @@ def trial(folder: Path, start_store: Path, reference: dict, timeline: dict, rng:
     runs = []
     kill_after = kill_delay(timeline, rng)
     while True:
-        killed, code, last_line = run_once(command, kill_after)
+        killed, code, last_line = run_once(command, child_env(folder), kill_after)
         runs.append(
             {"kill_after_s": round(kill_after, 3) if kill_after else None, "killed": killed, "exit": code}
         )
@@ -174,7 +178,8 @@ def reference_run(folder: Path, start_store: Path) -> tuple[dict, dict]:
     manifest = (store / "manifest.json").read_bytes()
     timeline: dict[str, float] = {}
     began = time.perf_counter()
-    process = subprocess.Popen(filter_command(folder, store), env=child_env(), stdout=subprocess.DEVNULL)
+    command = filter_command(folder, store)
+    process = subprocess.Popen(command, env=child_env(folder), stdout=subprocess.DEVNULL)
     while process.poll() is None:
         now = time.perf_counter() - began
         if "commit" not in timeline and (store / "manifest.json").read_bytes() != manifest:

@@ -23,18 +23,18 @@ from guard.store_cli import add_store_command
 
 
 def _check_paths(args) -> None:
-    """Fail before any work when an input is missing, a format is unknown, or two paths
-    collide (an output that is an input, or two outputs that are one)."""
+    """Fail before any work when an input names nothing, a format is unknown, or two paths
+    collide (an output that is an input, or two outputs that are one). Folders of shards and
+    globs in ``args.inputs`` are replaced by the files they stand for."""
+    from guard.inputs import expand_inputs
     from guard.io import check_output_paths, detect_format
 
-    for path in args.inputs:
-        if not os.path.exists(path):
-            raise GuardError(f"{path}: no such file")
-        detect_format(path)
+    given, args.inputs = args.inputs, expand_inputs(args.inputs)
     detect_format(args.out)
     detect_format(args.rejected)
     optional = {"--summary": getattr(args, "summary", None), "--store": getattr(args, "store", None)}
-    check_output_paths(args.inputs, {"--out": args.out, "--rejected": args.rejected, **optional})
+    outputs = {"--out": args.out, "--rejected": args.rejected, **optional}
+    check_output_paths([*given, *args.inputs], outputs)
 
 
 def _filter(args) -> int:
@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         "filter",
         help="flag duplicates in record files; write kept and rejected records",
         description="Every input record goes to exactly one of --out (kept) and --rejected, "
-        "with guard_* columns added. Formats by extension: .jsonl .json .parquet .csv, or a "
-        "saved HF dataset directory.",
+        "with guard_* columns added. Formats by extension: .jsonl .json .csv (each maybe .gz .bz2 "
+        ".zst) .parquet, or a saved HF dataset directory; a folder of such files or a quoted glob "
+        "stands for the files in it.",
     )
     filt.add_argument("inputs", nargs="+", metavar="INPUT")
     filt.add_argument("--out", required=True, metavar="KEPT", help="where kept records go")

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import orjson
 
+from guard.compression import CORRUPT_STREAM_ERRORS, compression_of, format_suffix, open_binary, open_text
 from guard.durable import (
     atomic_path,
     fsync_path,
@@ -57,7 +58,10 @@ _SUFFIX_FORMATS = {
     ".csv": "csv",
     ".parquet": "parquet",
 }
-_FORMAT_HINT = "use .jsonl, .ndjson, .json, .csv, .parquet or a datasets directory"
+_FORMAT_HINT = (
+    "use .jsonl, .ndjson, .json, .csv (each optionally .gz, .bz2, .zst), .parquet or a datasets directory"
+)
+_COMPRESSIBLE_FORMATS = ("jsonl", "json", "csv")
 
 _JSON_CHUNK_SIZE = 1 << 20  # bytes read at a time from a JSON array file
 _TRUNCATION_MARGIN = 16  # a JSON error this close to the end of the buffer may be a cut element
@@ -98,12 +102,15 @@ _RecordBuilder = Callable[[dict, str], InputRecord]
 def detect_format(path: str | os.PathLike) -> str:
     """Name the format of ``path``: jsonl, json, csv, parquet or hf.
 
-    A known extension decides (.jsonl and .ndjson, .json, .csv, .parquet). Otherwise a directory
-    is a dataset saved with ``datasets.Dataset.save_to_disk`` ("hf"), and so is a path with no
-    extension that does not exist yet (an output). Anything else raises GuardError.
+    A known extension decides (.jsonl and .ndjson, .json, .csv, .parquet; the first three may be
+    followed by .gz, .bz2 or .zst). Otherwise a directory is a dataset saved with
+    ``datasets.Dataset.save_to_disk`` ("hf"), and so is a path with no extension that does not
+    exist yet (an output). Anything else raises GuardError.
     """
     path = Path(path)
-    fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
+    fmt = _SUFFIX_FORMATS.get(format_suffix(path).lower())
+    if fmt is not None and compression_of(path) and fmt not in _COMPRESSIBLE_FORMATS:
+        raise GuardError(f"{path}: a compressed {fmt} file is not supported ({fmt} compresses inside)")
     if fmt is not None:
         return fmt
     if path.is_dir() or not (path.suffix or path.exists()):
@@ -275,16 +282,21 @@ def _readable_raw(text: str) -> str:
 
 @contextlib.contextmanager
 def _os_errors_as_guard_errors(path: Path, action: str) -> Iterator[None]:
-    """Turn an OSError raised inside the block into a one-line GuardError naming ``path``."""
+    """Turn an OSError (or a decompression error) raised inside the block into a one-line
+    GuardError naming ``path``."""
     try:
         yield
     except OSError as err:
         raise GuardError(f"{path}: cannot {action} ({err.strerror or _one_line(err)})") from err
+    except CORRUPT_STREAM_ERRORS as err:
+        raise GuardError(
+            f"{path}: cannot {action} (damaged or truncated compressed data: {_one_line(err)})"
+        ) from err
 
 
 def _read_jsonl(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[InputRecord]:
     """Yield one record per non-blank line of a JSON Lines file, ``BLANK`` per blank line."""
-    with _os_errors_as_guard_errors(path, "read"), open(path, "rb") as stream:
+    with _os_errors_as_guard_errors(path, "read"), open_binary(path) as stream:
         for number, line in enumerate(stream, start=1):
             if number == 1 and line.startswith(codecs.BOM_UTF8):
                 line = line[len(codecs.BOM_UTF8) :]
@@ -328,7 +340,7 @@ def _jsonl_raw(line: bytes) -> str:
 
 def _read_json_array(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[InputRecord]:
     """Yield one record per element of a file holding a JSON array of objects."""
-    with _os_errors_as_guard_errors(path, "read"), open(path, "rb") as stream:
+    with _os_errors_as_guard_errors(path, "read"), open_binary(path) as stream:
         elements = _JsonArrayScanner(stream, path).elements()
         for index, (value, source) in enumerate(elements, start=1):
             yield _json_element_record(value, source, f"{path.name}:{index}", build)
@@ -472,7 +484,7 @@ def _read_csv(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[In
     csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     with (
         _os_errors_as_guard_errors(path, "read"),
-        open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as stream,
+        open_text(path) as stream,
     ):
         rows = csv.reader(stream, strict=True)
         header = _csv_header(rows, path)
@@ -614,12 +626,19 @@ def open_writer(path: str | os.PathLike, fmt: str | None = None) -> "RecordWrite
     an existing directory is replaced only by an "hf" output and only if it holds a saved dataset.
     """
     path = Path(path)
+    if compression_of(path):
+        raise GuardError(f"{path}: compressed outputs are not written; compress the published file")
     fmt = fmt or detect_format(path)
     writer_class = _WRITERS.get(fmt)
     if writer_class is None:
         raise GuardError(f"{path}: unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
     _check_replaceable(path, fmt)
     return writer_class(path)
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """Whether the folder ``path`` holds a dataset saved by ``datasets`` (``save_to_disk``)."""
+    return any((path / name).exists() for name in _DATASET_MARKERS)
 
 
 def _check_replaceable(path: Path, fmt: str) -> None:
@@ -630,7 +649,7 @@ def _check_replaceable(path: Path, fmt: str) -> None:
         return
     if fmt != "hf":
         raise GuardError(f"{path}: is a directory; cannot write a {fmt} file there")
-    if any(path.iterdir()) and not any((path / name).exists() for name in _DATASET_MARKERS):
+    if any(path.iterdir()) and not is_saved_dataset(path):
         raise GuardError(f"{path}: exists and is not a saved dataset; refusing to replace it")
 
 

@@ -306,7 +306,8 @@ class Guard:
     # -- files ----------------------------------------------------------------------------
 
     def filter(self, inputs, out, rejected, summary_path=None, progress: bool = True) -> Summary:
-        """Check every record of ``inputs``; write kept records to ``out`` and the rest to
+        """Check every record of ``inputs`` (files, folders of shards, globs:
+        ``guard.inputs``); write kept records to ``out`` and the rest to
         ``rejected`` (formats by extension), commit the run to the store, and return (and
         optionally write as JSON) the summary. GuardError, with nothing published or
         committed, when an input has records but none with the text field.
@@ -317,11 +318,15 @@ class Guard:
         leaves the store as it is."""
         from tqdm import tqdm
 
+        from guard.inputs import expand_inputs
         from guard.io import ReadStats, check_output_paths, iter_record_batches, open_writer, split_rows
         from guard.run_fingerprint import run_fingerprint
 
+        given, inputs = inputs, expand_inputs(inputs)
         paths = {"out": out, "rejected": rejected, "summary": summary_path}
-        check_output_paths(inputs, {**paths, "store": self.store.directory if self.store else None})
+        check_output_paths(
+            [*given, *inputs], {**paths, "store": self.store.directory if self.store else None}
+        )
         summary = Summary(inputs=[str(p) for p in inputs], checks=self.describe_checks())
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
         if self.store is not None and not self._rows_annotated:
