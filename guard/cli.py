@@ -53,6 +53,8 @@ def _filter(args) -> int:
     for key, value in overrides.items():
         setattr(config.input, key, value)
     _check_paths(args)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, also those of libraries (GGUF loading)
     with Guard(config, store=args.store) as guard:
         summary = guard.filter(args.inputs, args.out, args.rejected, args.summary, progress=not args.quiet)
     print(summary.format())
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     filt.add_argument("--id-field", help="field holding the record id (default: id)")
     filt.add_argument("--batch-size", type=int, help="records checked together (default: 4000)")
     filt.add_argument("--summary", metavar="JSON", help="also write the summary here")
-    filt.add_argument("--quiet", action="store_true", help="no progress bar")
+    filt.add_argument("--quiet", action="store_true", help="no progress bars (also those of model loading)")
     filt.set_defaults(run=_filter)
 
     sem = commands.add_parser(

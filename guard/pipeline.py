@@ -316,10 +316,9 @@ class Guard:
         commit and published after it, and a retry of a run whose commit happened sees the store
         as it was before that run (``Store.begin_run``), so it writes the same outputs and
         leaves the store as it is."""
-        from tqdm import tqdm
-
         from guard.inputs import expand_inputs
         from guard.io import ReadStats, check_output_paths, iter_record_batches, open_writer, split_rows
+        from guard.progress import filter_bar, stage
         from guard.run_fingerprint import run_fingerprint
 
         given, inputs = inputs, expand_inputs(inputs)
@@ -338,7 +337,7 @@ class Guard:
         with (
             open_writer(out) as kept_writer,
             open_writer(rejected) as rejected_writer,
-            tqdm(unit=" rec", disable=None if progress else True, desc="guard filter", leave=False) as bar,
+            filter_bar(inputs, progress) as bar,
         ):
             for path in inputs:
                 read = ReadStats()
@@ -367,7 +366,9 @@ class Guard:
                 summary.n_blank_lines += read.blank_lines
             kept_writer.finish()
             rejected_writer.finish()
+            stage(bar, "committing to the store")
             self.commit()
+            stage(bar, "publishing the outputs")
         summary.n_duplicate_ids = ids.n_repeated()
         summary.seconds = time.perf_counter() - start
         if self.store:

@@ -101,3 +101,15 @@ def test_a_folder_of_shards_and_a_glob(tmp_path):
     with pytest.raises(GuardError, match="nothing.jsonl: no file matches this pattern"):
         expand_inputs([f"{tmp_path}/*/nothing.jsonl"])
     assert main(["filter", str(shards), "--out", str(shards / "k.jsonl"), "--rejected", "r.jsonl"]) == 2
+
+
+def test_the_progress_total_comes_from_cheap_counts(tmp_path):
+    from guard.io import open_writer
+    from guard.progress import record_total
+
+    (tmp_path / "a.jsonl").write_bytes(_jsonl(_rows(12, "a")) + b'{"id": "last", "text": "no newline"}')
+    with open_writer(tmp_path / "b.parquet") as writer:
+        writer.write(_rows(30, "b"))
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(_jsonl(_rows(3, "c"))))
+    assert record_total([tmp_path / "a.jsonl", tmp_path / "b.parquet"]) == 43
+    assert record_total([tmp_path / "a.jsonl", tmp_path / "c.jsonl.gz"]) is None  # unknown without reading
