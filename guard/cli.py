@@ -56,7 +56,14 @@ def _filter(args) -> int:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, also those of libraries (GGUF loading)
     with Guard(config, store=args.store) as guard:
-        summary = guard.filter(args.inputs, args.out, args.rejected, args.summary, progress=not args.quiet)
+        summary = guard.filter(
+            args.inputs,
+            args.out,
+            args.rejected,
+            args.summary,
+            progress=not args.quiet,
+            shard_size=args.shard_size,
+        )
     print(summary.format())
     return 0
 
@@ -115,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     filt.add_argument("--id-field", help="field holding the record id (default: id)")
     filt.add_argument("--batch-size", type=int, help="records checked together (default: 4000)")
     filt.add_argument("--summary", metavar="JSON", help="also write the summary here")
+    filt.add_argument(
+        "--shard-size",
+        type=int,
+        metavar="N",
+        help="write KEPT and REJECTED as folders of part files of at most N records each "
+        "(KEPT.jsonl/part-00000.jsonl, ...)",
+    )
     filt.add_argument("--quiet", action="store_true", help="no progress bars (also those of model loading)")
     filt.set_defaults(run=_filter)
 

@@ -619,21 +619,33 @@ _READERS = {
 # ----------------------------------------------------------------------------------- writing
 
 
-def open_writer(path: str | os.PathLike, fmt: str | None = None) -> "RecordWriter":
+def open_writer(
+    path: str | os.PathLike, fmt: str | None = None, shard_size: int | None = None
+) -> "RecordWriter":
     """Open an atomic writer for ``path``; the format comes from the extension unless given.
+    With ``shard_size``, ``path`` becomes a folder of part files (``guard.sharded``).
 
     Missing parent directories are created. An existing output is replaced only on a clean close;
     an existing directory is replaced only by an "hf" output and only if it holds a saved dataset.
     """
     path = Path(path)
+    if shard_size is not None:
+        from guard.sharded import ShardedWriter
+
+        return ShardedWriter(path, shard_size)
+    fmt = fmt or detect_format(path)
+    _check_replaceable(path, fmt)
+    return writer_class(path, fmt)(path)
+
+
+def writer_class(path: Path, fmt: str | None = None) -> type["RecordWriter"]:
+    """The writer for ``path`` in ``fmt`` (by default the format its extension names)."""
     if compression_of(path):
         raise GuardError(f"{path}: compressed outputs are not written; compress the published file")
     fmt = fmt or detect_format(path)
-    writer_class = _WRITERS.get(fmt)
-    if writer_class is None:
+    if fmt not in _WRITERS:
         raise GuardError(f"{path}: unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
-    _check_replaceable(path, fmt)
-    return writer_class(path)
+    return _WRITERS[fmt]
 
 
 def is_saved_dataset(path: Path) -> bool:

@@ -305,12 +305,16 @@ class Guard:
 
     # -- files ----------------------------------------------------------------------------
 
-    def filter(self, inputs, out, rejected, summary_path=None, progress: bool = True) -> Summary:
+    def filter(
+        self, inputs, out, rejected, summary_path=None, progress: bool = True, shard_size: int | None = None
+    ) -> Summary:
         """Check every record of ``inputs`` (files, folders of shards, globs:
         ``guard.inputs``); write kept records to ``out`` and the rest to
         ``rejected`` (formats by extension), commit the run to the store, and return (and
-        optionally write as JSON) the summary. GuardError, with nothing published or
-        committed, when an input has records but none with the text field.
+        optionally write as JSON) the summary. With ``shard_size``, ``out`` and ``rejected`` are
+        folders of part files of at most that many records (``guard.sharded``). GuardError,
+        with nothing published or committed, when an input has records but none with the text
+        field.
 
         Safe to retry after any failure: both outputs are complete on the disk before the store
         commit and published after it, and a retry of a run whose commit happened sees the store
@@ -335,8 +339,8 @@ class Guard:
         cfg = self.config.input
         ids = IdTally()
         with (
-            open_writer(out) as kept_writer,
-            open_writer(rejected) as rejected_writer,
+            open_writer(out, shard_size=shard_size) as kept_writer,
+            open_writer(rejected, shard_size=shard_size) as rejected_writer,
             filter_bar(inputs, progress) as bar,
         ):
             for path in inputs:

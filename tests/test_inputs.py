@@ -113,3 +113,30 @@ def test_the_progress_total_comes_from_cheap_counts(tmp_path):
     (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(_jsonl(_rows(3, "c"))))
     assert record_total([tmp_path / "a.jsonl", tmp_path / "b.parquet"]) == 43
     assert record_total([tmp_path / "a.jsonl", tmp_path / "c.jsonl.gz"]) is None  # unknown without reading
+
+
+def test_sharded_outputs_hold_every_record_and_read_back_as_one_input(tmp_path):
+    source = tmp_path / "in.jsonl"
+    rows = _rows(25, "s")
+    source.write_bytes(_jsonl(rows + [{"id": "dup", "text": rows[0]["text"]}]))
+    kept, rejected = tmp_path / "kept.jsonl", tmp_path / "rejected.csv"
+    args = ["filter", str(source), "--out", str(kept), "--rejected", str(rejected), "--config", "lexical"]
+    assert main([*args, "--shard-size", "10", "--quiet"]) == 0
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "part-00000.jsonl",
+        "part-00001.jsonl",
+        "part-00002.jsonl",
+    ]
+    assert [len(p.read_text().splitlines()) for p in sorted(kept.iterdir())] == [10, 10, 5]
+    assert sorted(p.name for p in rejected.iterdir()) == ["part-00000.csv"]
+    again_kept, _ = _filter(tmp_path, kept)
+    assert [r["id"] for r in again_kept] == [r["id"] for r in rows]
+    assert main([*args, "--shard-size", "100", "--quiet"]) == 0  # a re-run replaces the folders
+    assert sorted(p.name for p in kept.iterdir()) == ["part-00000.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.jsonl",
+        "k.jsonl",
+        "kept.jsonl",
+        "r.jsonl",
+        "rejected.csv",
+    ]
