@@ -96,28 +96,34 @@ class Segment:
 
     @classmethod
     def merge(cls, segments: list[Segment]) -> Segment:
-        """One segment holding the rows of ``segments`` in order. The sorted key arrays are
-        concatenated and re-sorted stably, which for already sorted runs is a linear merge;
-        equal keys keep the older segment's rows first."""
+        """One segment holding the rows of ``segments`` in order. Each sorted key array is a
+        linear merge of the segments' sorted runs (equal keys keep the older segment's rows
+        first), done band by band, so that beyond the result only one band's positions are
+        held at a time (peak ~1.1x the result, not ~2x as a global argsort)."""
         if len(segments) == 1:
             return segments[0]
-        offsets = np.cumsum([0] + [s.n for s in segments[:-1]])
-        exact = np.concatenate([s.exact_hashes for s in segments])
-        exact_order = np.argsort(exact, kind="stable")
-        exact_rows = np.concatenate([s.exact_rows + o for s, o in zip(segments, offsets)])
-        band_keys = np.concatenate([s.band_keys for s in segments], axis=1)
-        band_order = np.argsort(band_keys, axis=1, kind="stable")
-        band_rows = np.concatenate([s.band_rows + o for s, o in zip(segments, offsets)], axis=1)
+        offsets = np.cumsum([0] + [s.n for s in segments[:-1]]).astype(np.uint32)
+        n = sum(s.n for s in segments)
+        exact_hashes, exact_rows = _merge_runs(
+            [s.exact_hashes for s in segments], [s.exact_rows for s in segments], offsets
+        )
+        bands = segments[0].band_keys.shape[0]
+        band_keys = np.empty((bands, n), dtype=np.uint32)
+        band_rows = np.empty((bands, n), dtype=np.uint32)
+        for band in range(bands):
+            band_keys[band], band_rows[band] = _merge_runs(
+                [s.band_keys[band] for s in segments], [s.band_rows[band] for s in segments], offsets
+            )
         blob_starts = np.cumsum([0] + [len(s.id_blob) for s in segments[:-1]])
         id_offsets = np.concatenate([[0]] + [s.id_offsets[1:] + b for s, b in zip(segments, blob_starts)])
         return cls(
             id_blob=b"".join(s.id_blob for s in segments),
             id_offsets=id_offsets.astype(np.int64),
-            exact_hashes=exact[exact_order],
-            exact_rows=exact_rows[exact_order].astype(np.uint32),
+            exact_hashes=exact_hashes,
+            exact_rows=exact_rows,
             signatures=np.concatenate([s.signatures for s in segments]),
-            band_keys=np.take_along_axis(band_keys, band_order, axis=1),
-            band_rows=np.take_along_axis(band_rows, band_order, axis=1).astype(np.uint32),
+            band_keys=band_keys,
+            band_rows=band_rows,
         )
 
     def id_of(self, row: int) -> str:
@@ -283,3 +289,21 @@ def _write_durably(path: Path, pieces: list) -> None:
             file.write(piece)
         file.flush()
         os.fsync(file.fileno())
+
+
+def _merge_runs(keys: list[np.ndarray], rows: list[np.ndarray], offsets: np.ndarray):
+    """Merge sorted key runs, each with the (uint32) row of every key in its segment, into one
+    sorted run with rows renumbered by ``offsets`` (the first row of each segment); equal keys
+    keep the earlier run's entries first, as a stable sort of the concatenation would."""
+    merged_keys, merged_rows = np.asarray(keys[0]), np.asarray(rows[0], dtype=np.uint32)
+    for run_keys, run_rows, offset in zip(keys[1:], rows[1:], offsets[1:]):
+        run_keys = np.asarray(run_keys)
+        at = np.searchsorted(merged_keys, run_keys, side="right") + np.arange(len(run_keys))
+        from_merged = np.ones(len(merged_keys) + len(run_keys), dtype=bool)
+        from_merged[at] = False
+        out_keys = np.empty(len(from_merged), dtype=merged_keys.dtype)
+        out_rows = np.empty(len(from_merged), dtype=np.uint32)
+        out_keys[at], out_keys[from_merged] = run_keys, merged_keys
+        out_rows[at], out_rows[from_merged] = np.asarray(run_rows, dtype=np.uint32) + offset, merged_rows
+        merged_keys, merged_rows = out_keys, out_rows
+    return merged_keys, merged_rows
