@@ -94,8 +94,7 @@ def store_info(directory: Path) -> int:
     lines = [
         f"{directory}: guard store, format {manifest['format_version']} "
         f"(written by guard {manifest['guard_version']})",
-        f"  records        {manifest['n_records']:,} in {len(manifest['segments'])} segments, "
-        f"{size_mib:,.1f} MiB on disk",
+        f"  records        {manifest['n_records']:,} in {_segments(manifest)}, {size_mib:,.1f} MiB on disk",
         f"  settings       fingerprint {manifest['fingerprint']}: {settings}",
         *(f"  segment        {e['name']}: {e['n_records']:,} records" for e in manifest["segments"]),
         f"  vector index   {manifest['vector_index'] or 'none'}",
@@ -111,6 +110,11 @@ def store_info(directory: Path) -> int:
         lines.append(f"  leftovers      {len(unnamed)} of interrupted commits (removed by the next run)")
     print("\n".join(lines))
     return 0
+
+
+def _segments(manifest: dict) -> str:
+    count = len(manifest["segments"])
+    return f"{count} segment" + ("" if count == 1 else "s")
 
 
 def _problems(directory: Path, manifest: dict) -> list[str]:
@@ -135,8 +139,7 @@ def store_check(directory: Path) -> int:
         print(f"{directory}: damaged; run `guard store repair {directory}`", file=sys.stderr)
         return 1
     note = f"; {len(unnamed)} leftovers of interrupted commits (removed by the next run)" if unnamed else ""
-    segments = len(manifest["segments"])
-    print(f"{directory}: ok, {manifest['n_records']:,} records in {segments} segments{note}")
+    print(f"{directory}: ok, {manifest['n_records']:,} records in {_segments(manifest)}{note}")
     return 0
 
 

@@ -148,7 +148,7 @@ def test_store_check_finds_a_damaged_segment_and_repair_drops_it(tmp_path, capsy
     assert f"dropped segment {damaged.name} (50 records forgotten)" in capsys.readouterr().out
     assert main(["store", "check", str(store)]) == 0
     assert main(["store", "info", str(store)]) == 0
-    assert "50 in 1 segments" in capsys.readouterr().out
+    assert "50 in 1 segment," in capsys.readouterr().out
 
 
 def _write_jsonl(path: Path, batch: dict[str, list]) -> Path:
