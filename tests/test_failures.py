@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def test_sigterm_unwinds_and_removes_temporary_files(tmp_path):
                "r.jsonl", "--config", LEXICAL_CONFIG, "--quiet", "--store", "s"]  # fmt: skip
     process = subprocess.Popen(command, cwd=tmp_path, env=guard_env(), stderr=subprocess.PIPE, text=True)
     while not any(p.name.startswith(".k.jsonl") for p in tmp_path.iterdir()) and process.poll() is None:
-        pass  # wait until the outputs are being written
+        time.sleep(0.01)  # until the outputs are being written
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     if process.returncode == 0:
