@@ -3,14 +3,15 @@
     python bench/kill_bench.py [--kills 100] [--records 20000] [--seed 0] [--out bench/kill_results.json]
 
 Each trial starts from the same store (two earlier runs, ``store.max_segments: 2``, so every
-commit merges) and no outputs, runs ``guard filter`` as a subprocess, kills it (SIGKILL) after a
-random delay -- 40 % uniform over an uninterrupted run's wall time, 60 % around its commit and
-publication (``kill_delay``) -- then runs it again until it exits 0,
+commit merges) and no outputs, runs ``guard filter`` as a subprocess, kills it (SIGKILL) at a
+random moment (``KillPlan``: half at a uniform time over an uninterrupted run, the rest within
+a few milliseconds after the commit starts writing or after the manifest is replaced, events
+seen by polling the disk every millisecond) -- then runs it again until it exits 0,
 each retry also killed with probability 1/3. It checks that every run that was not killed
 exited 0 and that the final KEPT, REJECTED and every store file (but ``.lock``) are
 byte-identical to an uninterrupted run's. Where the kill landed is read off the disk: before the
-commit (store unchanged), after it (store changed, outputs not published), during publication
-(one output published) or after it.
+commit (store unchanged), during it (new store files, the manifest not yet replaced), after it
+(outputs not published), during publication (one output published) or after it.
 
 ``tests/test_crash_safety.py`` runs a few trials through ``trial``. Records are synthetic: random
 words, every tenth record followed by an upper-cased exact copy and every seventh by a near copy,
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,18 +113,53 @@ def fresh_run(folder: Path, start_store: Path) -> Path:
     return store
 
 
-def run_once(command: list[str], env: dict, kill_after: float | None) -> tuple[bool, int, str]:
-    """Run ``command``; SIGKILL it after ``kill_after`` s if still running. Returns (killed,
-    exit code, stderr's last line)."""
+@dataclass(frozen=True)
+class KillPlan:
+    """When to SIGKILL a run: ``seconds`` after its start (``trigger`` "time"), or ``seconds``
+    after an event seen on the disk: "staging" (a ``.staging-*`` folder appears in the store:
+    the commit is writing its segment), "commit" (the manifest changes: the commit happened,
+    publication comes next)."""
+
+    trigger: str
+    seconds: float
+
+    @classmethod
+    def draw(cls, timeline: dict, rng: random.Random) -> KillPlan:
+        """Half at a uniform time over an uninterrupted run, a fifth within 20 ms of the commit
+        starting to write, the rest within 10 ms of the manifest's replacement."""
+        draw = rng.random()
+        if draw < 0.5:
+            return cls("time", rng.uniform(0.0, timeline["end"]))
+        if draw < 0.7:
+            return cls("staging", rng.uniform(0.0, 0.02))
+        return cls("commit", rng.uniform(0.0, 0.01))
+
+    def fired(self, store: Path, manifest: bytes) -> bool:
+        """Whether the event happened (always, for "time")."""
+        if self.trigger == "staging":
+            return any(p.name.startswith(".staging-") for p in store.iterdir())
+        if self.trigger == "commit":
+            return (store / "manifest.json").read_bytes() != manifest
+        return True
+
+
+def run_once(command: list[str], env: dict, store: Path, plan: KillPlan | None) -> tuple[bool, int, str]:
+    """Run ``command``, SIGKILLed as ``plan`` says if still running, polling the disk every
+    millisecond. Returns (killed, exit code, stderr's last line)."""
+    manifest = (store / "manifest.json").read_bytes()
     with tempfile.TemporaryFile() as stderr:
+        began = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-        try:
-            process.wait(timeout=kill_after)
-            killed = False
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            killed = True
+        fired_at = None
+        while process.poll() is None:
+            if plan is not None and fired_at is None and plan.fired(store, manifest):
+                fired_at = time.perf_counter() if plan.trigger != "time" else began
+            if fired_at is not None and time.perf_counter() - fired_at >= plan.seconds:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                break
+            time.sleep(0.001)
+        killed = process.returncode == -signal.SIGKILL
         stderr.seek(0)
         lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
     return killed, process.returncode, lines[-1] if lines else ""
@@ -131,12 +168,11 @@ def run_once(command: list[str], env: dict, kill_after: float | None) -> tuple[b
 def phase(folder: Path, store: Path, start: dict, reference: dict) -> str:
     """Where a kill landed, read off the disk."""
     now = snapshot(folder, store)
-    store_changed = {k: v for k, v in now.items() if k.startswith("store/")} != {
-        k: v for k, v in start.items() if k.startswith("store/")
-    }
+    before = {k: v for k, v in start.items() if k.startswith("store/")}
+    after = {k: v for k, v in now.items() if k.startswith("store/")}
     published = sum(now.get(name) == reference[name] for name in ("kept.jsonl", "rejected.jsonl"))
-    if not store_changed:
-        return "before commit"
+    if after.get("store/manifest.json") == before["store/manifest.json"]:
+        return "committing, manifest not replaced" if set(after) - set(before) else "before commit"
     return {0: "committed, not published", 1: "committed, partly published", 2: "published"}[published]
 
 
@@ -147,11 +183,11 @@ def trial(folder: Path, start_store: Path, reference: dict, timeline: dict, rng:
     start = snapshot(folder, store)
     command = filter_command(folder, store)
     runs = []
-    kill_after = kill_delay(timeline, rng)
+    plan = KillPlan.draw(timeline, rng)
     while True:
-        killed, code, last_line = run_once(command, child_env(folder), kill_after)
+        killed, code, last_line = run_once(command, child_env(folder), store, plan)
         runs.append(
-            {"kill_after_s": round(kill_after, 3) if kill_after else None, "killed": killed, "exit": code}
+            {"kill": [plan.trigger, round(plan.seconds, 4)] if plan else None, "killed": killed, "exit": code}
         )
         if killed:
             runs[-1]["phase"] = phase(folder, store, start, reference)
@@ -160,7 +196,7 @@ def trial(folder: Path, start_store: Path, reference: dict, timeline: dict, rng:
             break
         else:
             break
-        kill_after = kill_delay(timeline, rng) if rng.random() < 1 / 3 else None
+        plan = KillPlan.draw(timeline, rng) if rng.random() < 1 / 3 else None
     final = snapshot(folder, store)
     return {
         "runs": runs,
@@ -193,17 +229,6 @@ def reference_run(folder: Path, start_store: Path) -> tuple[dict, dict]:
     if process.returncode != 0:
         raise SystemExit(f"the uninterrupted run failed (exit {process.returncode})")
     return snapshot(folder, store), {k: round(v, 3) for k, v in timeline.items()}
-
-
-def kill_delay(timeline: dict, rng: random.Random) -> float:
-    """A random delay: 40 % uniform over the whole run, 60 % around the commit and the
-    publication (from a tenth of the run before the commit to a tenth after publication)."""
-    end = timeline["end"]
-    if rng.random() < 0.4:
-        return rng.uniform(0.0, end)
-    low = timeline.get("commit", 0.8 * end) - 0.1 * end
-    high = timeline.get("published", end) + 0.1 * end
-    return rng.uniform(max(0.0, low), high)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ that is not killed succeeds and the end state is byte for byte an uninterrupted 
 
 import importlib.util
 import random
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _kill_bench():
     spec = importlib.util.spec_from_file_location("kill_bench", ROOT / "bench" / "kill_bench.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
     spec.loader.exec_module(module)
     return module
 
