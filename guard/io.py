@@ -677,8 +677,14 @@ def _same_or_inside(path: Path, other: Path) -> bool:
 def check_output_paths(inputs: Iterable, outputs: dict[str, str | os.PathLike | None]) -> None:
     """GuardError, before anything is written, when two of ``outputs`` (name -> path; None
     for an output not asked for) are one file, or an output is an input or lies in an input
-    folder: writing it would lose records."""
+    folder (writing it would lose records), or an output's nearest existing folder cannot be
+    written (better said now than after the run)."""
     named = [(name, Path(path)) for name, path in outputs.items() if path is not None]
+    for name, path in named:
+        target = path.absolute()  # a folder is written inside; a file is renamed into its folder
+        folder = target if target.is_dir() else next(p for p in target.parents if p.exists())
+        if not os.access(folder, os.W_OK):
+            raise GuardError(f"{path}: cannot write {name} ({folder} is not writable)")
     for i, (name, path) in enumerate(named):
         for other_name, other in named[:i]:
             if _same_or_inside(path, other) or _same_or_inside(other, path):

@@ -97,12 +97,12 @@ def test_a_read_only_output_folder(tmp_path):
         locked.mkdir(mode=0o500)
     try:
         result = _filter(tmp_path, source, locked / "k.jsonl", tmp_path / "r.jsonl")
-        _one_line_error(result, "k.jsonl: cannot write (")
+        _one_line_error(result, "k.jsonl: cannot write --out (", "locked is not writable)")
         assert not (tmp_path / "r.jsonl").exists()
         result = _filter(
             tmp_path, source, tmp_path / "k.jsonl", tmp_path / "r.jsonl", "--store", locked / "s"
         )
-        _one_line_error(result, "s: cannot open the store (")
+        _one_line_error(result, "s: cannot write --store (", "locked is not writable)")
     finally:
         if os.geteuid() == 0:
             subprocess.run(["umount", str(locked)], check=True)
