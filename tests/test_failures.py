@@ -122,7 +122,7 @@ def test_a_closed_pipe_is_one_line_after_a_complete_run(tmp_path):
 
 
 def test_sigterm_unwinds_and_removes_temporary_files(tmp_path):
-    source = _records(tmp_path / "in.jsonl", 200_000, 7)
+    source = _records(tmp_path / "in.jsonl", 50_000, 7)
     command = [sys.executable, "-m", "guard.cli", "filter", str(source), "--out", "k.jsonl", "--rejected",
                "r.jsonl", "--config", LEXICAL_CONFIG, "--quiet", "--store", "s"]  # fmt: skip
     process = subprocess.Popen(command, cwd=tmp_path, env=guard_env(), stderr=subprocess.PIPE, text=True)
