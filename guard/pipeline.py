@@ -382,6 +382,7 @@ class Guard:
                 "records_after": self.store.n_records_committed,
                 "committed_by_an_earlier_attempt": self.store.replaying,
             }
+            self.store.end_run()
         if summary_path:
             _write_summary(summary, summary_path)
         return summary

@@ -299,6 +299,14 @@ class Store:
             self.replaying = True
             self._open_state(last_run["before"])
 
+    def end_run(self) -> None:
+        """Close the run begun by ``begin_run``: later commits are tied to no fingerprint, and
+        after a replay the store is searched as it is."""
+        if self.replaying:
+            self.replaying = False
+            self._open_state(state_of(self.manifest))
+        self.run_fingerprint = None
+
     def commit(
         self, segment: Segment, vectors: np.ndarray | None = None, sketches: np.ndarray | None = None
     ) -> None:

@@ -201,3 +201,19 @@ def test_a_retry_after_the_commit_writes_what_the_uninterrupted_run_wrote(tmp_pa
     with Guard({**LEXICAL, "input": {"batch_size": 7}}, store=tmp_path / "store-retry") as guard:
         later = guard.filter([source], tmp_path / "k.jsonl", tmp_path / "r.jsonl").to_dict()
     assert later["n_kept"] == 0 and later["reasons"] == {"already_ingested": 61, "exact_duplicate": 1}
+
+
+def test_after_a_replayed_run_the_next_run_of_the_same_guard_commits(tmp_path):
+    first = _write_jsonl(tmp_path / "a.jsonl", _batch(20, "a", 1))
+    second = _write_jsonl(tmp_path / "b.jsonl", _batch(30, "b", 2))
+    outputs = [tmp_path / "k.jsonl", tmp_path / "r.jsonl"]
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
+        guard.filter([first], *outputs, progress=False)
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
+        replay = guard.filter([first], *outputs, progress=False)
+        after = guard.filter([second], *outputs, progress=False)
+    assert replay.store["committed_by_an_earlier_attempt"] is True
+    assert after.store == {"path": str(tmp_path / "s"), "records_before": 20, "records_after": 50,
+                           "committed_by_an_earlier_attempt": False}  # fmt: skip
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["n_records"] == 50 and manifest["last_run"]["before"]["n_records"] == 20
