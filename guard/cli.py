@@ -8,26 +8,34 @@ argument, missing file, bad config or store), with one line on stderr; 130 inter
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
+import threading
+import traceback
 
 from guard.cycle import add_cycle_command
 from guard.detect_cli import add_detect_command
 from guard.errors import GuardError
 from guard.harness.cli import add_experiment_command
 from guard.metrics.cli import add_metrics_command
+from guard.store_cli import add_store_command
 
 
 def _check_paths(args) -> None:
-    """Fail before any work when an input is missing or a format is unknown."""
-    from guard.io import detect_format
+    """Fail before any work when an input names nothing, a format is unknown, or two paths
+    collide (an output that is an input, or two outputs that are one). Folders of shards and
+    globs in ``args.inputs`` are replaced by the files they stand for."""
+    from guard.inputs import expand_inputs
+    from guard.io import check_output_paths, detect_format
 
-    for path in args.inputs:
-        if not os.path.exists(path):
-            raise GuardError(f"{path}: no such file")
-        detect_format(path)
+    given, args.inputs = args.inputs, expand_inputs(args.inputs)
     detect_format(args.out)
     detect_format(args.rejected)
+    optional = {"--summary": getattr(args, "summary", None), "--store": getattr(args, "store", None)}
+    outputs = {"--out": args.out, "--rejected": args.rejected, **optional}
+    check_output_paths([*given, *args.inputs], outputs)
 
 
 def _filter(args) -> int:
@@ -46,8 +54,17 @@ def _filter(args) -> int:
     for key, value in overrides.items():
         setattr(config.input, key, value)
     _check_paths(args)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, also those of libraries (GGUF loading)
     with Guard(config, store=args.store) as guard:
-        summary = guard.filter(args.inputs, args.out, args.rejected, args.summary, progress=not args.quiet)
+        summary = guard.filter(
+            args.inputs,
+            args.out,
+            args.rejected,
+            args.summary,
+            progress=not args.quiet,
+            shard_size=args.shard_size,
+        )
     print(summary.format())
     return 0
 
@@ -93,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         "filter",
         help="flag duplicates in record files; write kept and rejected records",
         description="Every input record goes to exactly one of --out (kept) and --rejected, "
-        "with guard_* columns added. Formats by extension: .jsonl .json .parquet .csv, or a "
-        "saved HF dataset directory.",
+        "with guard_* columns added. Formats by extension: .jsonl .json .csv (each maybe .gz .bz2 "
+        ".zst) .parquet, or a saved HF dataset directory; a folder of such files or a quoted glob "
+        "stands for the files in it.",
     )
     filt.add_argument("inputs", nargs="+", metavar="INPUT")
     filt.add_argument("--out", required=True, metavar="KEPT", help="where kept records go")
@@ -105,7 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     filt.add_argument("--id-field", help="field holding the record id (default: id)")
     filt.add_argument("--batch-size", type=int, help="records checked together (default: 4000)")
     filt.add_argument("--summary", metavar="JSON", help="also write the summary here")
-    filt.add_argument("--quiet", action="store_true", help="no progress bar")
+    filt.add_argument(
+        "--shard-size",
+        type=int,
+        metavar="N",
+        help="write KEPT and REJECTED as folders of part files of at most N records each "
+        "(KEPT.jsonl/part-00000.jsonl, ...)",
+    )
+    filt.add_argument("--quiet", action="store_true", help="no progress bars (also those of model loading)")
     filt.set_defaults(run=_filter)
 
     sem = commands.add_parser(
@@ -131,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     sem.add_argument("--quiet", action="store_true")
     sem.set_defaults(run=_semdedup)
 
+    add_store_command(commands)
     add_metrics_command(commands)
     add_cycle_command(commands)
     add_experiment_command(commands)
@@ -141,25 +167,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the path, the system's reason, and what to do about a full disk."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = "; free some space and run again (a retry is safe)" if exc.errno == errno.ENOSPC else ""
+    return f"{where}{exc.strerror or exc}{hint}"
+
+
+def _stop_on_sigterm(signum, frame):
+    """SIGTERM (a scheduler stopping the job) unwinds like an interrupt, so that temporary
+    files are removed and nothing is half published."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code. Errors are one line on stderr; with
+    GUARD_DEBUG=1 in the environment the traceback comes first."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(os.environ.get("GUARD_DEBUG"))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()
+        return code
     except GuardError as exc:
-        print(f"guard: error: {exc}", file=sys.stderr)
-        return 2
+        error, message = exc, str(exc)
+    except BrokenPipeError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush there
+        error, message = exc, "standard output was closed before everything was printed (broken pipe)"
+    except OSError as exc:  # the system refused: a full disk, a permission, a vanished file
+        error, message = exc, _os_error_line(exc)
     except KeyboardInterrupt:
         print("guard: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: one line unless GUARD_DEBUG is set
-        if os.environ.get("GUARD_DEBUG"):
+        if debug:
             raise
         print(
             f"guard: internal error: {type(exc).__name__}: {exc} (set GUARD_DEBUG=1 for a traceback)",
             file=sys.stderr,
         )
         return 3
+    if debug:
+        traceback.print_exception(error)
+    print(f"guard: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ from guard.errors import GuardError
 # the store fingerprint so a store built with other keys is refused.
 NORMALIZER_VERSION = 1
 
+# The configs shipped in the package; configs/guard/ at the top of the repository holds the
+# same files (tests/test_config_files.py keeps them identical).
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
 DEDUP_REASONS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")
 INPUT_REASONS = ("empty", "malformed")
 
@@ -218,8 +222,27 @@ def fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs shipped inside the package (``guard/configs/NAME.yaml``), by name."""
+    return {path.stem: path for path in sorted(SHIPPED_CONFIGS.glob("*.yaml"))}
+
+
+def config_path(source: str | Path) -> Path:
+    """The YAML file ``source`` names: a path, or the name of a shipped config (``default``,
+    ``lexical``, ``machine``) when no file of that name exists."""
+    path = Path(source)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    shipped = shipped_configs()
+    if str(source) not in shipped:
+        names = ", ".join(shipped)
+        raise GuardError(f"{source}: no such config file, and no shipped config of that name ({names})")
+    return shipped[str(source)]
+
+
 def load_config(source: str | Path | dict | GuardConfig | None = None) -> GuardConfig:
-    """A GuardConfig from a YAML path, a dict, an existing config, or the defaults (None)."""
+    """A GuardConfig from a YAML path or a shipped config's name, a dict, an existing config,
+    or the defaults (None)."""
     if isinstance(source, GuardConfig):
         return source
     if source is None:
@@ -227,7 +250,7 @@ def load_config(source: str | Path | dict | GuardConfig | None = None) -> GuardC
     where = "config"
     if isinstance(source, (str, Path)):
         where = str(source)
-        data = _read_yaml(Path(source))
+        data = _read_yaml(config_path(source))
     else:
         data = source
     try:

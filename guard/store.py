@@ -1,267 +1,203 @@
-"""The dedup keys of everything kept so far: in memory for one run, on disk across runs.
+"""The on-disk store: the dedup keys of every record kept by earlier runs, crash-safe.
 
-A **segment** holds the keys of a run of kept records as fixed-width arrays: exact hashes
-(uint64, sorted), MinHash signatures (uint32) and, per LSH band, the band keys (uint32,
-sorted) with the row each came from. Segments never change once built; searching many is
-searching each. Record seniority ("first seen wins") is segment order, then row order.
+A store directory holds
+  * ``manifest.json`` -- the only truth: format and guard versions, the dedup settings and
+    their fingerprint, the segments in seniority order, the vector index file, and the last
+    committing run (its fingerprint and the store state before it);
+  * ``segments/NNNNNN-DIGEST/`` -- one segment each (``guard.segments``); the number counts
+    commits and the digest names the content, so a name is never reused for other content;
+  * ``vectors-NNNNNN-DIGEST.faiss`` (+ ``.sketches.npy``) -- the kept records' embeddings, when
+    the semantic check is on;
+  * ``.lock`` -- held (flock) by the run using the store.
 
-A **store** is a directory of segments plus ``manifest.json`` (format and guard versions,
-the config fingerprint, the segment list). Each run that commits adds one segment; beyond
-``max_segments`` they are merged into one. Every write goes to a temporary name and is
-renamed into place, and the manifest is replaced last, so a crash never leaves a store that
-lists a half-written segment. A store built with other dedup settings is refused.
+A commit writes the new segment and vector index under names no manifest uses yet, each file
+flushed to the disk, then replaces the manifest atomically (temporary file, fsync, rename, fsync
+of the folder): that rename is the commit. Anything the manifest does not name -- a segment or
+index of a commit that never happened, a merged-away segment, a ``.staging-*`` folder, a
+temporary manifest -- is ignored, and deleted when the store is next opened. A new store is
+created with its (empty) manifest in one rename.
+
+Retries: a run that opens the store with the fingerprint of the last committing run (a retry
+after a failure that came after the commit) sees the store as it was before that run and does
+not commit again, so it decides every record as the uninterrupted run did. The files of that
+earlier state stay until the next commit.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import json
 import os
-import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from guard import __version__
+from guard.durable import atomic_path, fsync_path, remove_path, replace_durably, sibling_temp_path
 from guard.errors import GuardError
-from guard.io import atomic_path
+from guard.segments import Segment, SegmentStack
 from guard.vector_index import sketch_path
 
 STORE_FORMAT = "collapse-guard-store"
-STORE_FORMAT_VERSION = 1
-_ARRAYS = ("exact_hashes", "exact_rows", "signatures", "band_keys", "band_rows", "id_offsets")
+STORE_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)  # version 1 (no last run, timestamps) is read and upgraded
+MANIFEST = "manifest.json"
+SEGMENTS = "segments"
+LOCK = ".lock"
 
 
-@dataclass(frozen=True)
-class QueryKeys:
-    """Band keys of a batch of queries, each band's column sorted (sorted queries make the
-    binary searches into a segment 2-3x faster than random ones).
+def empty_manifest(settings: dict) -> dict:
+    """The manifest of a store that holds nothing yet."""
+    from guard.config import fingerprint
 
-    Attributes:
-        sorted: (m, n_bands) uint32, each column sorted ascending.
-        order: (m, n_bands) int64, the query each entry of ``sorted`` belongs to.
-    """
-
-    sorted: np.ndarray
-    order: np.ndarray
-
-    @classmethod
-    def of(cls, keys: np.ndarray) -> QueryKeys:
-        """From (m, n_bands) uint32 band keys."""
-        order = np.argsort(keys, axis=0, kind="stable")
-        return cls(np.take_along_axis(keys, order, axis=0), order)
+    return {
+        "format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION, "guard_version": __version__,
+        "fingerprint": fingerprint(settings), "settings": settings,
+        "segments": [], "n_records": 0, "vector_index": None, "last_run": None,
+    }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Segment:
-    """Dedup keys of ``n`` kept records.
+def state_of(manifest: dict) -> dict:
+    """The store state a manifest names: its segments, record count and vector index."""
+    return {
+        "segments": manifest["segments"],
+        "n_records": manifest["n_records"],
+        "vector_index": manifest.get("vector_index"),
+    }
 
-    Attributes:
-        id_blob: UTF-8 ids of all rows, concatenated; row i is
-            ``id_blob[id_offsets[i]:id_offsets[i + 1]]``.
-        id_offsets: (n + 1,) int64.
-        exact_hashes: (n,) uint64 normalised-text hashes, sorted ascending.
-        exact_rows: (n,) uint32 row of each entry of ``exact_hashes``.
-        signatures: (n, num_perm) uint32 MinHash signatures, in row order.
-        band_keys: (bands, n) uint32 band keys, each band's keys sorted ascending.
-        band_rows: (bands, n) uint32 row of each entry of ``band_keys``.
-    """
 
-    id_blob: bytes
-    id_offsets: np.ndarray
-    exact_hashes: np.ndarray
-    exact_rows: np.ndarray
-    signatures: np.ndarray
-    band_keys: np.ndarray
-    band_rows: np.ndarray
+def named_files(manifest: dict) -> tuple[set[str], set[str]]:
+    """(segment folder names, top-level file names) that ``manifest`` keeps alive: those of the
+    current state and of the state before the last run."""
+    states = [state_of(manifest)]
+    if manifest.get("last_run"):
+        states.append(manifest["last_run"]["before"])
+    segments = {entry["name"] for state in states for entry in state["segments"]}
+    files = {MANIFEST, SEGMENTS, LOCK}
+    for state in states:
+        if state["vector_index"]:
+            files |= {state["vector_index"], sketch_path(Path(state["vector_index"])).name}
+    return segments, files
 
-    @property
-    def n(self) -> int:
-        return len(self.id_offsets) - 1
 
-    @classmethod
-    def build(cls, ids: list[str], exact: np.ndarray, signatures: np.ndarray, bands: np.ndarray):
-        """A segment from rows in seniority order.
+def unnamed_paths(directory: Path, manifest: dict) -> list[Path]:
+    """Everything in the store ``directory`` that ``manifest`` does not name (left by a commit
+    that never happened, or no longer needed), sorted."""
+    segments, files = named_files(manifest)
+    unnamed = [path for path in directory.iterdir() if path.name not in files]
+    if (directory / SEGMENTS).is_dir():
+        unnamed += [path for path in (directory / SEGMENTS).iterdir() if path.name not in segments]
+    return sorted(unnamed)
 
-        Args:
-            ids: n record ids.
-            exact: (n,) uint64 exact hashes.
-            signatures: (n, num_perm) uint32.
-            bands: (n, n_bands) uint32 band keys.
-        """
-        encoded = [i.encode("utf-8") for i in ids]
-        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        exact_rows = np.argsort(exact, kind="stable").astype(np.uint32)
-        band_rows = np.argsort(bands.T, axis=1, kind="stable").astype(np.uint32)
-        return cls(
-            id_blob=b"".join(encoded),
-            id_offsets=offsets,
-            exact_hashes=exact[exact_rows],
-            exact_rows=exact_rows,
-            signatures=np.ascontiguousarray(signatures),
-            band_keys=np.take_along_axis(bands.T, band_rows.astype(np.int64), axis=1),
-            band_rows=band_rows,
+
+def read_manifest(directory: Path) -> dict:
+    """The manifest of the store ``directory``; GuardError when it is missing, unreadable or
+    of a format this guard does not read."""
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GuardError(f"{directory}: not a guard store (no {MANIFEST})") from None
+    except (OSError, ValueError) as exc:
+        raise GuardError(
+            f"{path}: unreadable store manifest ({exc}); the store cannot be used: move it away and "
+            "start a new store"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        raise GuardError(f"{path}: not a guard store manifest")
+    version = manifest.get("format_version")
+    if version not in READABLE_FORMAT_VERSIONS:
+        raise GuardError(
+            f"{path}: store format {version} is not supported by this guard (format "
+            f"{STORE_FORMAT_VERSION}); use the guard version that wrote it ({manifest.get('guard_version')})"
         )
+    manifest.setdefault("vector_index", None)
+    manifest.setdefault("last_run", None)
+    return manifest
 
-    @classmethod
-    def merge(cls, segments: list[Segment]) -> Segment:
-        """One segment holding the rows of ``segments`` in order. The sorted key arrays are
-        concatenated and re-sorted stably, which for already sorted runs is a linear merge;
-        equal keys keep the older segment's rows first."""
-        if len(segments) == 1:
-            return segments[0]
-        offsets = np.cumsum([0] + [s.n for s in segments[:-1]])
-        exact = np.concatenate([s.exact_hashes for s in segments])
-        exact_order = np.argsort(exact, kind="stable")
-        exact_rows = np.concatenate([s.exact_rows + o for s, o in zip(segments, offsets)])
-        band_keys = np.concatenate([s.band_keys for s in segments], axis=1)
-        band_order = np.argsort(band_keys, axis=1, kind="stable")
-        band_rows = np.concatenate([s.band_rows + o for s, o in zip(segments, offsets)], axis=1)
-        blob_starts = np.cumsum([0] + [len(s.id_blob) for s in segments[:-1]])
-        id_offsets = np.concatenate([[0]] + [s.id_offsets[1:] + b for s, b in zip(segments, blob_starts)])
-        return cls(
-            id_blob=b"".join(s.id_blob for s in segments),
-            id_offsets=id_offsets.astype(np.int64),
-            exact_hashes=exact[exact_order],
-            exact_rows=exact_rows[exact_order].astype(np.uint32),
-            signatures=np.concatenate([s.signatures for s in segments]),
-            band_keys=np.take_along_axis(band_keys, band_order, axis=1),
-            band_rows=np.take_along_axis(band_rows, band_order, axis=1).astype(np.uint32),
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Replace the manifest atomically and durably: the commit point of every change."""
+    with atomic_path(directory / MANIFEST) as temp:
+        temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def only_guard_files(directory: Path) -> bool:
+    """Whether a folder holds nothing but what guard writes into a store (segments, vector
+    indexes, staging folders, temporary files): a store whose first manifest was never written."""
+    return all(
+        path.name in (SEGMENTS, LOCK) or path.name.startswith((".staging-", f".{MANIFEST}.", "vectors-"))
+        for path in directory.iterdir()
+    )
+
+
+def create_store(directory: Path, settings: dict) -> None:
+    """Make ``directory`` an empty store unless it is one: a new folder appears with its
+    manifest in one rename; an existing empty folder gets a manifest. GuardError when the
+    folder holds something else."""
+    if directory.exists() and not directory.is_dir():
+        raise GuardError(f"{directory}: store path exists and is not a directory")
+    if (directory / MANIFEST).exists():
+        return
+    if directory.is_dir():
+        if any(path.name != LOCK for path in directory.iterdir()):
+            raise _no_manifest_error(directory)
+        write_manifest(directory, empty_manifest(settings))
+        return
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = sibling_temp_path(directory, "creating")
+    staging.mkdir()
+    try:
+        write_manifest(staging, empty_manifest(settings))
+        try:
+            replace_durably(staging, directory)
+        except OSError:
+            if not (directory / MANIFEST).exists():  # not a concurrent creation that won
+                raise
+    finally:
+        remove_path(staging)
+
+
+def _no_manifest_error(directory: Path) -> GuardError:
+    if only_guard_files(directory):
+        return GuardError(
+            f"{directory}: store without {MANIFEST} (its first commit was interrupted, by an older "
+            f"guard); it holds nothing committed: run `guard store repair {directory}` to empty it"
         )
-
-    def id_of(self, row: int) -> str:
-        return self.id_blob[self.id_offsets[row] : self.id_offsets[row + 1]].decode("utf-8")
-
-    def ids(self) -> list[str]:
-        blob, offsets = self.id_blob, self.id_offsets.tolist()
-        return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
-
-    def find_exact(self, hashes: np.ndarray) -> np.ndarray:
-        """(m,) int64 row holding each hash (the most senior if several), or -1."""
-        left = np.searchsorted(self.exact_hashes, hashes, side="left")
-        found = left < self.n
-        found[found] = self.exact_hashes[left[found]] == hashes[found]
-        rows = np.full(len(hashes), -1, dtype=np.int64)
-        rows[found] = self.exact_rows[left[found]]
-        return rows
-
-    def band_matches(self, query_keys: QueryKeys) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs (query, row) sharing at least one band key, each pair once, sorted by query
-        then row."""
-        queries, rows = [], []
-        for band in range(self.band_keys.shape[0]):
-            sorted_keys = self.band_keys[band]
-            wanted = query_keys.sorted[:, band]
-            left = np.searchsorted(sorted_keys, wanted, side="left")
-            found = np.flatnonzero(left < self.n)
-            found = found[sorted_keys[left[found]] == wanted[found]]
-            if not found.size:
-                continue
-            left = left[found]
-            counts = np.searchsorted(sorted_keys, wanted[found], side="right") - left
-            position = np.repeat(left - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            queries.append(np.repeat(query_keys.order[found, band], counts))
-            rows.append(self.band_rows[band][position].astype(np.int64))
-        if not queries:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        pair_keys = np.unique(np.concatenate(queries) * self.n + np.concatenate(rows))
-        return pair_keys // self.n, pair_keys % self.n
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True)
-        (directory / "ids.bin").write_bytes(self.id_blob)
-        for name in _ARRAYS:
-            np.save(directory / f"{name}.npy", getattr(self, name))
-
-    @classmethod
-    def load(cls, directory: Path) -> Segment:
-        """Arrays memory-mapped read-only: only the pages a search touches are read."""
-        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-        return cls(id_blob=(directory / "ids.bin").read_bytes(), **arrays)
+    return GuardError(
+        f"{directory}: not a guard store (no {MANIFEST}) and not empty; use a new or empty directory"
+    )
 
 
-class SegmentStack:
-    """Segments searched as one, oldest first. ``append`` merges the newest segments while
-    the last is at least half the size of the one before, so a run of many small batches
-    keeps O(log n) segments."""
-
-    def __init__(self, segments: list[Segment] | None = None, merge: bool = True):
-        self.segments = list(segments or [])
-        self.merge = merge
-
-    def __len__(self) -> int:
-        return sum(s.n for s in self.segments)
-
-    def append(self, segment: Segment) -> None:
-        if segment.n == 0:
-            return
-        self.segments.append(segment)
-        while self.merge and len(self.segments) >= 2 and (2 * self.segments[-1].n >= self.segments[-2].n):
-            last = self.segments.pop()
-            self.segments[-1] = Segment.merge([self.segments[-1], last])
-
-    def id_at(self, row: int) -> str:
-        """The id of the record at ``row`` in seniority order across all segments."""
-        for segment in self.segments:
-            if row < segment.n:
-                return segment.id_of(row)
-            row -= segment.n
-        raise IndexError("row beyond the stack")
-
-    def find_exact(self, hashes: np.ndarray) -> list[str | None]:
-        """Id of the most senior record holding each hash, or None."""
-        found: list[str | None] = [None] * len(hashes)
-        for segment in self.segments:
-            rows = segment.find_exact(hashes)
-            for i in np.flatnonzero(rows >= 0):
-                if found[i] is None:
-                    found[i] = segment.id_of(rows[i])
-        return found
-
-    def near_matches(self, signatures, keys, threshold):
-        """For each query, the most senior record whose estimated Jaccard is >= threshold.
-
-        Args:
-            signatures: (m, num_perm) uint32 query signatures.
-            keys: (m, n_bands) uint32 query band keys.
-        Returns:
-            (ids, similarities): lists of length m, None where nothing matched.
-        """
-        from guard.hashing import estimated_jaccard
-
-        ids: list[str | None] = [None] * len(signatures)
-        similarities: list[float | None] = [None] * len(signatures)
-        query_keys = QueryKeys.of(keys)
-        for segment in self.segments:
-            queries, rows = segment.band_matches(query_keys)
-            if not len(queries):
-                continue
-            jaccard = estimated_jaccard(signatures[queries], np.asarray(segment.signatures[rows]))
-            hit = jaccard >= threshold
-            # pairs are sorted by query then row: the first hit of a query is its most senior
-            queries, rows, jaccard = queries[hit], rows[hit], jaccard[hit]
-            first = np.concatenate(([True], queries[1:] != queries[:-1])) if len(queries) else []
-            for q, row, sim in zip(queries[first], rows[first], jaccard[first]):
-                if ids[q] is None:
-                    ids[q], similarities[q] = segment.id_of(row), float(sim)
-        return ids, similarities
+def lock_store(directory: Path):
+    """Lock the store ``directory`` for this process (released when the returned file is
+    closed, or when the process ends, even by kill -9); GuardError when another holds it."""
+    lock = open(directory / LOCK, "w")  # noqa: SIM115 (held until closed)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise GuardError(f"{directory}: store is in use by another guard run") from None
+    return lock
 
 
 class Store:
     """A store directory, opened for one run and locked against concurrent writers.
 
     Args:
-        directory: created if missing.
+        directory: created (empty) if missing.
         settings: the dedup settings (``GuardConfig.store_settings``); an existing store must
             have been built with the same ones. Recorded in the manifest with their
             fingerprint, and named in the refusal message.
         max_segments: segments merged into one when a commit would exceed this.
         vector_options: ``VectorIndex`` options (exact_max, nprobe) for the embeddings of
             kept records, kept when ``settings["embedding_model"]`` is set.
+
+    Attributes:
+        stack: the segments searched by this run (the store's, or before a replayed run).
+        vectors: the matching ``VectorIndex``, or None without embeddings.
+        replaying: True when ``begin_run`` found this run already committed.
     """
 
     def __init__(self, directory, settings: dict, max_segments: int = 8, vector_options: dict | None = None):
@@ -271,136 +207,173 @@ class Store:
         self.settings = settings
         self.fingerprint = fingerprint(settings)
         self.max_segments = max_segments
-        if self.directory.exists() and not self.directory.is_dir():
-            raise GuardError(f"{self.directory}: store path exists and is not a directory")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.directory / ".lock", "w")  # noqa: SIM115 (held until close)
+        self.vector_options = vector_options or {}
+        self.run_fingerprint: str | None = None
+        self.replaying = False
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise GuardError(f"{self.directory}: store is in use by another guard run") from None
-        self.manifest = self._read_manifest()
-        self.stack = SegmentStack(
-            [Segment.load(self.directory / "segments" / s["name"]) for s in self.manifest["segments"]],
-            merge=False,
-        )
-        self.vectors = self._load_vectors(vector_options or {}) if settings.get("embedding_model") else None
+            create_store(self.directory, settings)
+            self._lock = lock_store(self.directory)
+        except OSError as exc:
+            raise GuardError(f"{self.directory}: cannot open the store ({exc.strerror or exc})") from exc
+        try:
+            self.manifest = read_manifest(self.directory)
+            self._check_settings()
+            for path in unnamed_paths(self.directory, self.manifest):
+                remove_path(path)
+            self._open_state(state_of(self.manifest))
+        except BaseException:
+            self.close()
+            raise
 
-    def _load_vectors(self, options: dict):
+    def _check_settings(self) -> None:
+        if self.manifest.get("fingerprint") == self.fingerprint:
+            return
+        stored = self.manifest.get("settings", {})
+        diff = ", ".join(
+            f"{k} {stored.get(k)!r} -> {v!r}" for k, v in self.settings.items() if stored.get(k) != v
+        )
+        raise GuardError(
+            f"{self.directory}: store was built with other dedup settings ({diff}); "
+            "use the config it was built with or a new --store directory"
+        )
+
+    def _open_state(self, state: dict) -> None:
+        """Search ``state``'s segments and vectors from now on."""
+        self.stack = SegmentStack([self._load_segment(entry) for entry in state["segments"]], merge=False)
+        self.state_records = state["n_records"]
+        self.vectors = None
+        if self.settings.get("embedding_model"):
+            self.vectors = self._load_vectors(state["vector_index"])
+
+    def _load_segment(self, entry: dict) -> Segment:
+        path = self.directory / SEGMENTS / entry["name"]
+        try:
+            segment = Segment.load(path)
+        except (OSError, ValueError) as exc:
+            raise GuardError(
+                f"{path}: segment named by the manifest is unreadable ({exc}); run `guard store check "
+                f"{self.directory}`"
+            ) from None
+        if segment.n != entry["n_records"]:
+            raise GuardError(
+                f"{path}: holds {segment.n} records, the manifest says {entry['n_records']}; run "
+                f"`guard store check {self.directory}`"
+            )
+        return segment
+
+    def _load_vectors(self, name: str | None):
         from guard.vector_index import VectorIndex
 
-        name = self.manifest.get("vector_index")
         if name is None:
-            return VectorIndex(self.settings["embedding_dim"], **options)
+            return VectorIndex(self.settings["embedding_dim"], **self.vector_options)
         try:
-            vectors = VectorIndex.load(self.directory / name, **options)
+            vectors = VectorIndex.load(self.directory / name, **self.vector_options)
         except ValueError as exc:
             raise GuardError(f"{exc}; the store is damaged") from None
-        if len(vectors) != self.n_records:
+        except (OSError, RuntimeError) as exc:  # FAISS raises RuntimeError on a damaged file
+            raise GuardError(f"{self.directory / name}: unreadable ({exc}); the store is damaged") from None
+        if len(vectors) != self.state_records:
             raise GuardError(
-                f"{self.directory / name}: holds {len(vectors)} vectors for {self.n_records} records; "
+                f"{self.directory / name}: holds {len(vectors)} vectors for {self.state_records} records; "
                 "the store is damaged"
             )
         return vectors
 
     @property
     def n_records(self) -> int:
+        """Records this run checks against (before a replayed run: the count before it)."""
+        return self.state_records
+
+    @property
+    def n_records_committed(self) -> int:
+        """Records the store holds now."""
         return self.manifest["n_records"]
 
-    def _read_manifest(self) -> dict:
-        path = self.directory / "manifest.json"
-        if not path.exists():
-            if any(not p.name.startswith(".") for p in self.directory.iterdir()):
-                raise GuardError(f"{self.directory}: not a guard store (no manifest.json) and not empty")
-            now = _now()
-            return {
-                "format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION,
-                "guard_version": __version__, "fingerprint": self.fingerprint,
-                "settings": self.settings, "segments": [], "n_records": 0,
-                "created": now, "updated": now,
-            }  # fmt: skip
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise GuardError(f"{path}: unreadable store manifest ({exc})") from None
-        if manifest.get("format") != STORE_FORMAT:
-            raise GuardError(f"{path}: not a guard store manifest")
-        if manifest.get("format_version") != STORE_FORMAT_VERSION:
-            raise GuardError(
-                f"{path}: store format {manifest.get('format_version')} is not supported "
-                f"by this guard (format {STORE_FORMAT_VERSION})"
-            )
-        if manifest.get("fingerprint") != self.fingerprint:
-            stored = manifest.get("settings", {})
-            diff = ", ".join(
-                f"{k} {stored.get(k)!r} -> {v!r}" for k, v in self.settings.items() if stored.get(k) != v
-            )
-            raise GuardError(
-                f"{self.directory}: store was built with other dedup settings ({diff}); "
-                "use the config it was built with or a new --store directory"
-            )
-        return manifest
+    def begin_run(self, run_fingerprint: str) -> None:
+        """Say which run is about to check records (``guard.run_fingerprint``). When it is the
+        last run that committed, search the store as it was before that run, and make
+        ``commit`` a no-op: a retry then decides every record as that run did."""
+        self.run_fingerprint = run_fingerprint
+        last_run = self.manifest["last_run"]
+        if last_run and last_run["fingerprint"] == run_fingerprint:
+            self.replaying = True
+            self._open_state(last_run["before"])
+
+    def end_run(self) -> None:
+        """Close the run begun by ``begin_run``: later commits are tied to no fingerprint, and
+        after a replay the store is searched as it is."""
+        if self.replaying:
+            self.replaying = False
+            self._open_state(state_of(self.manifest))
+        self.run_fingerprint = None
 
     def commit(
         self, segment: Segment, vectors: np.ndarray | None = None, sketches: np.ndarray | None = None
     ) -> None:
         """Add ``segment`` (the run's kept records) and, when the store keeps embeddings,
         their (segment.n, dim) ``vectors`` and the (segment.n, width) ``sketches`` that go with
-        them (see ``VectorIndex``); rewrite the manifest atomically last. Segments are merged
-        into one when there would be more than ``max_segments``."""
-        if segment.n == 0:
+        them (see ``VectorIndex``). Segments are merged into one when there would be more than
+        ``max_segments``. Nothing happens when replaying a committed run or when ``segment``
+        is empty."""
+        if self.replaying or segment.n == 0:
             return
         if (self.vectors is None) != (vectors is None) or (vectors is not None and len(vectors) != segment.n):
             raise ValueError("commit needs one embedding per record exactly when the store keeps embeddings")
-        segments_dir = self.directory / "segments"
-        segments_dir.mkdir(exist_ok=True)
-        entries = list(self.manifest["segments"])
-        old_names = [e["name"] for e in entries]
+        try:
+            manifest = self._write_commit(segment, vectors, sketches)
+        except OSError as exc:
+            raise GuardError(
+                f"{self.directory}: cannot commit to the store ({exc.strerror or exc}); run again once "
+                "that is fixed (a retry is safe)"
+            ) from exc
+        self.manifest = manifest
+        for path in unnamed_paths(self.directory, manifest):
+            remove_path(path)
+        self.stack = SegmentStack([self._load_segment(e) for e in manifest["segments"]], merge=False)
+        self.state_records = manifest["n_records"]  # self.vectors already holds the new rows
+
+    def _write_commit(self, segment: Segment, vectors, sketches) -> dict:
+        """Write the new segment and vector index, then the manifest naming them (the commit
+        point); returns that manifest. An OSError before the manifest is replaced leaves the
+        store as it was, plus files no manifest names."""
+        before = state_of(self.manifest)
+        entries = list(before["segments"])
         if len(entries) + 1 > self.max_segments:
             segment = Segment.merge([*self.stack.segments, segment])
             entries = []
-        name = f"{self._next_number():06d}"
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.directory))
-        segment.save(staging / "segment")
-        os.replace(staging / "segment", segments_dir / name)
-        staging.rmdir()
-        entries.append({"name": name, "n_records": segment.n, "created": _now()})
+        name = f"{self._next_number():06d}-{segment.digest()[:16]}"
+        self._save_segment(segment, name)
+        entries.append({"name": name, "n_records": segment.n})
+        last_run = {"fingerprint": self.run_fingerprint, "before": before} if self.run_fingerprint else None
         manifest = {
-            **self.manifest, "guard_version": __version__, "segments": entries,
-            "n_records": sum(e["n_records"] for e in entries), "updated": _now(),
+            **{k: v for k, v in self.manifest.items() if k not in ("created", "updated")},
+            "format_version": STORE_FORMAT_VERSION, "guard_version": __version__,
+            "segments": entries, "n_records": sum(e["n_records"] for e in entries), "vector_index": None,
+            "last_run": last_run,
         }  # fmt: skip
-        old_vectors = self.manifest.get("vector_index")
         if self.vectors is not None:
             self.vectors.add(vectors, sketches)
             manifest["vector_index"] = f"vectors-{name}.faiss"
             self.vectors.save(self.directory / manifest["vector_index"])
-        _write_json_atomic(self.directory / "manifest.json", manifest)
-        self.manifest = manifest
-        if old_vectors and old_vectors != manifest.get("vector_index"):
-            (self.directory / old_vectors).unlink(missing_ok=True)
-            sketch_path(self.directory / old_vectors).unlink(missing_ok=True)
-        if not entries[:-1]:
-            for old in old_names:
-                shutil.rmtree(segments_dir / old, ignore_errors=True)
-        self.stack = SegmentStack([Segment.load(segments_dir / e["name"]) for e in entries], merge=False)
+        write_manifest(self.directory, manifest)
+        return manifest
+
+    def _save_segment(self, segment: Segment, name: str) -> None:
+        """Write ``segment`` under ``segments/NAME``, durably, in one rename."""
+        segments_dir = self.directory / SEGMENTS
+        segments_dir.mkdir(exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.directory))
+        try:
+            segment.save(staging / "segment")
+            remove_path(segments_dir / name)  # unnamed by the manifest: garbage of an earlier try
+            os.replace(staging / "segment", segments_dir / name)
+            fsync_path(segments_dir)
+        finally:
+            remove_path(staging)
 
     def _next_number(self) -> int:
         names = [e["name"] for e in self.manifest["segments"]]
-        return max((int(n) for n in names), default=0) + 1
+        return max((int(n.split("-")[0]) for n in names), default=0) + 1
 
     def close(self) -> None:
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    with atomic_path(path) as temp, temp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self._lock.close()

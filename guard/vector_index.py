@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.io import atomic_path
+from guard.durable import atomic_path
 
 
 def _faiss():
@@ -105,8 +105,10 @@ class VectorIndex:
         if self.sketch_width:
             with atomic_path(sketch_path(path)) as temp, open(temp, "wb") as file:
                 np.save(file, self.sketches)
-        with atomic_path(path) as temp:
-            _faiss().write_index(self.index, str(temp))
+        with atomic_path(path) as temp, open(temp, "xb") as file:
+            # serialised here and written by Python: a full disk raises OSError (ENOSPC), where
+            # faiss.write_index raises a RuntimeError
+            file.write(_faiss().serialize_index(self.index).data)
 
     @classmethod
     def load(cls, path: Path, exact_max: int, nprobe: int, sketch_width: int = 0) -> VectorIndex:

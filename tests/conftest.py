@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LEXICAL_CONFIG = str(ROOT / "configs" / "guard" / "lexical.yaml")
+
+
+def guard_env(**extra: str) -> dict:
+    """The environment for a ``guard`` subprocess that runs this checkout's code."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def run_guard(*args, cwd, env: dict | None = None, **options) -> subprocess.CompletedProcess:
+    """``python -m guard.cli ARGS`` by this interpreter on this checkout's code, text output."""
+    command = [sys.executable, "-m", "guard.cli", *map(str, args)]
+    return subprocess.run(command, cwd=cwd, env=env or guard_env(), capture_output=True, text=True,
+                          timeout=300, **options)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
 """``guard filter`` end to end on files: conservation, bad input, errors, the store."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import guard_env, run_guard
 
 from guard.cli import main
 
@@ -116,11 +118,6 @@ def test_two_runs_with_a_store(tmp_path, stdlib_texts):
     assert summary["store"]["records_before"] == 100 and summary["store"]["records_after"] == 101
 
 
-def _run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "guard.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-
-
 FILTER_IN_JSONL = ["filter", "in.jsonl", "--out", "k.jsonl", "--rejected", "r.jsonl"]
 
 
@@ -141,7 +138,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, message):
     (tmp_path / "in.jsonl").write_text('{"text": "hello there"}\n')
     (tmp_path / "in.txt").write_text("hello\n")
     (tmp_path / "bad.yaml").write_text("near:\n  treshold: 0.5\n")
-    result = _run_cli(*args, cwd=tmp_path)
+    result = run_guard(*args, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -156,7 +153,9 @@ def test_lexical_path_does_not_import_torch(tmp_path):
         f"'--config', r'{ROOT / 'configs/guard/lexical.yaml'}']); "
         "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'faiss') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=guard_env(), capture_output=True, text=True
+    )
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
 
 
@@ -165,3 +164,93 @@ def test_shipped_configs_load():
 
     for path in (ROOT / "configs" / "guard").glob("*.yaml"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "paths, message",
+    [
+        (["--out", "x.jsonl", "--rejected", "x.jsonl"], "x.jsonl: --out and --rejected are the same path"),
+        (["--out", "./in.jsonl", "--rejected", "r.jsonl"], "--out is also an input (in.jsonl)"),
+        (["--out", "k.jsonl", "--rejected", "sub/../in.jsonl"], "--rejected is also an input"),
+        (["--out", "k.jsonl", "--rejected", "r.jsonl", "--summary", "k.jsonl"], "--out and --summary are"),
+        (["--out", "k.jsonl", "--rejected", "r.jsonl", "--store", "in.jsonl"], "--store is also an input"),
+    ],
+)
+def test_colliding_paths_are_refused_before_anything_is_written(tmp_path, paths, message):
+    (tmp_path / "sub").mkdir()
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1, "text": "hello there"}\n{"id": 2, "text": "hello there"}\n')
+    result = run_guard("filter", "in.jsonl", *paths, "--quiet", "--config", LEXICAL, cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert source.read_text() == '{"id": 1, "text": "hello there"}\n{"id": 2, "text": "hello there"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "sub"]
+
+
+def test_every_input_value_is_written_back_exactly(tmp_path):
+    lines = [
+        '{"id": 12345678901234567890123, "text": "a text with a big integer id", "x": NaN, "y": -Infinity}',
+        '{"id": 12345678901234567890124, "text": "another text, another id", "z": {"b": 1, "a": [2.5]}}',
+        '{"text": "keys in their own order", "id": "k", "n": 18446744073709551616}',
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    code, kept, rejected = _filter(tmp_path, source)
+    assert code == 0 and len(kept) == 3 and rejected == []
+    for line, row in zip(lines, kept):
+        original = json.loads(line)
+        assert list(row)[: len(original)] == list(original)  # key order
+        assert json.dumps({k: row[k] for k in original}) == json.dumps(original)  # NaN, big integers
+    assert [r["guard_id"] for r in kept] == ["12345678901234567890123", "12345678901234567890124", "k"]
+    assert math.isnan(kept[0]["x"])
+    written = (tmp_path / "kept.jsonl").read_text().splitlines()
+    assert written[0].startswith(
+        '{"id": 12345678901234567890123, "text": "a text with a big integer id", "x": NaN'
+    )
+
+
+def test_a_text_field_missing_from_every_record_stops_the_run(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "body": "some text"}\n{"id": 2, "body": "more"}\n')
+    (tmp_path / "in.csv").write_text("id,body\n1,some text\n")
+    (tmp_path / "good.jsonl").write_text('{"id": 3, "text": "fine"}\n')
+    for source in ("in.jsonl", "in.csv"):
+        result = run_guard("filter", "good.jsonl", source, "--out", "k.jsonl", "--rejected", "r.jsonl",
+                           "--config", LEXICAL, "--quiet", cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"guard: error: {source}: no usable text in any record: no record has the field 'text' "
+            "(fields seen: id, body); set --text-field"
+        )
+        assert not (tmp_path / "k.jsonl").exists() and not (tmp_path / "r.jsonl").exists()
+    ok = run_guard("filter", "in.jsonl", "--out", "k.jsonl", "--rejected", "r.jsonl", "--text-field", "body",
+                   "--config", LEXICAL, "--quiet", cwd=tmp_path)  # fmt: skip
+    assert ok.returncode == 0 and len(_read_jsonl(tmp_path / "k.jsonl")) == 2
+
+
+def test_blank_lines_and_reused_ids_are_counted_in_the_summary(tmp_path):
+    lines = [b'{"id": "a", "text": "one text here"}', b"", b"   ", b'{"id": "a", "text": "another text"}']
+    source = _write_lines(tmp_path / "in.jsonl", lines + [b'{"text": "no id at all"}', b""])
+    code, kept, rejected = _filter(tmp_path, source)
+    assert code == 0 and len(kept) + len(rejected) == 3
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_input"] == 3 and summary["n_blank_lines"] == 3 and summary["n_duplicate_ids"] == 1
+    checks = {check["name"]: check for check in summary["checks"]}
+    assert checks["near"]["settings"]["lsh"] == "30 bands x 4 rows"
+    assert checks["semantic"] == {"name": "semantic", "on": False,
+                                  "off_because": "semantic.enabled is false in the config"}  # fmt: skip
+    printed = run_guard("filter", source, "--out", "k2.jsonl", "--rejected", "r2.jsonl", "--config", LEXICAL,
+                        "--quiet", cwd=tmp_path).stdout  # fmt: skip
+    assert "blank lines skipped (not records): 3" in printed
+    assert "warning: 1 records reuse an id seen earlier in this run" in printed
+    assert "check semantic     off: semantic.enabled is false in the config" in printed
+
+
+def test_an_unterminated_csv_quote_is_an_error_naming_its_line(tmp_path):
+    (tmp_path / "in.csv").write_text('id,text\n1,first row\n2,"opened here\n3,third row\n4,fourth\n')
+    result = run_guard("filter", "in.csv", "--out", "k.jsonl", "--rejected", "r.jsonl", "--config", LEXICAL,
+                       cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "in.csv:3: unreadable CSV (a quote opened in this row is never closed)"
+    )
+    assert not (tmp_path / "k.jsonl").exists()

@@ -61,6 +61,9 @@ def one_line_error(excinfo) -> str:
         ("a.csv", "csv"),
         ("a.parquet", "parquet"),
         ("new_dataset", "hf"),
+        ("a.jsonl.gz", "jsonl"),
+        ("a.json.bz2", "json"),
+        ("a.csv.zst", "csv"),
     ],
 )
 def test_detect_format_from_extension(tmp_path, name, fmt):
@@ -71,7 +74,7 @@ def test_detect_format_directory_is_hf(tmp_path):
     assert detect_format(tmp_path) == "hf"
 
 
-@pytest.mark.parametrize("name", ["data.txt", "data.jsonl.gz"])
+@pytest.mark.parametrize("name", ["data.txt", "data.txt.gz", "data.parquet.zst"])
 def test_detect_format_unknown_extension(tmp_path, name):
     with pytest.raises(GuardError) as excinfo:
         detect_format(tmp_path / name)

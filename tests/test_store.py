@@ -7,7 +7,7 @@ import pytest
 
 from guard.errors import GuardError
 from guard.pipeline import Guard
-from guard.store import Segment, SegmentStack
+from guard.segments import Segment, SegmentStack
 
 LEXICAL = {"semantic": {"enabled": False}}
 
@@ -74,7 +74,7 @@ def test_manifest_records_versions_and_fingerprint(tmp_path):
         guard.commit()
         fingerprint = guard.store.fingerprint
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["fingerprint"] == fingerprint
     assert manifest["settings"]["num_perm"] == 128
     assert manifest["n_records"] == 30
@@ -126,3 +126,27 @@ def test_segment_stack_merges_small_segments_logarithmically():
     assert len(stack.segments) <= 7
     ids = [i for s in stack.segments for i in s.ids()]
     assert ids == [f"{b}-{i}" for b in range(64) for i in range(10)]
+
+
+def test_merge_is_a_stable_sort_of_the_concatenated_keys():
+    rng = np.random.default_rng(1)
+    segments = [
+        Segment.build(
+            [f"{s}-{i}" for i in range(n)],
+            rng.integers(0, 50, size=n, dtype=np.uint64),  # many equal keys
+            rng.integers(0, 2**32, size=(n, 8), dtype=np.uint32),
+            rng.integers(0, 40, size=(n, 4), dtype=np.uint32),
+        )
+        for s, n in enumerate((300, 1, 120, 77))
+    ]
+    merged = Segment.merge(segments)
+    exact = np.concatenate([s.exact_hashes[np.argsort(s.exact_rows)] for s in segments])  # row order
+    bands = np.concatenate(
+        [np.take_along_axis(s.band_keys, np.argsort(s.band_rows, axis=1), 1) for s in segments], 1
+    )
+    assert np.array_equal(merged.exact_rows, np.argsort(exact, kind="stable"))
+    assert np.array_equal(merged.exact_hashes, np.sort(exact))
+    assert np.array_equal(merged.band_rows, np.argsort(bands, axis=1, kind="stable"))
+    assert np.array_equal(merged.band_keys, np.sort(bands, axis=1))
+    assert merged.ids() == [i for s in segments for i in s.ids()]
+    assert merged.exact_rows.dtype == merged.band_rows.dtype == np.uint32

@@ -8,7 +8,7 @@ import numpy as np
 from guard.checks.order import resolve_in_order
 from guard.config import NearConfig
 from guard.hashing import MinHasher, band_keys, estimated_jaccard, text_signatures
-from guard.store import SegmentStack
+from guard.segments import SegmentStack
 from guard.text import NormalizedBatch
 
 
