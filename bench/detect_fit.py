@@ -183,18 +183,13 @@ def out_of_fold(table, settings, scorer, train_mask: np.ndarray, test_mask: np.n
 
 
 def auroc_ci(human: np.ndarray, machine: np.ndarray) -> dict:
-    from guard.calibrate import auroc, bootstrap_interval, tpr_at_fpr
+    """``guard.calibrate.separation_figures`` of the scored (non-NaN) texts, rounded, with counts."""
+    from guard.calibrate import separation_figures
 
     human, machine = human[~np.isnan(human)], machine[~np.isnan(machine)]
     out = {"n_human": len(human), "n_machine": len(machine)}
-    figures = {
-        "auroc": auroc,
-        "tpr_at_1pct_fpr": lambda h, m: tpr_at_fpr(h, m, 0.01),
-        "tpr_at_5pct_fpr": lambda h, m: tpr_at_fpr(h, m, 0.05),
-    }
-    for name, figure in figures.items():
-        out[name] = round(float(figure(human, machine)), 4)
-        out[f"{name}_ci"] = [round(v, 4) for v in bootstrap_interval(figure, human, machine, BOOTSTRAP)]
+    for name, value in separation_figures(human, machine, BOOTSTRAP).items():
+        out[name] = [round(v, 4) for v in value] if name.endswith("_ci") else round(value, 4)
     return out
 
 

@@ -312,6 +312,23 @@ def fpr_by_length(human: np.ndarray, n_tokens: np.ndarray, threshold: float, min
     return buckets
 
 
+def separation_figures(
+    human: np.ndarray, machine: np.ndarray, n_resamples: int = 1000, seed: int = 0
+) -> dict:
+    """{"auroc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr"} and each one's 95 % bootstrap interval
+    (key + "_ci") for scored (n_h,) human and (n_m,) machine scores (no NaN)."""
+    figures = {
+        "auroc": auroc,
+        "tpr_at_1pct_fpr": lambda h, m: tpr_at_fpr(h, m, 0.01),
+        "tpr_at_5pct_fpr": lambda h, m: tpr_at_fpr(h, m, 0.05),
+    }
+    out = {}
+    for name, figure in figures.items():
+        out[name] = float(figure(human, machine))
+        out[f"{name}_ci"] = bootstrap_interval(figure, human, machine, n_resamples, seed)
+    return out
+
+
 def evaluate(
     human: np.ndarray,
     machine: np.ndarray,
@@ -345,14 +362,7 @@ def evaluate(
         "n_human_too_short": int(np.isnan(human).sum()),
         "n_machine_too_short": int(np.isnan(machine).sum()),
     }
-    figures = {
-        "auroc": auroc,
-        "tpr_at_1pct_fpr": lambda h, m: tpr_at_fpr(h, m, 0.01),
-        "tpr_at_5pct_fpr": lambda h, m: tpr_at_fpr(h, m, 0.05),
-    }
-    for name, figure in figures.items():
-        report[name] = float(figure(scored_h, scored_m))
-        report[f"{name}_ci"] = bootstrap_interval(figure, scored_h, scored_m, n_resamples, seed)
+    report.update(separation_figures(scored_h, scored_m, n_resamples, seed))
     report.update(
         threshold=threshold,
         threshold_source=threshold_source,

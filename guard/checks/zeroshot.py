@@ -115,7 +115,7 @@ def token_statistics(logits, input_ids, attention_mask, observer_logits=None, pp
     confident_sums = torch.zeros((batch, 2), dtype=torch.float32, device=logits.device).index_add_(
         0, text, torch.stack([ll_t * confident, confident], dim=1)
     )
-    profile = token_profile(per_position, text, position, (batch, length - 1), input_ids, scored)
+    profile = token_profile(per_position, text, position, (batch, length - 1), input_ids, scored, confident)
     return {
         **profile,
         "log_likelihood": ll / count,
@@ -128,7 +128,7 @@ def token_statistics(logits, input_ids, attention_mask, observer_logits=None, pp
     }
 
 
-def token_profile(per_position, text, position, shape, input_ids, scored) -> dict:
+def token_profile(per_position, text, position, shape, input_ids, scored, confident) -> dict:
     """The PROFILE of each text, from the per-position statistics of ``_scored_positions``.
 
     Args:
@@ -136,6 +136,8 @@ def token_profile(per_position, text, position, shape, input_ids, scored) -> dic
             var, observer ll); text, position: (N,) the text and position of each.
         shape: (batch, L - 1), the scored-position grid; input_ids: (batch, L) int64;
         scored: (batch, L - 1) bool, the shifted mask.
+        confident: (N,) float32, 1 where the position's entropy is at most its text's median
+            (the mask of low_entropy_log_likelihood).
     Returns:
         PROFILE name -> (batch,) float32 tensor (NaN for a text with no scored token).
     """
@@ -169,9 +171,6 @@ def token_profile(per_position, text, position, shape, input_ids, scored) -> dic
         out[f"rank_band_{k}"] = mean_of((rank_band == k).float())
     for k in range(len(ENTROPY_EDGES) + 1):
         out[f"entropy_band_{k}"] = mean_of((entropy_band == k).float())
-    entropy_grid = torch.full(shape, float("nan"), device=per_position.device)
-    entropy_grid[text, position] = entropy
-    confident = (entropy <= torch.nanquantile(entropy_grid, 0.5, dim=1)[text]).float()
     out["z_confident"] = mean_of(z * confident) / (mean_of(confident) + 1e-9)
     out["z_unsure"] = mean_of(z * (1 - confident)) / (mean_of(1 - confident) + 1e-9)
     out["repeated_4gram_share"] = _repeated_ngram_share(input_ids, scored).to(per_position.device)
