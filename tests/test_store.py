@@ -89,7 +89,7 @@ def test_keys_are_fixed_width_arrays_on_disk(tmp_path):
     assert segment.exact_hashes.dtype == np.uint64 and segment.exact_hashes.shape == (40,)
     assert segment.signatures.dtype == np.uint32 and segment.signatures.shape == (40, 128)
     assert segment.band_keys.dtype == np.uint32 and segment.band_keys.shape[1] == 40
-    assert isinstance(segment.signatures, np.memmap)
+    assert [type(c) for c in segment.signatures.chunks] == [np.memmap]
 
 
 def test_segments_merge_beyond_the_limit_and_keep_seniority(tmp_path):
