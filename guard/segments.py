@@ -133,6 +133,12 @@ class Segment:
     def n(self) -> int:
         return len(self.id_offsets) - 1
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the segment's keys and ids (~780 a record at 128 permutations and 30 bands,
+        plus its id), memory-mapped or not."""
+        return len(self.id_blob) + sum(getattr(self, name).nbytes for name in _ARRAYS)
+
     @classmethod
     def build(cls, ids: list[str], exact: np.ndarray, signatures: np.ndarray, bands: np.ndarray):
         """A segment from rows in seniority order.
