@@ -30,8 +30,8 @@ test-all: install
 demo: install
 	guard demo
 
-# Dedup figures -> results.json; the metrics suite, the harness families and (quick) the
-# machine-text detector each write their own JSON; `python bench/detect_bench.py --out F`
+# Dedup figures -> results.json; the metrics suite, the harness families, the memory of a
+# 1M-record lexical run and (quick) the machine-text detector each write their own JSON; `python bench/detect_bench.py --out F`
 # runs the detector on every file of ../shared/data/detect (~35 min on one core, cold cache);
 # `python bench/alarm_bench.py --workers 2` measures the false-alarm rate and power of
 # `guard metrics --fail-on alarm` -> bench/alarm_results.json (about an hour on two cores).
@@ -39,6 +39,7 @@ bench: install
 	$(PYTHON) bench/run.py --out bench/results.json
 	$(PYTHON) bench/metrics_bench.py > bench/metrics_results.json
 	$(PYTHON) bench/harness_bench.py > bench/harness_results.json
+	$(PYTHON) bench/memory_bench.py --out bench/memory_results.json
 	$(PYTHON) bench/detect_bench.py --quick --out bench/detect_results.json > /dev/null
 
 lint: install
