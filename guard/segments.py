@@ -5,8 +5,8 @@ band, the band keys (uint32, sorted) with the row each came from, plus the ids. 
 change once built; searching many is searching each. Record seniority ("first seen wins") is
 segment order, then row order. A ``SegmentStack`` is the segments of a run (merged as they
 grow) or of a store, searched as one. Signatures, two thirds of a segment's bytes, are kept as
-row blocks (``ChunkedRows``) that a merge shares instead of copying, so merging holds little
-more than the segments' sorted keys twice.
+row blocks (``ChunkedRows``) that a merge shares instead of copying, so a merge allocates only
+the new sorted keys and ids (~270 bytes a record of ~780).
 """
 
 from __future__ import annotations
