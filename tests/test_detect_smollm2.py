@@ -52,6 +52,19 @@ def test_filter_with_machine_yaml_on_real_text(smollm2, xsum_chatgpt, tmp_path):
     assert min(machine_scores) > max(human_scores)
 
 
+def test_human_text_full_of_one_token_is_not_watermarked(smollm2, wikitext_dir):
+    """WikiText's ``<unk>`` gives many n-grams one selfhash seed; counted as independent
+    trials they made 17 of 200 test paragraphs look watermarked (median z 1.46)."""
+    from guard.checks.watermark import GreenListDetector
+    from guard.harness.families._textdata import read_texts
+
+    paragraphs = [t for t in read_texts(str(wikitext_dir / "test.txt")) if t.count("<unk>") >= 5]
+    rng = np.random.default_rng(0)
+    chosen = [paragraphs[i] for i in rng.choice(len(paragraphs), 100, replace=False)]
+    found = GreenListDetector(smollm2).detect(chosen)
+    assert found.watermarked.sum() <= 1 and abs(np.nanmedian(found.z)) < 1.0
+
+
 def test_the_shipped_detector_fits_the_default_scorer(smollm2):
     detector = MachineTextClassifier.load(DEFAULT_DETECTOR, ZeroShotScorer(smollm2))
     assert detector.head in ("logistic", "mlp") and np.isfinite(detector.threshold_)

@@ -44,7 +44,8 @@ def test_round_trip_on_cpu(tiny_lm, stdlib_texts, watermarked):
     found = detector.detect(watermarked)
     assert (found.z >= 4).all() and found.watermarked.all()
     assert (found.p_value < 1e-4).all()
-    assert (found.n_scored > 100).all() and (found.n_green <= found.n_scored).all()
+    # 120 tokens of a 64-symbol vocabulary repeat many (seed, token) trials: counted once each
+    assert (found.n_scored > 50).all() and (found.n_green <= found.n_scored).all()
     human = detector.detect([text[:400] for text in stdlib_texts[:200]])
     assert human.watermarked.mean() <= 0.01
     assert found.z.min() > np.nanmax(human.z)

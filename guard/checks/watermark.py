@@ -3,9 +3,10 @@ detecting them with transformers' ``WatermarkingConfig`` / ``WatermarkDetector``
 
 Settings (``guard.config.WatermarkConfig``) default to the paper's recommendation, not
 transformers' defaults: green-list fraction gamma = 0.25, logit bias delta = 2.0, context
-width 4 with the "selfhash" seeding scheme, repeated n-grams counted once, and a z threshold
-of 4. For T scored n-grams of which |G| are green, z = (|G| - gamma T) / sqrt(T gamma (1 - gamma))
-and the one-sided p-value is ``scipy.stats.norm.sf(z)``. Green lists come from the torch RNG
+width 4 with the "selfhash" seeding scheme, repeated trials counted once (see
+``GreenListDetector._count``), and a z threshold of 4. For T scored trials of which |G| are
+green, z = (|G| - gamma T) / sqrt(T gamma (1 - gamma)) and the one-sided p-value is
+``scipy.stats.norm.sf(z)``. Green lists come from the torch RNG
 of a device type: detect on the same device type (cpu or cuda) that generated, with the same
 tokenizer and key.
 """
@@ -95,23 +96,44 @@ class GreenListDetector:
 
     def detect(self, texts: list[str]) -> WatermarkScores:
         """Scores of ``texts`` (cleaned with ``guard.text.clean``, tokenised without special
-        tokens), one at a time: the transformers detector counts n-grams per row, and padding
-        would be counted as text."""
-        import torch
-
+        tokens), one at a time (padding would be counted as text)."""
         cleaned = [clean(text) for text in texts]
         ids = self.lm.tokenizer(cleaned, add_special_tokens=False)["input_ids"] if cleaned else []
         n_scored = np.zeros(len(texts), dtype=np.int64)
         n_green = np.zeros(len(texts), dtype=np.int64)
-        smallest = self.settings.context_width + (0 if self.settings.seeding_scheme == "selfhash" else 1)
         for i, row in enumerate(ids):
-            if len(row) < smallest:
-                continue
-            tokens = torch.tensor([row], dtype=torch.int64, device=self.lm.device)
-            found = self.detector(tokens, z_threshold=self.settings.z_threshold, return_dict=True)
-            n_scored[i], n_green[i] = int(found.num_tokens_scored[0]), int(found.num_green_tokens[0])
+            n_scored[i], n_green[i] = self._count(row)
         z = green_z_score(n_green, n_scored, self.settings.greenlist_ratio)
         return WatermarkScores(z, p_value(z), n_scored, n_green, z >= self.settings.z_threshold)
+
+    def _count(self, row: list[int]) -> tuple[int, int]:
+        """(trials, green ones) of one token sequence.
+
+        Each scored position is a Bernoulli trial of the green list seeded from its context: the
+        token is green with probability gamma in unwatermarked text. With
+        ``ignore_repeated_ngrams`` a trial is counted once per distinct (seed, token) pair, not
+        once per distinct n-gram as in transformers' detector: under "selfhash" the seed is the
+        minimum of a hash over the context, so one frequent token (WikiText's ``<unk>``, a
+        repeated symbol in code) gives many different n-grams the same seed, and counting them
+        as independent trials made 8.5 % of WikiText-2 test paragraphs look watermarked."""
+        import torch
+
+        width, selfhash = self.settings.context_width, self.settings.seeding_scheme == "selfhash"
+        n = width + (0 if selfhash else 1)
+        processor, detector = self.detector.processor, self.detector
+        distinct: dict[tuple[int, int], bool] = {}  # (seed, token) -> green
+        greens: list[bool] = []  # per position
+        for start in range(len(row) - n + 1):
+            ngram = torch.tensor(row[start : start + n], dtype=torch.int64, device=self.lm.device)
+            prefix, target = (ngram if selfhash else ngram[:-1]), int(ngram[-1])
+            processor.set_seed(prefix)
+            key = (processor.rng.initial_seed(), target)
+            if key not in distinct:
+                distinct[key] = bool(detector._get_ngram_score(prefix, target))
+            greens.append(distinct[key])
+        if self.settings.ignore_repeated_ngrams:
+            return len(distinct), sum(distinct.values())
+        return len(greens), sum(greens)
 
 
 def generate_watermarked(
