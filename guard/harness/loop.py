@@ -37,11 +37,13 @@ from guard.durable import atomic_path
 from guard.errors import GuardError
 from guard.harness.config import ExperimentConfig, dump_config, load_experiment_config
 from guard.harness.families import family_module
+from guard.harness.filter_policy import FILTER_DIRECTIONS
 from guard.harness.policies import POOL_DIRECTIONS, Generation, Policy, build_policy, parse_condition
 
 LEDGER = "ledger.jsonl"
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
+POLICY_STATE = "policy_state"
 
 
 @dataclass
@@ -65,8 +67,18 @@ def generation_rngs(
     return np.random.default_rng(training), np.random.default_rng(measuring)
 
 
+def _folder_name(condition: str) -> str:
+    """``condition`` as a folder name."""
+    return re.sub(r"[^\w.=-]+", "_", condition)
+
+
 def checkpoint_path(run_dir: Path, condition: str, seed: int) -> Path:
-    return run_dir / CHECKPOINTS / re.sub(r"[^\w.=-]+", "_", condition) / f"seed{seed}.pkl"
+    return run_dir / CHECKPOINTS / _folder_name(condition) / f"seed{seed}.pkl"
+
+
+def workspace_path(run_dir: Path, condition: str, seed: int) -> Path:
+    """The folder where a condition x seed chain's policy keeps state (``filter``: its stores)."""
+    return run_dir / POLICY_STATE / _folder_name(condition) / f"seed{seed}"
 
 
 def _save_checkpoint(path: Path, rows: list[dict], state: ChainState) -> None:
@@ -182,8 +194,9 @@ def run_chain(run_dir: Path, config: ExperimentConfig, family, policy: Policy, s
                 state = ChainState(0, model, model, records, records)
             else:
                 generation = Generation(
-                    family, state.model, state.records, state.real_start, config.n_train, index, training_rng
-                )
+                    family, state.model, state.records, state.real_start, config.n_train, index, training_rng,
+                    workspace_path(run_dir, policy.name, seed),
+                )  # fmt: skip
                 records, info = policy.build(generation)
                 start = {"scratch": None, "previous": state.model, "pretrained": state.model0}[family.init]
                 model = family.fit(records, training_rng, start)
@@ -251,7 +264,7 @@ def render_report(run_dir: str | Path) -> Path:
         raise GuardError(f"{run_dir}: not a run directory (needs {CONFIG} and {LEDGER})")
     config = load_experiment_config(run_dir / CONFIG)
     rows = read_ledger(run_dir / LEDGER)
-    directions = family_module(config.family).DIRECTIONS | POOL_DIRECTIONS
+    directions = family_module(config.family).DIRECTIONS | POOL_DIRECTIONS | FILTER_DIRECTIONS
     metrics = [name for name in directions if any(name in row for row in rows)]
     title = f"{config.name}: {config.family}, n_train {config.n_train}, {len(config.seeds)} seed(s)"
     return write_report(rows, run_dir, title=title, metrics=metrics, directions=directions)

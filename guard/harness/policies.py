@@ -17,13 +17,16 @@ A condition names a policy and its arguments, as written in a config and in the 
 ``verifier``                    ``guarded`` with the family's ``quality_verifier`` (a judge of quality
                                 that knows the truth, e.g. ``lm`` on the Markov language); ``real``
                                 defaults to 0: a pool of samples only
+``filter(config=PATH)``         the ingestion filter as a user runs it (``guard filter --config PATH``):
+                                the same pool through a ``Guard`` with a store that persists across
+                                generations, refilled (``guard.harness.filter_policy``)
 ``weighted``                    Drayson et al.: a pool of ``pool_factor`` * n_train candidates is
                                 resampled to n_train with weight (1 - p_machine)^beta, each candidate
                                 used at most ``max_repeats`` times
 ==============================  =====================================================================
 
-``guarded``, ``oracle`` and ``weighted`` accept ``real=`` (pool share of real records; default
-``pool.real_share``); ``guarded`` and ``oracle`` accept ``refill=`` (default ``pool.refill``);
+``guarded``, ``oracle``, ``filter`` and ``weighted`` accept ``real=`` (pool share of real records; default
+``pool.real_share``); ``guarded``, ``oracle`` and ``filter`` accept ``refill=`` (default ``pool.refill``);
 ``weighted`` accepts ``beta=``. Without refill the training set is what passes from a pool of
 n_train candidates; to keep chains in one array each chain keeps its first m passing records, m
 the smallest number passing in any chain.
@@ -40,6 +43,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -67,6 +71,8 @@ class Generation:
         n_train: records per training set.
         index: the generation being built (>= 1).
         rng: this generation's generator.
+        workspace: a folder of this condition x seed chain where a policy may keep state
+            across generations (``filter(...)``: its stores); None where none is given.
     """
 
     family: Family
@@ -76,6 +82,7 @@ class Generation:
     n_train: int
     index: int
     rng: np.random.Generator
+    workspace: Path | None = None
 
     def synthetic(self, n: int) -> np.ndarray:
         """``n`` samples per chain from the model."""
@@ -183,6 +190,34 @@ def pool_info(pool: Pool, flagged: np.ndarray, chosen: np.ndarray) -> dict[str, 
     }
 
 
+def refilled_pool(generation: Generation, real_share: float, refill: bool, max_factor: float, judge):
+    """Draw a pool of n_train candidates and, with ``refill``, more until every chain has
+    n_train passing ones (or the pool reaches ``max_factor`` * n_train per chain).
+
+    ``judge(pool, start)`` says which candidates pass: it is given the whole pool (chains, m)
+    and the first position not judged before, and returns (chains, m) bool over the whole pool.
+
+    Returns (pool, passing, chosen): ``chosen`` (chains, k) the passing candidates first, in pool
+    order, k = n_train with refill, else the fewest passing in any chain.
+    """
+    n = generation.n_train
+    pool = draw_pool(generation, n, real_share)
+    passing = judge(pool, 0)
+    while refill and passing.sum(axis=1).min() < n and pool.records.shape[1] < max_factor * n:
+        pass_rate = max(passing.mean(), 1.0 / pool.records.shape[1])
+        missing = n - passing.sum(axis=1).min()
+        extra = draw_pool(generation, math.ceil(1.1 * missing / pass_rate), real_share)
+        start = pool.records.shape[1]
+        pool = Pool(
+            np.concatenate([pool.records, extra.records], axis=1),
+            np.concatenate([pool.is_synthetic, extra.is_synthetic], axis=1),
+        )
+        passing = judge(pool, start)
+    keep = n if refill else int(passing.sum(axis=1).min())
+    chosen = np.argsort(~passing, axis=1, kind="stable")[:, :keep]  # passing first, in pool order
+    return pool, passing, chosen
+
+
 class Guarded:
     """Filter a pool of real and synthetic candidates and refill the training set to n_train."""
 
@@ -191,34 +226,26 @@ class Guarded:
         self.real_share, self.refill = real_share, refill
         self.dedup, self.max_pool_factor = dedup, max_pool_factor
 
-    def _passing(self, generation: Generation, pool: Pool, scores: np.ndarray) -> np.ndarray:
-        """(chains, m) bool: not flagged and, when deduplicating, the first copy of its record."""
-        passing = scores < self.threshold
-        keys = generation.family.record_keys(pool.records) if self.dedup else None
-        return passing if keys is None else passing & first_copies(keys)
-
     def build(self, generation):
-        n = generation.n_train
         self.detector.prepare(generation)
-        pool = draw_pool(generation, n, self.real_share)
-        scores = self.detector.score(pool, generation)
-        passing = self._passing(generation, pool, scores)
-        while (
-            self.refill and passing.sum(axis=1).min() < n and pool.records.shape[1] < self.max_pool_factor * n
-        ):
-            pass_rate = max(passing.mean(), 1.0 / pool.records.shape[1])
-            missing = n - passing.sum(axis=1).min()
-            extra = draw_pool(generation, math.ceil(1.1 * missing / pass_rate), self.real_share)
-            pool = Pool(
-                np.concatenate([pool.records, extra.records], axis=1),
-                np.concatenate([pool.is_synthetic, extra.is_synthetic], axis=1),
+        scores = np.zeros((0, 0))
+
+        def judge(pool: Pool, start: int) -> np.ndarray:
+            """Not flagged and, when deduplicating, the first copy of its record in the pool."""
+            nonlocal scores
+            new = Pool(pool.records[:, start:], pool.is_synthetic[:, start:])
+            new_scores = self.detector.score(new, generation)
+            scores = new_scores if start == 0 else np.concatenate([scores, new_scores], axis=1)
+            passing = scores < self.threshold
+            keys = generation.family.record_keys(pool.records) if self.dedup else None
+            return passing if keys is None else passing & first_copies(keys)
+
+        pool, _, chosen = refilled_pool(generation, self.real_share, self.refill, self.max_pool_factor, judge)
+        if chosen.shape[1] < 2:
+            raise GuardError(
+                f"condition {self.name}: {chosen.shape[1]} of {generation.n_train} candidates passed; "
+                "nothing to train on"
             )
-            scores = np.concatenate([scores, self.detector.score(extra, generation)], axis=1)
-            passing = self._passing(generation, pool, scores)
-        keep = n if self.refill else int(passing.sum(axis=1).min())
-        if keep < 2:
-            raise GuardError(f"condition {self.name}: {keep} of {n} candidates passed; nothing to train on")
-        chosen = np.argsort(~passing, axis=1, kind="stable")[:, :keep]  # passing first, in pool order
         return take_records(pool.records, chosen), pool_info(pool, scores >= self.threshold, chosen)
 
 
@@ -293,6 +320,12 @@ def _oracle_arguments(tpr, fpr, real=None, refill=None) -> dict:
     return {"tpr": _share(tpr, "tpr"), "fpr": _share(fpr, "fpr"), **_pool_arguments(real, refill)}
 
 
+def _filter_arguments(config, real=None, refill=None) -> dict:
+    if not isinstance(config, str) or not config:
+        raise ValueError(f"config must be the path of a guard YAML, got {config!r}")
+    return {"config": config, **_pool_arguments(real, refill)}
+
+
 def _weighted_arguments(real=None, beta=None) -> dict:
     return {
         "real": None if real is None else _share(real, "real"),
@@ -310,6 +343,7 @@ _ARGUMENTS: dict[str, Callable[..., dict]] = {
     "oracle": _oracle_arguments,
     "verifier": _pool_arguments,
     "weighted": _weighted_arguments,
+    "filter": _filter_arguments,
 }
 
 
@@ -349,6 +383,11 @@ def build_policy(condition: Condition, config, family: Family, detector=None) ->
         return (Fresh if kind == "fresh" else Fixed)(name, arguments["p"])
     default_real = 0.0 if kind == "verifier" else config.pool.real_share
     real = default_real if arguments["real"] is None else arguments["real"]
+    refill = config.pool.refill if arguments.get("refill") is None else arguments["refill"]
+    if kind == "filter":
+        from guard.harness.filter_policy import Filtered
+
+        return Filtered(name, arguments["config"], real, refill, config.pool.max_factor)
     threshold = config.detector.threshold
     if kind == "oracle":
         chosen = OracleDetector(arguments["tpr"], arguments["fpr"])
@@ -363,7 +402,6 @@ def build_policy(condition: Condition, config, family: Family, detector=None) ->
         return Weighted(
             name, chosen, threshold, real, beta, config.weighted.max_repeats, config.weighted.pool_factor
         )
-    refill = config.pool.refill if arguments["refill"] is None else arguments["refill"]
     return Guarded(name, chosen, threshold, real, refill, config.pool.dedup, config.pool.max_factor)
 
 

@@ -47,7 +47,8 @@ distinct-n, self-repetition, xz compression ratio, Self-BLEU, n-gram JS divergen
 mass, and with ``embeddings`` (all-MiniLM-L6-v2) the Vendi score, Frechet distance and MAUVE.
 Drift is measured against held-out real text; generation 0's row is the model trained on it.
 
-Guarded conditions use ``guard.harness.lm_detectors``: ``machine_detector`` (the project's
+``filter(...)`` conditions check the decoded texts (``texts``). Guarded conditions use
+``guard.harness.lm_detectors``: ``machine_detector`` (the project's
 detector for token records) and, for the Markov language, ``quality_verifier`` (the
 likelihood-only verifier of the pitfall study).
 """
@@ -302,6 +303,13 @@ class LmFamily:
         """(chains, n) int64 keys, equal exactly for equal sequences (the index of each
         sequence among the distinct ones of its chain)."""
         return np.stack([np.unique(chain, axis=0, return_inverse=True)[1].reshape(-1) for chain in records])
+
+    def texts(self, records: np.ndarray) -> list[list[str]]:
+        """Per chain, the decoded text of each record of ``records`` (chains, m, L): what
+        ``filter(...)`` conditions check. GuardError for the Markov language."""
+        if self.truth is not None:
+            raise GuardError("filter(...) needs records that are texts: model.language: text")
+        return [self.tokenizer.decode(chain) for chain in records]
 
     # ----- guarded conditions ------------------------------------------------------------------
     def machine_detector(self, settings):

@@ -1,0 +1,212 @@
+"""``filter(config=PATH)``: the ingestion filter a user runs (``guard filter --config PATH``)
+as the data policy of a recursive-training loop.
+
+Every generation a pool of candidates (share ``real`` fresh real records, the rest model
+samples, as ``guarded``) goes through a ``Guard`` built from the guard YAML at PATH: its exact,
+near and semantic duplicate checks, its machine-text check and its reject policy, exactly as
+shipped. The Guard's store persists across the generations of a chain: generation t is checked
+against every record kept in generations < t (generation 0's real training set included), so
+a model that regurgitates its training text is caught. Candidates are drawn until n_train pass
+(``refill``), and the training set is the first n_train passing candidates in pool order.
+Everything that passed is committed to the store, so a refill's few extra passing candidates
+are in it too.
+
+The stores live in the chain's workspace, one snapshot per generation (``g<t>/chain<c>``):
+generation t starts from a copy of generation t - 1's (hard links: store files are never
+changed in place), so resuming a run from any checkpoint finds the store as it was then.
+
+Ledger fields, besides ``real_share`` and ``pool_size`` (see ``guard.harness.policies``):
+  ``detector_tpr`` / ``detector_fpr``  the machine check's flag rate on the synthetic / real
+                          candidates it scored (candidates rejected as duplicates first are not
+                          scored; NaN without a machine check)
+  ``filter_tpr`` / ``filter_fpr``  the share of synthetic / real candidates the filter rejected
+                          for any reason
+  ``rejected_<reason>``   candidates per chain rejected with that reason (a candidate can have
+                          several)
+  ``store_size``          records in the store after the generation's commit (mean over chains)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from guard.errors import GuardError
+from guard.harness.detectors import Pool
+from guard.harness.policies import Generation, refilled_pool, take_records
+from guard.metrics.tracker import SHOWN
+
+REASONS = (
+    "already_ingested",
+    "exact_duplicate",
+    "near_duplicate",
+    "semantic_duplicate",
+    "machine_generated",
+    "watermarked",
+    "empty",
+)
+FILTER_DIRECTIONS = dict.fromkeys(
+    ("filter_tpr", "filter_fpr", "store_size", *(f"rejected_{reason}" for reason in REASONS)), SHOWN
+)
+
+
+def _share(flags: np.ndarray, among: np.ndarray) -> float:
+    """The share of True ``flags`` among the entries where ``among`` holds (NaN where none)."""
+    return float(flags[among].mean()) if among.any() else math.nan
+
+
+class ChainVerdicts:
+    """What one chain's Guard said about its candidates so far, in pool order."""
+
+    def __init__(self):
+        self.keep: list[bool] = []
+        self.reasons: list[list[str]] = []
+        self.scored: list[bool] = []
+
+    def add(self, columns: dict[str, list]) -> None:
+        """Append the verdicts of one ``Guard.check`` call."""
+        self.keep += columns["guard_keep"]
+        self.reasons += columns["guard_reasons"]
+        scores = columns.get("guard_machine_score", [None] * len(columns["guard_keep"]))
+        self.scored += [score is not None for score in scores]
+
+    def raised(self, reason: str) -> np.ndarray:
+        return np.array([reason in reasons for reasons in self.reasons], dtype=bool)
+
+
+class Filtered:
+    """The ``filter(config=PATH)`` policy (see the module docstring)."""
+
+    def __init__(self, name: str, config_path: str, real_share: float, refill: bool, max_pool_factor: float):
+        from guard.config import load_config
+
+        self.name = name
+        self.config = load_config(config_path)
+        self.real_share, self.refill, self.max_pool_factor = real_share, refill, max_pool_factor
+        self._models: dict = {}
+
+    # -- the stores ----------------------------------------------------------------------
+
+    def _guard(self, store: Path, dedup_only: bool = False):
+        """A Guard on ``store`` with the configured checks (``dedup_only``: the machine check
+        off). Models are loaded once and shared with every later Guard."""
+        from guard.pipeline import Guard
+
+        config = self.config
+        if dedup_only:
+            machine_off = config.machine.model_copy(update={"enabled": False})
+            config = config.model_copy(update={"machine": machine_off})
+        models = self._models
+        guard = Guard(
+            config, store=store, embedder=models.get("embedder"), lm=None if dedup_only else models.get("lm")
+        )
+        if guard.semantic is not None:
+            models.setdefault("embedder", guard.semantic.embedder)
+        if guard.machine is not None:
+            models.setdefault("lm", guard.machine.scorer.model)
+        return guard
+
+    def _seeded_stores(self, generation: Generation, texts_of) -> Path:
+        """``workspace/g0``: one store per chain holding generation 0's real training set (its
+        duplicate checks run so the store keeps one copy of each text; no machine check)."""
+        done = generation.workspace / "g0"
+        if done.exists():
+            return done
+        partial = generation.workspace / "g0.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        for chain, texts in enumerate(texts_of(generation.real_start)):
+            with self._guard(partial / f"chain{chain}", dedup_only=True) as guard:
+                guard.check(*_check_arguments(guard, "g0", 0, texts))
+                guard.commit()
+        os.replace(partial, done)
+        return done
+
+    def _generation_stores(self, generation: Generation, texts_of) -> Path:
+        """``workspace/g<t>``: a fresh copy of generation t - 1's stores."""
+        workspace = generation.workspace
+        previous = workspace / f"g{generation.index - 1}"
+        if generation.index == 1:
+            previous = self._seeded_stores(generation, texts_of)
+        if not previous.exists():
+            raise GuardError(f"condition {self.name}: {previous} is missing; start the run in a new --out")
+        current = workspace / f"g{generation.index}"
+        shutil.rmtree(current, ignore_errors=True)  # left by an interrupted attempt
+        shutil.copytree(previous, current, copy_function=os.link)
+        return current
+
+    # -- the policy ----------------------------------------------------------------------
+
+    def build(self, generation: Generation):
+        texts_of = getattr(generation.family, "texts", None)
+        if texts_of is None:
+            raise GuardError(
+                f"condition {self.name}: this family's records are not texts "
+                "(filter(...) needs family lm with language: text)"
+            )
+        if generation.workspace is None:
+            raise GuardError(f"condition {self.name}: needs a run directory for its stores")
+        stores = self._generation_stores(generation, texts_of)
+        chains = generation.real_start.shape[0]
+        guards = [self._guard(stores / f"chain{chain}") for chain in range(chains)]
+        verdicts = [ChainVerdicts() for _ in range(chains)]
+        try:
+
+            def judge(pool: Pool, start: int) -> np.ndarray:
+                for chain, texts in enumerate(texts_of(pool.records[:, start:])):
+                    arguments = _check_arguments(guards[chain], f"g{generation.index}", start, texts)
+                    verdicts[chain].add(guards[chain].check(*arguments))
+                return np.array([v.keep for v in verdicts], dtype=bool)
+
+            pool, passing, chosen = refilled_pool(
+                generation, self.real_share, self.refill, self.max_pool_factor, judge
+            )
+            for guard in guards:
+                guard.commit()
+            store_size = float(np.mean([guard.store.n_records_committed for guard in guards]))
+        finally:
+            for guard in guards:
+                guard.close()
+        if chosen.shape[1] < 2:
+            raise GuardError(
+                f"condition {self.name}: {chosen.shape[1]} of {generation.n_train} candidates passed; "
+                "nothing to train on"
+            )
+        return take_records(pool.records, chosen), _ledger_fields(pool, passing, chosen, verdicts, store_size)
+
+
+def _check_arguments(guard, prefix: str, start: int, texts: list[str]):
+    """``Guard.check``'s arguments for ``texts``: ids ``<prefix>-<position>``, and the input
+    reason of texts that cannot be checked (an empty sample)."""
+    from guard.io import text_problem
+
+    field = guard.config.input.text_field
+    problems = [text_problem({field: text}, field) for text in texts]
+    return (
+        [f"{prefix}-{start + i}" for i in range(len(texts))],
+        [None if reason else text for text, (reason, _) in zip(texts, problems)],
+        [reason for reason, _ in problems],
+        [problem for _, problem in problems],
+    )
+
+
+def _ledger_fields(pool: Pool, passing: np.ndarray, chosen: np.ndarray, verdicts, store_size: float) -> dict:
+    """The ledger fields of one generation (see the module docstring)."""
+    synthetic = pool.is_synthetic
+    machine = np.stack([v.raised("machine_generated") for v in verdicts])
+    scored = np.stack([np.array(v.scored, dtype=bool) for v in verdicts])
+    fields = {
+        "detector_tpr": _share(machine, scored & synthetic),
+        "detector_fpr": _share(machine, scored & ~synthetic),
+        "filter_tpr": _share(~passing, synthetic),
+        "filter_fpr": _share(~passing, ~synthetic),
+        "real_share": float(1.0 - np.take_along_axis(synthetic, chosen, axis=1).mean()),
+        "pool_size": float(synthetic.shape[1]),
+        "store_size": store_size,
+    }
+    for reason in REASONS:
+        fields[f"rejected_{reason}"] = float(np.mean([v.raised(reason).sum() for v in verdicts]))
+    return fields
