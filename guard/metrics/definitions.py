@@ -34,8 +34,8 @@ DEFINITIONS: dict[str, str] = {
     "js_2": "Jensen-Shannon divergence of word bigram frequencies, candidate vs reference (nats)",
     "kl_1": "smoothed KL(reference || candidate) of word unigram frequencies (nats)",
     "kl_2": "smoothed KL(reference || candidate) of word bigram frequencies (nats)",
-    "tail_mass": "probability mass on the rare part of the reference (its rare tokens, values or "
-    "transitions), relative to the reference's own where stated: losing the tail",
+    "tail_mass": "mass kept on the reference's rare part (its rarest n-grams, tail values or "
+    "transitions); for texts, as a share of the reference's own mass there",
     "tail_coverage": "share of the reference's rare tokens that the candidate still uses",
     "mmd2": "squared maximum mean discrepancy between candidate and reference embeddings (RBF kernel)",
     "mmd_p_value": "permutation p-value of the MMD test (small: the two sets differ)",

@@ -207,8 +207,7 @@ def build_report(
     ][:HEADLINE_COUNT]
     facts = _collect_facts(ledger)
     if bands:
-        banded = {g: set(by_metric) for g, by_metric in bands.items() if by_metric}
-        verdicts = generation_verdicts(series, banded, facts, headline, directions)
+        verdicts = generation_verdicts(series, bands, facts, headline, directions)
     else:
         seeds = len({row.get("seed") for row in ledger})
         verdicts = condition_verdicts(series, headline, directions, seeds)

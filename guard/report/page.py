@@ -40,6 +40,7 @@ tr.block th { background: #eeeeee; }
 .swatch { display: inline-block; width: 14px; height: 4px; vertical-align: middle; margin-right: 6px; }
 .level { font-weight: 600; }
 table.definitions td { white-space: normal; }
+td.facts { white-space: normal; min-width: 9em; }
 .plots { display: flex; flex-wrap: wrap; gap: 8px; }
 figure { margin: 0; }
 """
@@ -80,7 +81,7 @@ def _verdicts(report: Report) -> str:
             "Each generation against its own null band (its metrics under random splits of reference and "
             f"candidate): watch beyond {WATCH_SIGMAS:g}σ on a metric's bad side, alarm beyond the "
             "family-wise limit (dashed) that a candidate from the reference's distribution rarely crosses "
-            "on any metric."
+            "on any metric; a verdict's σ: how far a value lies on the bad side of its band's mean."
         )
     else:
         how = (
@@ -122,9 +123,7 @@ def _generations_table(report: Report) -> str:
         facts = report.facts.get(condition, {})
         if facts:
             rows.append(
-                "<tr><td>records</td>"
-                + "".join(f"<td>{esc(describe_generation(facts.get(g, {})))}</td>" for g in generations)
-                + "</tr>"
+                "<tr><td>records</td>" + "".join(_facts_cell(facts.get(g, {})) for g in generations) + "</tr>"
             )
         by_generation: dict[int, dict[str, tuple[float, str]]] = {g: {} for g in generations}
         for metric in metrics:
@@ -151,6 +150,17 @@ def _generations_table(report: Report) -> str:
             )
             rows.append(f'<tr><td title="{esc(report.definitions[metric])}">{esc(metric)}</td>{cells}</tr>')
     return "<table class=generations>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _facts_cell(facts: dict) -> str:
+    """A generation's facts in words, the full paths of its files in the tooltip."""
+    files = [*(facts.get("filtered") or {}).get("inputs", []), *([facts["file"]] if "file" in facts else [])]
+    title = html.escape("; ".join(files))
+    return (
+        f'<td class=facts title="{title}">{html.escape(describe_generation(facts))}</td>'
+        if facts
+        else "<td></td>"
+    )
 
 
 def _worst(found: dict[str, tuple[float, str]]) -> str:

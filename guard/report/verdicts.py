@@ -8,16 +8,20 @@ and at alarm "collapsing" when a metric whose fall is bad (diversity, coverage, 
 direction higher_is_better) alarms, else "drifting" (only distances to the reference, or
 quality, alarm: the data moved away without narrowing). Its detail names the metrics at the
 worst level, those that made the word first, then the furthest on the bad side, each with its
-change from generation 0 (and its sigmas when judged against a band); a verdict that holds
-names the headline metrics' changes instead.
+relative change from what it was judged against: generation 0, or the mean of its null band
+(then with its sigmas on the bad side too, negative on the good side). A change from a value
+that is zero, or from a null mean that the null cannot tell from zero (within 2 sigma, as for
+MMD), is shown as "from -> to": a percentage of noise would only look alarming. A verdict that
+holds names the headline metrics' changes instead.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
-from guard.metrics.tracker import LEVELS, direction_of, worst_level
+from guard.metrics.tracker import LEVELS, WATCH_SIGMAS, Band, direction_of, worst_level
 from guard.report.levels import RELATIVE_WATCH, Series
 
 NAMED = 3  # metrics named in a verdict's detail
@@ -44,7 +48,9 @@ class Verdict:
 
 @dataclass(frozen=True)
 class _Point:
-    """One metric's judged value at the generation a verdict is about."""
+    """One metric's judged value at the generation a verdict is about, and the value it is
+    compared with: its generation-0 value, or its band's mean when ``banded``; ``relative``:
+    whether a percentage of that value means something (module docstring)."""
 
     metric: str
     value: float
@@ -52,6 +58,7 @@ class _Point:
     level: str
     badness: float
     banded: bool
+    relative: bool
 
 
 def condition_verdicts(
@@ -67,7 +74,7 @@ def condition_verdicts(
             for by_condition in series.values()
             if condition in by_condition
         )
-        points = _points(series, condition, last, banded=set())
+        points = _points(series, condition, last, bands={})
         words = _words(points, against, headline, directions)
         verdicts.append(Verdict(condition, condition, last, f"generation {last}{median}", *words))
     return verdicts
@@ -75,18 +82,18 @@ def condition_verdicts(
 
 def generation_verdicts(
     series: dict[str, dict[str, Series]],
-    banded: dict[int, set[str]],
+    bands: dict[int, dict[str, Band]],
     facts: dict[str, dict[int, dict]],
     headline: list[str],
     directions: dict[str, str] | None,
 ) -> list[Verdict]:
-    """One verdict per condition and generation that has bands (``banded``: generation -> the
-    metrics with a band there), judged against them; ``facts``: condition -> generation -> the
-    ledger row's file, family p-value and filter counts, when it has them."""
+    """One verdict per condition and generation that has bands (generation -> metric -> Band),
+    judged against them; ``facts``: condition -> generation -> the ledger row's file, family
+    p-value and filter counts, when it has them."""
     verdicts = []
     for condition in _conditions(series):
-        for generation in sorted(banded):
-            points = _points(series, condition, generation, banded=banded[generation])
+        for generation in sorted(g for g, by_metric in bands.items() if by_metric):
+            points = _points(series, condition, generation, bands=bands[generation])
             if points:
                 context = describe_generation(facts.get(condition, {}).get(generation, {}))
                 words = _words(points, "their null bands", headline, directions)
@@ -95,10 +102,11 @@ def generation_verdicts(
 
 
 def describe_generation(facts: dict) -> str:
-    """A generation's ledger facts in words: the batch (or measured file), the filter's counts
-    and the family p-value, those it has."""
+    """A generation's ledger facts in words: the batch (or measured file) by file name, the
+    filter's counts and the family p-value, those it has."""
     filtered = facts.get("filtered") or {}
-    parts = [", ".join(filtered.get("inputs") or []) or facts.get("file") or "candidate"]
+    files = filtered.get("inputs") or [facts.get("file") or "candidate"]
+    parts = [", ".join(Path(file).name for file in files)]
     if filtered:
         parts.append(f"{filtered['kept']} kept, {filtered['rejected']} rejected")
     if facts.get("p_value") is not None:
@@ -111,22 +119,25 @@ def _conditions(series: dict[str, dict[str, Series]]) -> list[str]:
     return list(dict.fromkeys(c for by_condition in series.values() for c in by_condition))
 
 
-def _points(series, condition: str, generation: int, *, banded: set[str]) -> list[_Point]:
-    """The judged metrics of ``condition`` at ``generation``; ``banded``: the metrics judged
-    against a band there."""
+def _points(series, condition: str, generation: int, *, bands: dict[str, Band]) -> list[_Point]:
+    """The judged metrics of ``condition`` at ``generation``; ``bands``: metric -> its band
+    there, for the metrics judged against one."""
     points = []
     for metric, by_condition in series.items():
         line = by_condition.get(condition)
         if line is None or generation not in line.generation:
             continue
         i = line.generation.index(generation)
-        if line.levels[i] in LEVELS:
-            points.append(
-                _Point(
-                    metric, line.median[i], line.median[0], line.levels[i], line.badness[i],
-                    metric in banded,
-                )
-            )  # fmt: skip
+        if line.levels[i] not in LEVELS:
+            continue
+        band = bands.get(metric)
+        baseline = band.mean if band else line.median[0]
+        relative = abs(baseline) > WATCH_SIGMAS * band.std if band else baseline != 0
+        points.append(
+            _Point(
+                metric, line.median[i], baseline, line.levels[i], line.badness[i], band is not None, relative
+            )
+        )
     return points
 
 
@@ -154,9 +165,9 @@ def _finite(value: float) -> float:
 
 
 def _change(point: _Point) -> str:
-    """``metric +12 %`` against generation 0 (``a → b`` from a zero start), with its sigmas
-    when judged against a band."""
-    if point.baseline == 0 or not math.isfinite(point.baseline):
+    """``metric +12 %`` against what it was compared with (``a → b`` when a percentage would
+    not mean much), with its sigmas when judged against a band."""
+    if not point.relative:
         text = f"{point.metric} {point.baseline:.3g} → {point.value:.3g}"
     else:
         change = 100 * (point.value - point.baseline) / abs(point.baseline)
