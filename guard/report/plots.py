@@ -4,9 +4,9 @@ headline metrics (one panel each, side by side, one legend).
 In every panel each condition is a line (the median over seeds, its min-max spread over seeds
 shaded) in its own colour, each generation's null band is shaded (+-2 sigma, the ok colour)
 with its alarm limit dashed on the bad side. The plot of one metric also marks watch and alarm
-points in the level colours; the small multiples leave them out, so that the conditions stay
-readable (their levels are in the verdicts above them). Condition colours never reuse a level
-colour, so a red line is never a condition.
+points in the level colours, edged in the condition's colour; the small multiples leave them
+out, so that the conditions stay readable (their levels are in the verdicts above them).
+Condition colours never reuse a level colour, so a red line is never a condition.
 Figures are PNGs quantised to a small palette (about 5 KB for one metric).
 """
 
@@ -139,8 +139,9 @@ def _draw(
                 label = None if level in marked else level
                 marked.add(level)
                 axes.scatter(
-                    *zip(*points), marker=marker, s=60, color=LEVEL_COLOURS[level], zorder=3, label=label
-                )
+                    *zip(*points), marker=marker, s=60, facecolor=LEVEL_COLOURS[level], edgecolor=colour,
+                    linewidth=1.0, zorder=3, label=label,
+                )  # fmt: skip
     axes.set_xlabel("generation", fontsize=8)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.tick_params(labelsize=8)
