@@ -78,8 +78,8 @@ def test_generations_are_filtered_measured_ledgered_and_alarmed(tmp_path, batche
     }  # fmt: skip
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "guard cycle: 2 generation(s)" in page
-    assert f"generation 1</b> ({batches['fresh']}; 150 kept, 10 rejected" in page
-    assert f"generation 2</b> ({batches['collapsed']}; 150 kept, 0 rejected" in page and "collapsing" in page
+    assert "generation 1</b> (fresh.jsonl; 150 kept, 10 rejected" in page  # the batch, by name
+    assert "generation 2</b> (collapsed.jsonl; 150 kept, 0 rejected" in page and "collapsing" in page
     assert "generation 2" in capsys.readouterr().out
 
     assert _cycle(tmp_path, batches["fresh"], batches["reference"], 3) == 2  # all in the store now

@@ -54,7 +54,7 @@ def test_outputs_and_levels(files, capsys):
         assert generations[2]["levels"][metric] == "alarm", metric
     verdicts = summary["report"]["verdicts"]
     assert [(v["name"], v["level"]) for v in verdicts] == [("generation 1", "ok"), ("generation 2", "alarm")]
-    assert verdicts[1]["word"] == "collapsing" and verdicts[1]["context"].startswith(collapsed)
+    assert verdicts[1]["word"] == "collapsing" and verdicts[1]["context"].startswith("collapsed.jsonl")
     assert generations[0]["level"] == "baseline" and generations[0]["p_value"] is None
     assert generations[2]["p_value"] == pytest.approx(1 / 40)  # default 39 permutations
     assert generations[1]["p_value"] > 0.025

@@ -104,52 +104,50 @@ def _cell(value: float, level: str) -> str:
 
 
 def _generations_table(report: Report) -> str:
-    """Rows per condition: its facts, its worst level, then every metric (headline first);
-    columns: every generation."""
-    esc = html.escape
+    """Columns: every generation; rows, per condition: its facts, its worst level, then every
+    metric (headline first)."""
     generations = sorted(
         {g for by_c in report.series.values() for line in by_c.values() for g in line.generation}
     )
     conditions = list(dict.fromkeys(c for by_c in report.series.values() for c in by_c))
     styles = condition_styles(conditions)
-    metrics = report.headline + [m for m in report.series if m not in report.headline]
     rows = ["<tr><th>generation</th>" + "".join(f"<th class=num>{g}</th>" for g in generations) + "</tr>"]
     for condition in conditions:
-        colour = styles[condition][0]
         rows.append(
             f"<tr class=block><th colspan={len(generations) + 1}><span class=swatch "
-            f'style="background:{colour}"></span>{esc(condition)}</th></tr>'
+            f'style="background:{styles[condition][0]}"></span>{html.escape(condition)}</th></tr>'
         )
-        facts = report.facts.get(condition, {})
-        if facts:
-            rows.append(
-                "<tr><td>records</td>" + "".join(_facts_cell(facts.get(g, {})) for g in generations) + "</tr>"
-            )
-        by_generation: dict[int, dict[str, tuple[float, str]]] = {g: {} for g in generations}
-        for metric in metrics:
-            line = report.series[metric].get(condition)
-            for g, value, level in zip(line.generation, line.median, line.levels) if line else ():
-                by_generation[g][metric] = (value, level)
-        worst = {g: _worst(levels) for g, levels in by_generation.items()}
-        rows.append(
-            "<tr><td>level</td>"
-            + "".join(
-                f'<td class=level style="color:{LEVEL_COLOURS[worst[g]]}">{worst[g]}</td>'
-                if worst[g]
-                else "<td></td>"
-                for g in generations
-            )
-            + "</tr>"
-        )
-        for metric in metrics:
-            if condition not in report.series[metric]:
-                continue
-            cells = "".join(
-                _cell(*by_generation[g][metric]) if metric in by_generation[g] else "<td></td>"
-                for g in generations
-            )
-            rows.append(f'<tr><td title="{esc(report.definitions[metric])}">{esc(metric)}</td>{cells}</tr>')
+        rows.extend(_condition_rows(report, condition, generations))
     return "<table class=generations>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _condition_rows(report: Report, condition: str, generations: list[int]) -> list[str]:
+    """The rows of one condition: its facts (when the ledger has some), its worst level per
+    generation, and one row per metric it has."""
+    facts = report.facts.get(condition, {})
+    rows = []
+    if facts:
+        rows.append(
+            "<tr><td>records</td>" + "".join(_facts_cell(facts.get(g, {})) for g in generations) + "</tr>"
+        )
+    lines = {m: by_c[condition] for m, by_c in report.series.items() if condition in by_c}
+    metrics = [m for m in report.headline if m in lines] + [m for m in lines if m not in report.headline]
+    cells = {m: dict(zip(lines[m].generation, zip(lines[m].median, lines[m].levels))) for m in metrics}
+    worst = [_worst([cells[m][g][1] for m in metrics if g in cells[m]]) for g in generations]
+    rows.append(
+        "<tr><td>level</td>"
+        + "".join(
+            f'<td class=level style="color:{LEVEL_COLOURS[level]}">{level}</td>' if level else "<td></td>"
+            for level in worst
+        )
+        + "</tr>"
+    )
+    for metric in metrics:
+        row = "".join(_cell(*cells[metric][g]) if g in cells[metric] else "<td></td>" for g in generations)
+        rows.append(
+            f'<tr><td title="{html.escape(report.definitions[metric])}">{html.escape(metric)}</td>{row}</tr>'
+        )
+    return rows
 
 
 def _facts_cell(facts: dict) -> str:
@@ -163,9 +161,9 @@ def _facts_cell(facts: dict) -> str:
     )
 
 
-def _worst(found: dict[str, tuple[float, str]]) -> str:
-    """The worst judged level among a generation's (value, level) pairs; "" when none is judged."""
-    judged = [level for _, level in found.values() if level in LEVELS]
+def _worst(levels: list[str]) -> str:
+    """The worst judged level of a generation's metrics; "" when none is judged."""
+    judged = [level for level in levels if level in LEVELS]
     return worst_level(judged) if judged else ""
 
 
