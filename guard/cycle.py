@@ -50,6 +50,7 @@ def _run_cycle(args) -> int:
     from guard.metrics.compare import compare
     from guard.metrics.tracker import append_ledger, worst_level
     from guard.pipeline import Guard
+    from guard.report import render_html
 
     config = load_config(args.config)
     check_files([*args.inputs, args.reference])
@@ -71,7 +72,7 @@ def _run_cycle(args) -> int:
         permutations=args.permutations,
         progress=not args.quiet,
     )
-    rows = _new_rows(ledger, comparison, args)
+    rows = _new_rows(ledger, comparison, args, summary)
     append_ledger(args.ledger, rows)
     verdict = comparison.verdicts[0]
     print(
@@ -79,9 +80,8 @@ def _run_cycle(args) -> int:
         f"{worst_level(verdict.levels.values())} (family p = {verdict.p_value:.3g}); ledger {args.ledger}"
     )
     if args.html:
-        write_text(
-            args.html, ledger_report([*ledger, *rows], f"guard cycle: {Path(args.reference).name}").html()
-        )
+        title = f"guard cycle: {rows[-1]['generation']} generation(s) against {Path(args.reference).name}"
+        write_text(args.html, render_html(ledger_report([*ledger, *rows], title)))
     return exit_code(comparison.verdicts, args.fail_on, args.min_metrics)
 
 
@@ -92,9 +92,9 @@ def _read_existing(path: str) -> list[dict]:
     return read_ledger(path) if Path(path).exists() else []
 
 
-def _new_rows(ledger: list[dict], comparison, args) -> list[dict]:
+def _new_rows(ledger: list[dict], comparison, args, summary) -> list[dict]:
     """This cycle's ledger rows: the baseline first on a new ledger, then the kept records at
-    the next generation number."""
+    the next generation number, with the filter's counts from ``summary``."""
     from guard.metrics.tracker import ledger_row
 
     verdict = comparison.verdicts[0]
@@ -108,6 +108,10 @@ def _new_rows(ledger: list[dict], comparison, args) -> list[dict]:
             file=args.out,
             p_value=verdict.p_value,
             bands=verdict.bands,
+            filtered={
+                "inputs": list(args.inputs), "kept": summary.n_kept, "rejected": summary.n_rejected,
+                "reasons": dict(sorted(summary.reasons.items())),
+            },
         )
-    )
+    )  # fmt: skip
     return rows

@@ -1,12 +1,14 @@
 """``guard demo``: the main job on built-in data. First the ingestion filter on a batch of
-real text with planted duplicates and bad records, scored against the known answer; then a
-quick collapse run of the harness (the 25-mode grid, replace against guarded), whose HTML
-report path is printed last."""
+real text with planted duplicates and bad records, scored against the known answer; then three
+``guard cycle`` generations of a drifting source against one store and ledger; then a quick
+collapse run of the harness (the 25-mode grid, replace against guarded). The paths of both
+HTML reports are printed last."""
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 from guard.corpora import mutually_distinct, stdlib_paragraphs
@@ -17,6 +19,13 @@ N_EXACT = 150
 N_NEAR = 300
 N_PARAPHRASES = 100
 EDIT_RATE = 0.05
+# The cycle part: a reference and three batches of Python's documentation paragraphs.
+CYCLE_REFERENCE = 400
+CYCLE_BATCH = 200
+CYCLE_COPIES = 60  # generation 2 re-ingests this many generation-1 records under new ids
+NARROWED_SOURCES = 40  # generation 2's drifted half: a word chain fitted on this many paragraphs
+COLLAPSED_SOURCES = 8  # generation 3: the same chain fitted on this many
+CHAIN_WORDS = 45  # words per chain text (the paragraphs' median is 35)
 BAD_LINES = (
     '{"id": "bad-json", "text": "an unterminated record',
     '{"id": "no-text", "body": "the text field is missing"}',
@@ -82,9 +91,123 @@ def run_demo(out_dir: str | Path) -> int:
                 f"  rejected {row['guard_id']}: {row['text'][:90]}..."
             )
     print(f"\nsummary: {out / 'summary.json'}")
+    cycle_report = run_cycle_demo(out / "cycle")
     report = run_collapse_demo(out / "collapse")
-    print(f"\ncollapse report: {report}")
+    print(f"\ncycle report:    {cycle_report}\ncollapse report: {report}")
     return 0
+
+
+def word_chain_texts(sources: list[str], n: int, rng: random.Random, words: int = CHAIN_WORDS) -> list[str]:
+    """``n`` texts of ``words`` words from a word-bigram chain fitted on ``sources``: what a
+    model narrowed to those texts writes. Each text starts at a source's first word and walks
+    to a random successor of each word (a word without one restarts at a first word), so the
+    texts recombine the sources' phrases: new texts, few of them near copies of one another."""
+    successors: dict[str, list[str]] = {}
+    for text in sources:
+        tokens = text.split()
+        for word, following in zip(tokens, tokens[1:]):
+            successors.setdefault(word, []).append(following)
+    starts = [text.split()[0] for text in sources]
+    texts = []
+    for _ in range(n):
+        chain = [rng.choice(starts)]
+        while len(chain) < words:
+            chain.append(rng.choice(successors.get(chain[-1]) or starts))
+        texts.append(" ".join(chain))
+    return texts
+
+
+def write_cycle_batches(out: Path, seed: int = 0) -> dict[str, Path]:
+    """Write the cycle part's reference and batches as JSONL into ``out``; return their paths
+    by name ("reference", "generation 1", "generation 2", "generation 3").
+
+    From Python's documentation paragraphs, shuffled and split without overlap: the reference
+    (CYCLE_REFERENCE paragraphs); generation 1, CYCLE_BATCH fresh paragraphs (``gen1-<k>``);
+    generation 2, CYCLE_COPIES of generation 1's records again under new ids
+    (``gen2-copy-of-gen1-<k>``), half a batch of fresh paragraphs and half a batch of word-chain
+    text from NARROWED_SOURCES paragraphs; generation 3, a batch of word-chain text from
+    COLLAPSED_SOURCES other paragraphs."""
+    rng = random.Random(seed)
+    paragraphs = mutually_distinct(stdlib_paragraphs())
+    rng.shuffle(paragraphs)
+    reference, rest = paragraphs[:CYCLE_REFERENCE], paragraphs[CYCLE_REFERENCE:]
+    half = CYCLE_BATCH // 2
+    first, fresh, sources = (
+        rest[:CYCLE_BATCH],
+        rest[CYCLE_BATCH : CYCLE_BATCH + half],
+        rest[CYCLE_BATCH + half :],
+    )
+    narrowed = word_chain_texts(sources[:NARROWED_SOURCES], half, rng)
+    collapsed = word_chain_texts(sources[NARROWED_SOURCES:][:COLLAPSED_SOURCES], CYCLE_BATCH, rng)
+    copied = sorted(rng.sample(range(CYCLE_BATCH), CYCLE_COPIES))
+    batches = {
+        "reference": _records("ref", reference),
+        "generation 1": _records("gen1", first),
+        "generation 2": [{"id": f"gen2-copy-of-gen1-{k}", "text": first[k]} for k in copied]
+        + _records("gen2-fresh", fresh)
+        + _records("gen2-narrowed", narrowed),
+        "generation 3": _records("gen3-collapsed", collapsed),
+    }
+    paths = {}
+    for name, records in batches.items():
+        paths[name] = out / f"{name.replace(' ', '')}.jsonl"
+        with paths[name].open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    return paths
+
+
+def _records(prefix: str, texts: list[str]) -> list[dict]:
+    return [{"id": f"{prefix}-{k}", "text": text} for k, text in enumerate(texts)]
+
+
+def run_cycle_demo(out_dir: Path, *, options: tuple[str, ...] = ()) -> Path:
+    """Three ``guard cycle`` generations of a drifting source (``write_cycle_batches``) into a
+    fresh ``out_dir`` (store, ledger, kept and rejected files, report); ``options``: more
+    ``guard cycle`` options (e.g. ``--config lexical --embedder none``). Prints each
+    generation's command, the filter's and the metrics' lines, and how many re-ingested copies
+    were rejected naming their generation-1 original; returns the report path."""
+    from guard.cli import main
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    paths = write_cycle_batches(out_dir)
+    report = out_dir / "report.html"
+    print(
+        f"\nguard cycle, three generations of a drifting source against {paths['reference']} "
+        f"({CYCLE_REFERENCE} documentation paragraphs):"
+    )
+    for generation, what in enumerate(
+        (
+            f"{CYCLE_BATCH} fresh paragraphs",
+            f"{CYCLE_COPIES} copies of generation-1 records, {CYCLE_BATCH // 2} fresh paragraphs and "
+            f"{CYCLE_BATCH // 2} texts narrowed to {NARROWED_SOURCES} paragraphs",
+            f"{CYCLE_BATCH} texts collapsed onto {COLLAPSED_SOURCES} paragraphs",
+        ),
+        1,
+    ):
+        batch = paths[f"generation {generation}"]
+        arguments = [
+            "cycle", str(batch), "--store", str(out_dir / "store"), "--reference", str(paths["reference"]),
+            "--ledger", str(out_dir / "ledger.jsonl"), "--out", str(out_dir / f"kept{generation}.jsonl"),
+            "--rejected", str(out_dir / f"rejected{generation}.jsonl"), "--html", str(report), "--quiet",
+            *options,
+        ]  # fmt: skip
+        print(f"\ngeneration {generation}: {what}\n$ guard {' '.join(arguments)}")
+        main(arguments)
+    print(_copies_caught(out_dir / "rejected2.jsonl"))
+    return report
+
+
+def _copies_caught(rejected: Path) -> str:
+    """How many of generation 2's re-ingested copies were rejected naming their own
+    generation-1 original."""
+    rows = [json.loads(line) for line in rejected.open(encoding="utf-8")]
+    named = sum(
+        row.get("guard_exact_duplicate_of") == row["id"].removeprefix("gen2-copy-of-")
+        for row in rows
+        if row["id"].startswith("gen2-copy-of-")
+    )
+    return f"\nre-ingested copies rejected, naming their generation-1 original: {named}/{CYCLE_COPIES}"
 
 
 def run_collapse_demo(run_dir: Path) -> Path:

@@ -73,8 +73,13 @@ def test_generations_are_filtered_measured_ledgered_and_alarmed(tmp_path, batche
     rows = read_ledger(ledger)
     assert [row["generation"] for row in rows] == [0, 1, 2]
     assert rows[2]["p_value"] == pytest.approx(1 / 40)
+    assert rows[1]["filtered"] == {
+        "inputs": [batches["fresh"]], "kept": 150, "rejected": 10, "reasons": {"exact_duplicate": 10},
+    }  # fmt: skip
     page = html.read_text()
-    assert page.startswith("<!DOCTYPE html>") and "ALARM" in page and "guard cycle" in page
+    assert page.startswith("<!DOCTYPE html>") and "guard cycle: 2 generation(s)" in page
+    assert "generation 1</b> (fresh.jsonl; 150 kept, 10 rejected" in page  # the batch, by name
+    assert "generation 2</b> (collapsed.jsonl; 150 kept, 0 rejected" in page and "collapsing" in page
     assert "generation 2" in capsys.readouterr().out
 
     assert _cycle(tmp_path, batches["fresh"], batches["reference"], 3) == 2  # all in the store now

@@ -52,14 +52,18 @@ def test_outputs_and_levels(files, capsys):
     assert generations[2]["level"] == "alarm"
     for metric in ("duplicate_rate", "distinct_2", "compression_ratio", "self_bleu"):
         assert generations[2]["levels"][metric] == "alarm", metric
-    assert summary["report"]["verdict"].startswith("ALARM")
+    verdicts = summary["report"]["verdicts"]
+    assert [(v["name"], v["level"]) for v in verdicts] == [("generation 1", "ok"), ("generation 2", "alarm")]
+    assert verdicts[1]["word"] == "collapsing" and verdicts[1]["context"].startswith("collapsed.jsonl")
     assert generations[0]["level"] == "baseline" and generations[0]["p_value"] is None
     assert generations[2]["p_value"] == pytest.approx(1 / 40)  # default 39 permutations
     assert generations[1]["p_value"] > 0.025
     assert "distinct_2" in generations[2]["bands"] and summary["permutations"] == 39
     ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
     assert [row["generation"] for row in ledger] == [0, 1, 2]
-    assert (out / "m.html").read_text().startswith("<!DOCTYPE html>")
+    page = (out / "m.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "2 candidate(s) against reference.jsonl" in page
+    assert fresh in page and collapsed in page  # every candidate file is named
     printed = capsys.readouterr().out
     assert "generation 2" in printed and "alarm" in printed
 

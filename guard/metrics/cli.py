@@ -195,10 +195,12 @@ def _finite(value: float) -> float:
 
 def _write_outputs(args, rows: list[dict], comparison) -> None:
     from guard.metrics.tracker import append_ledger, json_row, worst_level
+    from guard.report import render_html
 
     report = None
     if args.json or args.html:
-        report = ledger_report(rows, f"guard metrics: {Path(args.reference).name}", plots=bool(args.html))
+        title = f"guard metrics: {len(args.candidate)} candidate(s) against {Path(args.reference).name}"
+        report = ledger_report(rows, title, plots=bool(args.html))
     if args.ledger:
         append_ledger(args.ledger, rows)
     if args.json:
@@ -216,7 +218,7 @@ def _write_outputs(args, rows: list[dict], comparison) -> None:
         }
         write_text(args.json, json.dumps(summary, indent=1, allow_nan=False) + "\n")
     if args.html:
-        write_text(args.html, report.html())
+        write_text(args.html, render_html(report))
 
 
 def ledger_report(rows: list[dict], title: str, *, plots: bool = True):

@@ -14,7 +14,8 @@ The ledger is JSONL: one object per generation x seed x condition, with ``genera
 by ``guard metrics`` and ``guard cycle`` (``ledger_row``) also hold ``file`` (the records
 measured), ``p_value`` (the family-wise p-value; null for generation 0, the baseline) and
 ``bands`` (metric -> the generation's null band), so a report can judge every generation
-against its own null.
+against its own null; ``guard cycle``'s rows add ``filtered`` (the batch files, and how many of
+their records were kept and rejected, per reason).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ DIRECTIONS = ("higher_is_better", "lower_is_better", "two_sided")
 SHOWN = "shown"
 WATCH_SIGMAS = 2.0
 ALARM_SIGMAS = 3.0  # the default alarm threshold of a band made by hand
-LEDGER_KEYS = ("generation", "seed", "condition", "file", "p_value", "bands")  # not metrics
+LEDGER_KEYS = ("generation", "seed", "condition", "file", "p_value", "bands", "filtered")  # not metrics
 
 
 @dataclass(frozen=True)
@@ -131,13 +132,16 @@ def ledger_row(
     file: str,
     p_value: float | None = None,
     bands: dict[str, Band] | None = None,
+    filtered: dict | None = None,
 ) -> dict:
     """The ledger row of one generation of condition "candidate": ``values`` (metric -> value)
-    with the bookkeeping keys (``LEDGER_KEYS``); ``bands`` stored as plain dicts."""
+    with the bookkeeping keys (``LEDGER_KEYS``); ``bands`` stored as plain dicts; ``filtered``
+    (``inputs``: the batch files, ``kept``, ``rejected``, ``reasons``: reason -> count) only
+    when given."""
     stored = {metric: json_row(asdict(band)) for metric, band in (bands or {}).items()}
     return {
         "generation": generation, "seed": seed, "condition": "candidate", "file": file,
-        "p_value": p_value, "bands": stored, **values,
+        "p_value": p_value, "bands": stored, **({"filtered": filtered} if filtered else {}), **values,
     }  # fmt: skip
 
 
