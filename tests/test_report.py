@@ -122,11 +122,12 @@ def test_generation_verdicts_against_bands_name_the_files():
 
 def test_every_metric_that_can_appear_has_a_definition():
     from guard.harness.families import family_module, family_names
+    from guard.harness.filter_policy import FILTER_DIRECTIONS
     from guard.harness.policies import POOL_DIRECTIONS
     from guard.metrics.definitions import DEFINITIONS
     from guard.metrics.suite import METRICS
 
-    names = set(METRICS) | set(POOL_DIRECTIONS)
+    names = set(METRICS) | set(POOL_DIRECTIONS) | set(FILTER_DIRECTIONS)
     for family in family_names():
         names |= set(family_module(family).DIRECTIONS)
     assert sorted(names - set(DEFINITIONS)) == []

@@ -2,10 +2,10 @@
 
 The names are those of the metric suite (``guard.metrics.suite.METRICS``), of the harness
 families' ledgers (each family module's ``DIRECTIONS``) and of the harness's run facts
-(``guard.harness.policies.POOL_DIRECTIONS``). A name shared by several of them (``tail_mass``,
-``frechet``, PRDC's four) means the same idea in each, on that source's records; the line says
-it in words that hold for all. ``describe`` adds the bad direction, so a reader never has to
-guess whether a falling value is good news.
+(``guard.harness.policies.POOL_DIRECTIONS``, ``guard.harness.filter_policy.FILTER_DIRECTIONS``).
+A name shared by several of them (``tail_mass``, ``frechet``, PRDC's four) means the same idea
+in each, on that source's records; the line says it in words that hold for all. ``describe``
+adds the bad direction, so a reader never has to guess whether a falling value is good news.
 """
 
 from __future__ import annotations
@@ -81,6 +81,17 @@ DEFINITIONS: dict[str, str] = {
     "detector_fpr": "share of the pool's real records that the policy's detector flagged",
     "real_share": "share of real records in the training set the policy built",
     "pool_size": "records in the pool the policy chose the training set from",
+    # filter(config=...) run facts (guard.harness.filter_policy)
+    "filter_tpr": "share of the pool's synthetic records the filter rejected, for any reason",
+    "filter_fpr": "share of the pool's real records the filter rejected, for any reason",
+    "store_size": "records in the filter's store after the generation: everything kept so far",
+    "rejected_already_ingested": "candidates rejected because the store already held them (same id and text)",
+    "rejected_exact_duplicate": "candidates rejected as exact duplicates of a stored or earlier record",
+    "rejected_near_duplicate": "candidates rejected as MinHash near duplicates",
+    "rejected_semantic_duplicate": "candidates rejected as embedding-space duplicates",
+    "rejected_machine_generated": "candidates the machine-text check flagged",
+    "rejected_watermarked": "candidates carrying the green-list watermark",
+    "rejected_empty": "candidates with no text to check",
 }
 
 BAD_SIDE = {
