@@ -302,9 +302,69 @@ def summarise_lm_text(runs, *, table: Table, figure: Figure) -> str:
     )
 
 
+FILTER_FIELDS = (
+    "detector_tpr",
+    "detector_fpr",
+    "filter_tpr",
+    "filter_fpr",
+    "real_share",
+    "pool_size",
+    "store_size",
+)
+REJECTION_FIELDS = (
+    "rejected_exact_duplicate",
+    "rejected_near_duplicate",
+    "rejected_semantic_duplicate",
+    "rejected_machine_generated",
+    "rejected_watermarked",
+)
+
+
+def summarise_flywheel(runs, *, table: Table, figure: Figure) -> str:
+    """Study 6: the shipped filter in the loop; the gap it closes and its measured rates."""
+    config = load_experiment_config(HERE / "06_flywheel" / "filters.yaml")
+    names = ("replace", "filters", "references")
+    last = runs.last_generation("replace")
+    machine = next(c for c in runs.conditions("filters") if "machine.yaml" in c)
+    setup = (
+        f"WikiText-2 in blocks of {config.model.block_len} SmolLM2 tokens, N = {config.n_train} blocks per "
+        f"generation, each generation fine-tuned from the pretrained weights ({config.model.epochs} epoch, "
+        f"learning rate {config.model.learning_rate:g}), {runs.n_seeds('filters')} seed(s), "
+        f"{last} generation(s); "
+        f"{config.model.n_eval} samples and held-out blocks. Cells: median over seeds (min-max)."
+    )
+    plot = HERE / "06_flywheel" / "figures" / "perplexity.png"
+    _metric_by_generation(runs, names, "perplexity", plot)
+    per_generation = [
+        f"**`{machine}`: the filter measured on its pool at every generation** (detector: the machine "
+        "check's flag rate on the synthetic / real candidates it scored; filter: the share rejected for any "
+        "reason; rejected: candidates per generation by reason)",
+        _by_generation(runs, table, "filters", machine, FILTER_FIELDS),
+        _by_generation(runs, table, "filters", machine, REJECTION_FIELDS),
+    ]
+    return "\n\n".join(
+        [
+            f"**SmolLM2-135M fine-tuned** (`replace.yaml`, `filters.yaml`, `references.yaml`). {setup}",
+            *_perplexity_tables(runs, names, ("perplexity", "distinct_2", "self_bleu", "js_2"), table),
+            *per_generation,
+            *(
+                line
+                for condition in runs.conditions("filters")
+                if condition != machine
+                for line in (
+                    f"**`{condition}`** (the control: no machine check)",
+                    _by_generation(runs, table, "filters", condition, FILTER_FIELDS[2:]),
+                )
+            ),
+            f"![Held-out perplexity by generation, every condition](figures/{plot.name})",
+        ]
+    )
+
+
 def lm_studies(table: Table, figure: Figure) -> dict[str, Callable]:
     """Study name -> summariser of ``Runs``, using studies.py's table and figure helpers."""
     return {
         "04_lm_markov": functools.partial(summarise_lm_markov, table=table, figure=figure),
         "05_lm_text": functools.partial(summarise_lm_text, table=table, figure=figure),
+        "06_flywheel": functools.partial(summarise_flywheel, table=table, figure=figure),
     }

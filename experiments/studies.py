@@ -1,11 +1,13 @@
 """Run the studies in experiments/ and write their result tables and plots into each README.
 
-    python experiments/studies.py [STUDY ...] [--runs build/experiments] [--quiet]
+    python experiments/studies.py [STUDY ...] [--runs build/experiments] [--quiet] [--set KEY=VALUE ...]
 
 Every ``experiments/<study>/*.yaml`` runs into ``<runs>/<study>/<config name>/`` (a run directory
 per DESIGN.md; rerunning resumes or, when complete, only re-renders). The study's summary then
 replaces the block between the ``results`` markers of ``experiments/<study>/README.md`` and its
-plots are copied to ``experiments/<study>/plots/``.
+plots are copied to ``experiments/<study>/plots/``. ``--set`` overrides apply to every config of
+the studies run (a smaller budget: ``--set seeds=[0] --set generations=1``); the results block
+then names them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Runs:
 
     def conditions(self, run: str) -> list[str]:
         return list(dict.fromkeys(r["condition"] for r in self.ledgers[run]))
+
+    def n_seeds(self, run: str) -> int:
+        return len({r["seed"] for r in self.ledgers[run]})
 
     def last_generation(self, run: str) -> int:
         return max(r["generation"] for r in self.ledgers[run])
@@ -321,15 +326,18 @@ STUDIES: dict[str, Callable[[Runs], str]] = {
 STUDIES |= lm_studies(markdown_table, _figure)  # 04_lm_markov, 05_lm_text: experiments/lm_studies.py
 
 
-def run_study(study: str, runs_root: Path, progress: bool) -> None:
-    """Run every config of ``study``, then rewrite its README results block and plots."""
+def run_study(study: str, runs_root: Path, progress: bool, overrides: list[str] | None = None) -> None:
+    """Run every config of ``study`` (with ``--set`` style ``overrides``), then rewrite its
+    README results block and plots."""
     folder = HERE / study
     ledgers = {}
     for config_path in sorted(folder.glob("*.yaml")):
         run_dir = runs_root / study / config_path.stem
-        run_experiment(load_experiment_config(config_path), run_dir, progress=progress)
+        run_experiment(load_experiment_config(config_path, overrides), run_dir, progress=progress)
         ledgers[config_path.stem] = read_ledger(run_dir / "ledger.jsonl")
     summary = STUDIES[study](Runs(ledgers))
+    if overrides:
+        summary = f"Run with `{' '.join(f'--set {item}' for item in overrides)}`.\n\n{summary}"
     plots = folder / "plots"
     shutil.rmtree(plots, ignore_errors=True)
     plots.mkdir()
@@ -349,9 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("studies", nargs="*", choices=[*STUDIES, []], help="default: all")
     parser.add_argument("--runs", default="build/experiments", help="where the run directories go")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override in every config"
+    )
     args = parser.parse_args(argv)
     for study in args.studies or STUDIES:
-        run_study(study, Path(args.runs), progress=not args.quiet)
+        run_study(study, Path(args.runs), progress=not args.quiet, overrides=args.set)
         print(f"experiments/{study}/README.md updated")
     return 0
 
