@@ -11,11 +11,11 @@ __all__ = ["Guard", "annotate", "__version__"]
 
 def __getattr__(name):
     if name == "Guard":
-        from guard.pipeline import Guard
+        from guard.filter.pipeline import Guard
 
         return Guard
     if name == "annotate":
-        from guard.pipeline import annotate
+        from guard.filter.pipeline import annotate
 
         return annotate
     raise AttributeError(f"module 'guard' has no attribute {name!r}")
