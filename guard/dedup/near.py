@@ -1,5 +1,5 @@
 """Near duplicates: MinHash signatures, LSH band candidates, verification by estimated
-Jaccard, and a deterministic keep rule (the most senior matching record wins)."""
+Jaccard, and the shared keep rule (``guard.dedup.keep``)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ class NearDuplicateCheck:
         earlier, later = unmatched[earlier], unmatched[later]
         sims = estimated_jaccard(signatures[earlier], signatures[later])
         hit = sims >= self.config.threshold
-        resolve_in_order(earlier[hit], later[hit], sims[hit], ids, duplicate_of, jaccard)
+        kept = np.array([m is None for m in duplicate_of], dtype=bool)
+        for record, match, sim in zip(*resolve_in_order(earlier[hit], later[hit], sims[hit], kept)):
+            duplicate_of[record], jaccard[record] = ids[match], float(sim)
         return duplicate_of, jaccard
 
 

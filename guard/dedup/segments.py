@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
+from guard.dedup.keep import most_senior
 from guard.io.durable import fsync_path
 
 _ARRAYS = ("exact_hashes", "exact_rows", "signatures", "band_keys", "band_rows", "id_offsets")
@@ -356,10 +357,8 @@ class SegmentStack:
                 continue
             jaccard = estimated_jaccard(signatures[queries], segment.signatures.take(rows))
             hit = jaccard >= threshold
-            # pairs are sorted by query then row: the first hit of a query is its most senior
-            queries, rows, jaccard = queries[hit], rows[hit], jaccard[hit]
-            first = np.concatenate(([True], queries[1:] != queries[:-1])) if len(queries) else []
-            for q, row, sim in zip(queries[first], rows[first], jaccard[first]):
+            # segments are searched most senior first: a query matched already keeps its match
+            for q, row, sim in zip(*most_senior(queries[hit], rows[hit], jaccard[hit])):
                 if ids[q] is None:
                     ids[q], similarities[q] = segment.id_of(row), float(sim)
         return ids, similarities

@@ -18,6 +18,7 @@ import numpy as np
 
 from guard.config import SemanticConfig
 from guard.dedup.hashing import MinHasher, estimated_jaccard, text_signatures
+from guard.dedup.keep import most_senior
 from guard.dedup.semdedup import range_dedup
 from guard.dedup.vector_index import VectorIndex
 from guard.text import normalize_batch
@@ -101,12 +102,12 @@ class SemanticDuplicateCheck:
             sims, rows = index.search(vectors[pending], min(self.config.neighbours, max(len(index), 1)))
             left = sketches[np.repeat(pending, sims.shape[1])]
             right = index.sketches[np.maximum(rows.ravel(), 0)]
-            hit = self.is_match(sims.ravel(), left, right).reshape(sims.shape)
-            for position, row_hits, row_sims, row_ids in zip(pending, hit, sims, rows):
-                if row_hits.any():  # the most senior of the matches, not merely the closest
-                    best = int(np.argmin(np.where(row_hits, row_ids, np.iinfo(np.int64).max)))
-                    duplicate_of[position] = id_of_row(int(row_ids[best]))
-                    similarity[position] = float(row_sims[best])
+            hit = self.is_match(sims.ravel(), left, right)
+            queries = np.repeat(pending, sims.shape[1])[hit]
+            # the most senior of the matches, not merely the closest
+            for position, row, sim in zip(*most_senior(queries, rows.ravel()[hit], sims.ravel()[hit])):
+                duplicate_of[position] = id_of_row(int(row))
+                similarity[position] = float(sim)
         unmatched = np.array([i for i in range(n) if duplicate_of[i] is None], dtype=np.int64)
         rule = None
         if self.config.confirm_threshold is not None:

@@ -21,6 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
+from guard.dedup.keep import resolve_in_order
+
 BLOCK = 2048
 
 
@@ -88,7 +90,7 @@ def semdedup(
     for members in np.split(order, bounds):
         if len(members) < 2:
             continue
-        local, sims = _first_seen_wins(vectors[members], 1.0 - eps, BLOCK)
+        local, sims = _keep_in_blocks(vectors[members], 1.0 - eps, BLOCK)
         found = local >= 0
         duplicate_of[members[found]] = members[local[found]]
         similarity[members[found]] = sims[found]
@@ -110,7 +112,7 @@ def range_dedup(
     Returns a ``SemDeDupResult`` with every item in cluster 0.
     """
     vectors = _as_matrix(embeddings)
-    duplicate_of, similarity = _first_seen_wins(vectors, threshold, block, confirm)
+    duplicate_of, similarity = _keep_in_blocks(vectors, threshold, block, confirm)
     return SemDeDupResult(duplicate_of, similarity, np.zeros(len(vectors), dtype=np.int64))
 
 
@@ -132,7 +134,7 @@ def _as_matrix(embeddings: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def _first_seen_wins(
+def _keep_in_blocks(
     vectors: np.ndarray, threshold: float, block: int, confirm: PairRule | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The keep rule over the (n, d) rows of ``vectors`` in order.
@@ -142,9 +144,9 @@ def _first_seen_wins(
 
     Rows are taken ``block`` at a time. Pairs (row, earlier column) with cosine >= threshold
     are gathered from ``block x block`` products; those whose column lies in an earlier block
-    are kept only if that column was kept. Each row's candidates are then read in column order
-    and the first kept one (the most senior) wins, which, for a column in the row's own block,
-    is known once the rows before it have been resolved.
+    are kept only if that column was kept. The block's rows are then decided by the keep rule
+    (``guard.dedup.keep.resolve_in_order``): a column in the row's own block counts once the
+    rows before it have been resolved, and only if it was kept.
     """
     if block < 1:
         raise ValueError("block must be >= 1")
@@ -155,20 +157,9 @@ def _first_seen_wins(
     for r0 in range(0, n, block):
         r1 = min(r0 + block, n)
         rows, cols, sims = _candidates(vectors, r0, r1, threshold, block, kept, confirm)
-        if not len(rows):
-            continue
-        by_row = np.lexsort((cols, rows))
-        rows, cols, sims = rows[by_row], cols[by_row], sims[by_row]
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-        ends = np.r_[starts[1:], len(rows)]
-        col_list = cols.tolist()
-        for start, end, row in zip(starts.tolist(), ends.tolist(), rows[starts].tolist()):
-            for j in range(start, end):
-                if kept[col_list[j]]:
-                    duplicate_of[row] = col_list[j]
-                    similarity[row] = sims[j]
-                    kept[row] = False
-                    break
+        found, matches, found_sims = resolve_in_order(cols, rows, sims, kept)
+        duplicate_of[found] = matches
+        similarity[found] = found_sims
     return duplicate_of, similarity
 
 
