@@ -66,8 +66,8 @@ class Guard:
             ``machine.model`` (used only when the machine check is enabled).
 
     ``annotate(batch)`` works on column batches (``dict[str, list]``), so
-    ``dataset.map(guard.annotate, batched=True)`` works; state carries across calls, so a
-    record in batch 2 that duplicates one in batch 1 is flagged. ``filter`` runs files.
+    ``dataset.map(Guard(config).annotate, batched=True)`` works; state carries across calls of
+    one Guard, so a record in batch 2 that duplicates one in batch 1 is flagged. ``filter`` runs files.
     """
 
     def __init__(self, config=None, store: str | Path | None = None, embedder=None, lm=None):
@@ -490,16 +490,3 @@ def _write_summary(summary: Summary, path) -> None:
         path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise GuardError(f"{path}: cannot write summary ({exc.strerror})") from None
-
-
-_default_guard: Guard | None = None
-
-
-def annotate(batch: dict[str, list]) -> dict[str, list]:
-    """``Guard().annotate`` on a process-wide default Guard (default config, no store), for
-    ``dataset.map(guard.annotate, batched=True)``. Use your own ``Guard`` for a config, a
-    store, or a fresh state."""
-    global _default_guard
-    if _default_guard is None:
-        _default_guard = Guard()
-    return _default_guard.annotate(batch)

@@ -458,18 +458,18 @@ def _read_csv(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[In
     A quote that is never closed, or text after a closing quote, stops the file with a
     GuardError naming the line where that row starts (read on, it would swallow the rows after
     it into one field)."""
-    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     with (
         os_errors_as_guard_errors(path, "read"),
         open_text(path) as stream,
     ):
-        rows = csv.reader(stream, strict=True)
+        reader = csv.reader(stream, strict=True)
+        rows = _rows_with_long_fields(reader)
         header = _csv_header(rows, path)
-        start_line = rows.line_num + 1
+        start_line = reader.line_num + 1
         try:
             for values in rows:
                 location = f"{path.name}:{start_line}"
-                start_line = rows.line_num + 1
+                start_line = reader.line_num + 1
                 blank = _is_blank_csv_row(values, len(header))
                 yield BLANK if blank else _csv_record(header, values, location, build)
         except csv.Error as err:
@@ -477,6 +477,20 @@ def _read_csv(path: Path, build: _RecordBuilder, batch_size: int) -> Iterator[In
             if "unexpected end of data" in problem:
                 problem = "a quote opened in this row is never closed"
             raise GuardError(f"{path}:{start_line}: unreadable CSV ({problem})") from err
+
+
+def _rows_with_long_fields(reader) -> Iterator[list[str]]:
+    """The rows of the ``csv.reader`` ``reader``, each parsed with the csv module's field size
+    limit (process-wide) raised to ``_CSV_FIELD_LIMIT`` and put back as it was right after."""
+    while True:
+        previous = csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+        try:
+            row = next(reader, None)
+        finally:
+            csv.field_size_limit(previous)
+        if row is None:
+            return
+        yield row
 
 
 def _csv_header(rows: Iterator[list[str]], path: Path) -> list[str]:
