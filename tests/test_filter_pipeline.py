@@ -123,6 +123,14 @@ def test_hf_dataset_map(stdlib_texts):
     assert mapped["n"] == list(range(len(texts)))
     assert sum(mapped["guard_keep"]) == 50
     assert mapped["guard_exact_duplicate_of"][50:] == [f"row:{i}" for i in range(5)]
+    # each column has the Arrow type its check declares, even where a batch holds only nulls
+    types = {field.name: str(field.type) for field in mapped.data.schema if field.name.startswith("guard_")}
+    assert types == {
+        "guard_id": "string", "guard_exact_duplicate_of": "string",
+        "guard_near_duplicate_of": "string", "guard_near_duplicate_jaccard": "double",
+        "guard_keep": "bool", "guard_reasons": "list<item: string>", "guard_weight": "double",
+        "guard_error": "string",
+    }  # fmt: skip
     # no hidden process-wide Guard: the state is the Guard the caller made
     with pytest.raises(AttributeError, match=r"Guard\(config\)\.annotate"):
         guard.annotate  # noqa: B018

@@ -8,6 +8,15 @@ from guard.dedup.hashing import key_hash
 from guard.text import NormalizedBatch
 
 
+class ExactDuplicateCheck:
+    """What the exact check raises and adds. Its matching is ``exact_hashes`` of the batch
+    looked up in the reference (``SegmentStack.find_exact``) and ``first_occurrences`` within it."""
+
+    name = "exact"
+    reasons = ("exact_duplicate",)
+    columns = {"guard_exact_duplicate_of": "string"}  # name -> Arrow type (guard.filter.pipeline)
+
+
 def exact_hashes(batch: NormalizedBatch) -> np.ndarray:
     """(n,) uint64 hash of each normalised text."""
     return np.fromiter(

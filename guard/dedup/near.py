@@ -16,6 +16,10 @@ class NearDuplicateCheck:
     """Finds, for each record, an earlier kept record whose estimated Jaccard similarity of
     shingle sets is at least ``config.threshold``."""
 
+    name = "near"
+    reasons = ("near_duplicate",)
+    columns = {"guard_near_duplicate_of": "string", "guard_near_duplicate_jaccard": "float64"}
+
     def __init__(self, config: NearConfig):
         self.config = config
         self.hasher = MinHasher(config.num_perm, config.seed)

@@ -31,6 +31,10 @@ class SemanticDuplicateCheck:
     """Flags a record whose embedding matches a record kept before it (see the module doc).
     ``embedder`` defaults to ``guard.models.embedder.Embedder`` built from the config."""
 
+    name = "semantic"
+    reasons = ("semantic_duplicate",)
+    columns = {"guard_semantic_duplicate_of": "string", "guard_semantic_similarity": "float64"}
+
     def __init__(self, config: SemanticConfig, embedder=None):
         self.config = config
         if embedder is None:

@@ -46,6 +46,10 @@ class MachineCheck:
             ``config.model``.
     """
 
+    name = "machine"
+    reasons = ("machine_generated", "too_short", "watermarked")
+    columns = {"guard_machine_score": "float64", "guard_watermark_z": "float64"}
+
     def __init__(self, config: MachineConfig, lm=None):
         from guard.detect.zeroshot import ZeroShotScorer
         from guard.models.causal_lm import load_causal_lm

@@ -15,12 +15,22 @@ from pathlib import Path
 import numpy as np
 
 from guard.config import GuardConfig, load_config
-from guard.dedup.exact import exact_hashes, first_occurrences
+from guard.dedup.exact import ExactDuplicateCheck, exact_hashes, first_occurrences
 from guard.dedup.segments import Segment, SegmentStack
 from guard.dedup.store import Store
 from guard.filter.summary import IdTally, InputTally, Summary
 from guard.io.readers import text_problem
 from guard.text import normalize_batch
+
+# The columns every record gets, whatever the checks; each check declares its own (``columns``:
+# name -> Arrow type: string, float64, bool or list<string>) beside the reasons it raises (``reasons``).
+GUARD_COLUMNS = {
+    "guard_id": "string",
+    "guard_keep": "bool",
+    "guard_reasons": "list<string>",
+    "guard_weight": "float64",
+    "guard_error": "string",
+}
 
 
 @dataclass
@@ -100,10 +110,20 @@ class Guard:
                     "sketch_width": self.config.semantic.word_sketch_perm,
                 },  # fmt: skip
             )
+        exact = ExactDuplicateCheck() if self.config.exact.enabled else None
+        checks = (exact, self.near, self.semantic, self.machine)
+        self.checks = [check for check in checks if check is not None]
         self.run = SegmentStack()
         self.run_vectors = self.semantic.new_index() if self.semantic else None
         self._run_vector_rows: list[np.ndarray] = []
         self._rows_annotated = 0
+
+    def column_types(self) -> dict[str, str]:
+        """Every ``guard_*`` column this Guard can add, with its Arrow type (by name)."""
+        types = dict(GUARD_COLUMNS)
+        for check in self.checks:
+            types.update(check.columns)
+        return types
 
     # -- column batches -------------------------------------------------------------------
 
@@ -130,7 +150,7 @@ class Guard:
         if table is not None:
             # A datasets LazyBatch: answer with its Arrow table plus typed guard columns, so a
             # column that is all None in the first batch does not freeze as type null.
-            return _append_arrow_columns(table, columns)
+            return _append_arrow_columns(table, columns, self.column_types())
         return {**batch, **columns}
 
     def check(
@@ -449,20 +469,19 @@ def _check(name: str, on: bool, settings: dict | None = None, because: str | Non
     return {"name": name, "on": False, "off_because": because or f"{name}.enabled is false in the config"}
 
 
-def _append_arrow_columns(table, columns: dict[str, list]):
-    """``table`` (a pyarrow Table) with ``columns`` appended (replaced if present), typed by
-    their names: ``*_of``, ``guard_id`` and ``guard_error`` strings, ``guard_keep`` bool,
-    ``guard_reasons`` list of strings, others float64."""
+def _append_arrow_columns(table, columns: dict[str, list], types: dict[str, str]):
+    """``table`` (a pyarrow Table) with ``columns`` appended (replaced if present), each of the
+    Arrow type ``types`` names for it (``Guard.column_types``)."""
     import pyarrow as pa
 
-    types = {"guard_keep": pa.bool_(), "guard_reasons": pa.list_(pa.string())}
+    arrow_types = {
+        "string": pa.string(), "float64": pa.float64(), "bool": pa.bool_(),
+        "list<string>": pa.list_(pa.string()),
+    }  # fmt: skip
     for name, values in columns.items():
-        kind = types.get(name)
-        if kind is None:
-            kind = pa.string() if name.endswith(("_of", "_id", "_error")) else pa.float64()
         if name in table.column_names:
             table = table.drop_columns(name)
-        table = table.append_column(name, pa.array(values, type=kind))
+        table = table.append_column(name, pa.array(values, type=arrow_types[types[name]]))
     return table
 
 
