@@ -12,10 +12,10 @@ lexical metrics are the family):
 - false alarms: the candidate is n other records of the same corpus; the share of trials that
   exit 1, with its exact (Clopper-Pearson) 95 % interval;
 - power: the candidate is n records drawn with replacement from 40 records of the corpus (not in
-  the reference), each with 5 % of its words edited (``guard.plant.edit_words``); the share of
+  the reference), each with 5 % of its words edited (``guard.data.plant.edit_words``); the share of
   trials that exit 1.
 
-Texts: WikiText-2 valid+test paragraphs (``guard.corpora.wikitext_paragraphs``, 3,482) for
+Texts: WikiText-2 valid+test paragraphs (``guard.data.corpora.wikitext_paragraphs``, 3,482) for
 n = 200 (reference 800, four times n: the command's largest pool) and n = 800 (reference 1,600,
 twice n: the smallest the command accepts). n = 5,000 needs more records than there are
 paragraphs, so its records are 20-word windows of the same paragraphs (reference 10,000). The
@@ -41,11 +41,11 @@ from pathlib import Path  # noqa: E402
 
 from scipy.stats import beta  # noqa: E402
 
-from guard.corpora import wikitext_paragraphs  # noqa: E402
+from guard.data.corpora import wikitext_paragraphs  # noqa: E402
+from guard.data.plant import edit_words  # noqa: E402
 from guard.metrics.alarms import FAMILY_ALPHA, PERMUTATIONS  # noqa: E402
 from guard.metrics.cli import exit_code  # noqa: E402
 from guard.metrics.compare import compare  # noqa: E402
-from guard.plant import edit_words  # noqa: E402
 
 WIKITEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
 WINDOW_WORDS = 20

@@ -54,7 +54,7 @@ def pair_files(quick: bool) -> list[str]:
 
 
 def load_pairs(name: str, quick: bool, strip_prefix: bool = False, parity: str = "all"):
-    from guard.detect_cli import read_pairs
+    from guard.detect.cli import read_pairs
 
     human, machine = read_pairs(DATA / f"{name}.json", strip_prefix, parity)
     return (human[:QUICK_PAIRS], machine[:QUICK_PAIRS]) if quick else (human, machine)
@@ -67,7 +67,7 @@ def throughput(lm, texts: list[str], batch_size: int) -> dict:
     """Seconds for the scorer (no cache) and for the bare forward pass on the same batches."""
     import torch
 
-    from guard.checks.zeroshot import ZeroShotScorer
+    from guard.detect.zeroshot import ZeroShotScorer
     from guard.text import clean
 
     scorer = ZeroShotScorer(lm, batch_size=batch_size)
@@ -99,7 +99,7 @@ def throughput(lm, texts: list[str], batch_size: int) -> dict:
 
 def shipped_detector_report(detector, human_scores, machine_scores, human, machine) -> dict:
     """``evaluate`` of the shipped detector at its shipped threshold (no calibration here)."""
-    from guard.calibrate import evaluate
+    from guard.detect.calibrate import evaluate
 
     report = evaluate(
         detector.decision_from_scores(human_scores, human),
@@ -119,7 +119,7 @@ def shipped_detector_report(detector, human_scores, machine_scores, human, machi
 
 def zero_shot(scorer, detector, quick: bool) -> dict:
     """Per file and prefix setting: the shipped detector's figures and every statistic's AUROC."""
-    from guard.calibrate import auroc_by_statistic
+    from guard.detect.calibrate import auroc_by_statistic
 
     out: dict = {"default": {}, "default_prefix_stripped": {}, "auroc_by_statistic": {}}
     for strip in (False, True):
@@ -141,7 +141,7 @@ def zero_shot(scorer, detector, quick: bool) -> dict:
 
 def shipped_fpr(scorer, detector, quick: bool) -> dict:
     """FPR at the shipped threshold on every distinct human text of each source's files."""
-    from guard.detect_cli import unique
+    from guard.detect.cli import unique
 
     out = {}
     for source in sorted({name.split("_")[0] for name in pair_files(quick)}):
@@ -161,8 +161,8 @@ def shipped_fpr(scorer, detector, quick: bool) -> dict:
 
 def classifier(scorer, quick: bool, embedding: bool) -> dict:
     """Fit on xsum + writing (even pair indices); AUROC/TPR on their odd indices and on pubmed."""
-    from guard.calibrate import evaluate
-    from guard.checks.classifier import MachineTextClassifier
+    from guard.detect.calibrate import evaluate
+    from guard.detect.classifier import MachineTextClassifier
 
     names = pair_files(False)
     train_files = [n for n in names if n.startswith(("xsum", "writing"))]
@@ -176,7 +176,7 @@ def classifier(scorer, quick: bool, embedding: bool) -> dict:
         machine += m
     embedder = None
     if embedding:
-        from guard.embed import Embedder
+        from guard.models.embedder import Embedder
 
         embedder = Embedder()
     model = MachineTextClassifier(scorer, embedder, features="profile", head="mlp").fit(
@@ -209,8 +209,8 @@ def classifier(scorer, quick: bool, embedding: bool) -> dict:
 def watermark(lm, quick: bool) -> dict:
     """Generate watermarked samples on CPU from prompts (the first 30 words of human texts),
     detect them and the human texts."""
-    from guard.checks.watermark import GreenListDetector, generate_watermarked
-    from guard.detect_cli import unique
+    from guard.detect.cli import unique
+    from guard.detect.watermark import GreenListDetector, generate_watermarked
 
     n_samples, n_human = (8, 100) if quick else (40, None)
     human = []
@@ -252,9 +252,9 @@ def run(quick: bool = False) -> dict:
     """Every section; a JSON-able dict (``{"skipped": True, ...}`` without the data or model)."""
     import torch
 
-    from guard.checks.classifier import DEFAULT_DETECTOR, MachineTextClassifier
-    from guard.checks.zeroshot import ZeroShotScorer
-    from guard.lm import default_model_dir, load_causal_lm
+    from guard.detect.classifier import DEFAULT_DETECTOR, MachineTextClassifier
+    from guard.detect.zeroshot import ZeroShotScorer
+    from guard.models.causal_lm import default_model_dir, load_causal_lm
 
     if not DATA.exists():
         return {"skipped": True, "reason": f"{DATA} is absent"}

@@ -3,7 +3,7 @@
     python bench/detect_fit.py --pool build/pool/pool.jsonl [--out bench/detect_fit_results.json]
         [--ship]
 
-The pool comes from ``guard detect make-pool`` (``guard.detect_pool``). Every text of the
+The pool comes from ``guard detect make-pool`` (``guard.detect.pool``). Every text of the
 selection below is scored once by SmolLM2-135M (one forward pass, cached per text in
 ``build/pool/cache``); everything after that is arithmetic on the feature tables.
 
@@ -23,7 +23,7 @@ selection below is scored once by SmolLM2-135M (one forward pass, cached per tex
 3. Figures on the report split, the Fast-DetectGPT files and the old default detector (the
    low-entropy log-likelihood, direction higher) for comparison, with bootstrap intervals.
 
-``--ship`` writes the fitted detector to ``guard/checks/default_detector/classifier.json``.
+``--ship`` writes the fitted detector to ``guard/detect/default_detector/classifier.json``.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def select(pool: list[dict], shared_data: Path) -> list[dict]:
 def unseen_pairs(shared_data: Path) -> dict[str, tuple[list[str], list[str]]]:
     """File name -> (human, machine) texts of the XSum / WritingPrompts Fast-DetectGPT pairs
     from index UNSEEN_PAIRS on: neither half was fitted."""
-    from guard.detect_cli import read_pairs
+    from guard.detect.cli import read_pairs
 
     out = {}
     for source in ("xsum", "writing"):
@@ -130,7 +130,7 @@ class Table:
         self.usable = ~scores.too_short
 
     def features(self, feature_set: str) -> np.ndarray:
-        from guard.checks.classifier import FEATURE_SETS, feature_table
+        from guard.detect.classifier import FEATURE_SETS, feature_table
 
         return feature_table(self.scores, FEATURE_SETS[feature_set])
 
@@ -158,7 +158,7 @@ def balanced_weights(table: Table, rows: np.ndarray) -> np.ndarray:
 
 
 def fit_model(table: Table, rows: np.ndarray, settings: dict, scorer):
-    from guard.checks.classifier import MachineTextClassifier
+    from guard.detect.classifier import MachineTextClassifier
 
     rows = rows[table.usable[rows]]
     params = {key: value for key, value in settings.items() if key != "features"}
@@ -183,8 +183,8 @@ def out_of_fold(table, settings, scorer, train_mask: np.ndarray, test_mask: np.n
 
 
 def auroc_ci(human: np.ndarray, machine: np.ndarray) -> dict:
-    """``guard.calibrate.separation_figures`` of the scored (non-NaN) texts, rounded, with counts."""
-    from guard.calibrate import separation_figures
+    """``guard.detect.calibrate.separation_figures`` of the scored (non-NaN) texts, rounded, with counts."""
+    from guard.detect.calibrate import separation_figures
 
     human, machine = human[~np.isnan(human)], machine[~np.isnan(machine)]
     out = {"n_human": len(human), "n_machine": len(machine)}
@@ -231,7 +231,7 @@ def domain_robust_threshold(scores: np.ndarray, domains: np.ndarray) -> float:
     """The larger of the conformal TARGET_FPR threshold of all ``scores`` (out-of-domain human
     log-odds) and each domain's conformal DOMAIN_FPR_CAP threshold: no domain that was seen
     while choosing it is flagged above the cap."""
-    from guard.calibrate import conformal_threshold
+    from guard.detect.calibrate import conformal_threshold
 
     per_domain = [conformal_threshold(scores[domains == d], DOMAIN_FPR_CAP) for d in np.unique(domains)]
     return max(conformal_threshold(scores, TARGET_FPR), *per_domain)
@@ -241,7 +241,7 @@ def nested_domain_fpr(table: Table, lodo_scores: np.ndarray) -> dict:
     """Per fitting domain: its human FPR at the threshold that the other domains'
     out-of-domain human scores give, by the pooled rule alone (conformal at TARGET_FPR) and by
     ``domain_robust_threshold`` (the shipped rule)."""
-    from guard.calibrate import conformal_threshold
+    from guard.detect.calibrate import conformal_threshold
 
     fit_human = (table.split == "fit") & (table.label == 0) & table.usable
     out = {}
@@ -283,7 +283,7 @@ def report_figures(table: Table, scores: np.ndarray, threshold: float) -> dict:
 
 
 def fpr_by_length(table: Table, scores: np.ndarray, threshold: float, rows: np.ndarray) -> list[dict]:
-    from guard.calibrate import fpr_by_length as buckets
+    from guard.detect.calibrate import fpr_by_length as buckets
 
     return buckets(scores[rows], table.scores.n_tokens_scored[rows], threshold, 32)
 
@@ -313,10 +313,10 @@ def old_default_values(scores) -> np.ndarray:
 def run(pool_path: Path, shared_data: Path, ship: bool) -> dict:
     import torch
 
-    from guard.checks.classifier import DEFAULT_DETECTOR
-    from guard.checks.zeroshot import ZeroShotScorer
-    from guard.detect_pool import read_pool
-    from guard.lm import load_causal_lm
+    from guard.detect.classifier import DEFAULT_DETECTOR
+    from guard.detect.pool import read_pool
+    from guard.detect.zeroshot import ZeroShotScorer
+    from guard.models.causal_lm import load_causal_lm
 
     torch.set_num_threads(1)
     records = select(read_pool(pool_path), shared_data)

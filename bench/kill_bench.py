@@ -13,7 +13,7 @@ byte-identical to an uninterrupted run's. Where the kill landed is read off the 
 commit (store unchanged), during it (new store files, the manifest not yet replaced), after it
 (outputs not published), during publication (one output published) or after it.
 
-``tests/test_crash_safety.py`` runs a few trials through ``trial``. Records are synthetic: random
+``tests/test_filter_crash_safety.py`` runs a few trials through ``trial``. Records are synthetic: random
 words, every tenth record followed by an upper-cased exact copy and every seventh by a near copy,
 so all three verdicts (kept, exact, near) and the store's ``already_ingested`` occur.
 """

@@ -55,10 +55,10 @@ sys.path.insert(0, str(BENCH))
 from run import machine_info
 
 from guard.config import load_config
-from guard.corpora import wikitext_paragraphs
-from guard.hashing import band_keys
-from guard.pipeline import Guard
-from guard.segments import Segment, SegmentStack
+from guard.data.corpora import wikitext_paragraphs
+from guard.dedup.hashing import band_keys
+from guard.dedup.segments import Segment, SegmentStack
+from guard.filter.pipeline import Guard
 
 
 def sentences(directory: Path) -> list[str]:

@@ -69,7 +69,7 @@ def corpus_texts(n: int) -> tuple[list[str], str]:
     salad when WikiText-2 is absent."""
     rng = random.Random(SEED)
     if (WIKITEXT / "valid.txt").exists():
-        from guard.corpora import wikitext_paragraphs
+        from guard.data.corpora import wikitext_paragraphs
 
         windows = [
             " ".join(words[lo : lo + WINDOW_WORDS])

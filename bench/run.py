@@ -47,12 +47,12 @@ from datasketch_filter import DatasketchDedup, shingles
 
 import guard
 from guard.config import GuardConfig, NearConfig, fingerprint, load_config
-from guard.corpora import mutually_distinct, wikitext_paragraphs
-from guard.hashing import MinHasher, band_keys, text_signatures
-from guard.pipeline import Guard
-from guard.plant import plant_duplicates, plant_paraphrases
-from guard.segments import Segment
-from guard.store import Store
+from guard.data.corpora import mutually_distinct, wikitext_paragraphs
+from guard.data.plant import plant_duplicates, plant_paraphrases
+from guard.dedup.hashing import MinHasher, band_keys, text_signatures
+from guard.dedup.segments import Segment
+from guard.dedup.store import Store
+from guard.filter.pipeline import Guard
 from guard.text import NormalizedBatch, normalize
 
 LEXICAL_CONFIG = REPO / "configs" / "guard" / "lexical.yaml"
@@ -637,12 +637,12 @@ QUERIES = 1_000
 
 def bench_semantic(sizes: dict, work: Path) -> dict:
     """Section 5, or a skip record when the offline MiniLM package is missing."""
-    from guard.embed import DEFAULT_PACKAGE, default_model_path
+    from guard.models.embedder import DEFAULT_PACKAGE, default_model_path
 
     if default_model_path() is None:
         return {
             "skipped": True,
-            "reason": f"no offline embedder: guard.embed.default_model_path() is None "
+            "reason": f"no offline embedder: guard.models.embedder.default_model_path() is None "
             f"(the PyPI package {DEFAULT_PACKAGE.replace('_', '-')} is not installed)",
         }
     import torch
@@ -695,7 +695,7 @@ def bench_semantic(sizes: dict, work: Path) -> dict:
 
 
 def semantic_rule(check) -> dict:
-    """The match rule a SemanticDuplicateCheck applies (see guard.checks.semantic)."""
+    """The match rule a SemanticDuplicateCheck applies (see guard.dedup.semantic)."""
     config = check.config
     return {
         "threshold": config.threshold,
@@ -710,7 +710,7 @@ def semantic_throughput(texts: list[str]) -> dict:
     semantic-only Guard.annotate over the same distinct texts, in one batch."""
     import torch
 
-    from guard.embed import Embedder
+    from guard.models.embedder import Embedder
 
     embedder = Embedder()  # only its loaded tokenizer and model are used
     tokenizer, model = embedder.tokenizer, embedder.model
@@ -877,7 +877,7 @@ def semantic_paraphrases(originals: list[str], sizes: dict, work: Path):
 def semantic_semdedup(records: list[dict], guard_) -> dict:
     """(c) range search against SemDeDup (default and other cluster counts) on section b's
     embeddings at its cosine threshold (cosine alone: SemDeDup has no word-overlap rule)."""
-    from guard.semdedup import range_dedup, semdedup
+    from guard.dedup.semdedup import range_dedup, semdedup
 
     texts = [r["text"] for r in records]
     start = time.perf_counter()
@@ -950,7 +950,7 @@ def bench_vector_index(n: int, exact_max: int | None, dim: int = 384) -> dict:
     import faiss
 
     from guard.config import SemanticConfig
-    from guard.vector_index import VectorIndex
+    from guard.dedup.vector_index import VectorIndex
 
     semantic = SemanticConfig()
     exact_max = exact_max or semantic.exact_search_max
@@ -1015,7 +1015,7 @@ def bench_vector_index(n: int, exact_max: int | None, dim: int = 384) -> dict:
         "threads_note": "VectorIndex sets FAISS's OpenMP threads from OMP_NUM_THREADS, which this "
         "benchmark pins to 1 (BLAS too); the flat index runs under the same setting",
         "ivf": {
-            "what": "guard.vector_index.VectorIndex(384"
+            "what": "guard.dedup.vector_index.VectorIndex(384"
             + ("" if exact_max == semantic.exact_search_max else f", exact_max={exact_max}")
             + "): flat until exact_max, then IVF-SQ8 trained on what it holds",
             **ivf_info,

@@ -6,16 +6,19 @@ when the object that needs them is used, so ``guard filter`` starts fast.
 
 __version__ = "0.1.0"
 
-__all__ = ["Guard", "annotate", "__version__"]
+__all__ = ["Guard", "__version__"]
 
 
 def __getattr__(name):
     if name == "Guard":
-        from guard.pipeline import Guard
+        from guard.filter.pipeline import Guard
 
         return Guard
     if name == "annotate":
-        from guard.pipeline import annotate
-
-        return annotate
+        # It ran one process-wide Guard, so a second dataset.map(guard.annotate) saw the first
+        # dataset as already ingested.
+        raise AttributeError(
+            "guard.annotate was removed: it kept one hidden, process-wide dedup state; "
+            "make the state explicit with guard.Guard(config).annotate"
+        )
     raise AttributeError(f"module 'guard' has no attribute {name!r}")

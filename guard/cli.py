@@ -15,20 +15,21 @@ import sys
 import threading
 import traceback
 
-from guard.cycle import add_cycle_command
-from guard.detect_cli import add_detect_command
+from guard.dedup.store_cli import add_store_command
+from guard.detect.cli import add_detect_command
 from guard.errors import GuardError
+from guard.filter.cycle import add_cycle_command
 from guard.harness.cli import add_experiment_command
 from guard.metrics.cli import add_metrics_command
-from guard.store_cli import add_store_command
 
 
 def _check_paths(args) -> None:
     """Fail before any work when an input names nothing, a format is unknown, or two paths
     collide (an output that is an input, or two outputs that are one). Folders of shards and
     globs in ``args.inputs`` are replaced by the files they stand for."""
-    from guard.inputs import expand_inputs
-    from guard.io import check_output_paths, detect_format
+    from guard.io.inputs import expand_inputs
+    from guard.io.readers import detect_format
+    from guard.io.writers import check_output_paths
 
     given, args.inputs = args.inputs, expand_inputs(args.inputs)
     detect_format(args.out)
@@ -40,7 +41,7 @@ def _check_paths(args) -> None:
 
 def _filter(args) -> int:
     from guard.config import load_config
-    from guard.pipeline import Guard
+    from guard.filter.pipeline import Guard
 
     config = load_config(args.config)
     overrides = {
@@ -70,8 +71,8 @@ def _filter(args) -> int:
 
 
 def _semdedup(args) -> int:
-    from guard.embed import Embedder
-    from guard.semdedup import semdedup_files
+    from guard.dedup.semdedup import semdedup_files
+    from guard.models.embedder import Embedder
 
     _check_paths(args)
     if not 0.0 < args.eps < 1.0:
@@ -86,7 +87,7 @@ def _semdedup(args) -> int:
 
 
 def _demo(args) -> int:
-    from guard.demo import run_demo
+    from guard.data.demo import run_demo
 
     return run_demo(args.out_dir)
 

@@ -76,7 +76,7 @@ class NearConfig(_Strict):
         """(bands, rows): the configured ones, else the S-curve optimum for the threshold."""
         if self.bands is not None:
             return self.bands, self.rows
-        from guard.hashing import lsh_params
+        from guard.dedup.hashing import lsh_params
 
         return lsh_params(
             self.threshold, self.num_perm, self.false_positive_weight, self.false_negative_weight
@@ -117,7 +117,7 @@ class SemanticConfig(_Strict):
     def is_enabled(self) -> bool:
         """``enabled``, with ``auto`` resolved by whether the embedder can be loaded."""
         if self.enabled == "auto":
-            from guard.embed import embedder_available
+            from guard.models.embedder import embedder_available
 
             return embedder_available(self.model)
         return self.enabled

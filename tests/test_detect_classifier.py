@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from conftest import tiny_samples
 
-from guard.calibrate import auroc
-from guard.checks.classifier import MachineTextClassifier
-from guard.checks.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
+from guard.detect.calibrate import auroc
+from guard.detect.classifier import MachineTextClassifier
+from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
 from guard.errors import GuardError
 
 
 class HashEmbedder:
-    """A stand-in for ``guard.embed.Embedder``: 4 numbers per text from its characters."""
+    """A stand-in for ``guard.models.embedder.Embedder``: 4 numbers per text from its characters."""
 
     model_id = "hash-embedder"
     dim = 4

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from conftest import tiny_samples
 
-from guard.calibrate import calibrate
-from guard.checks.watermark import generate_watermarked
-from guard.checks.zeroshot import ZeroShotScorer
 from guard.cli import main
 from guard.config import load_config
+from guard.detect.calibrate import calibrate
+from guard.detect.watermark import generate_watermarked
+from guard.detect.zeroshot import ZeroShotScorer
 from guard.errors import GuardError
-from guard.lm import load_causal_lm
-from guard.pipeline import Guard
+from guard.filter.pipeline import Guard
+from guard.models.causal_lm import load_causal_lm
 
 MIN_TOKENS = 20
 

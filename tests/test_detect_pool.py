@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-import guard.detect_pool as pool
-from guard.detect_pool import TrigramModel, build_pool, generate_continuations
+import guard.detect.pool as pool
+from guard.detect.pool import TrigramModel, build_pool, generate_continuations
 
 
 def test_trigram_model_mixes_trigram_bigram_and_unigram():

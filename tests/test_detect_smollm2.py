@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from guard.checks.classifier import DEFAULT_DETECTOR, MachineTextClassifier
-from guard.checks.zeroshot import ZeroShotScorer
-from guard.detect_cli import read_pairs
-from guard.pipeline import Guard
+from guard.detect.classifier import DEFAULT_DETECTOR, MachineTextClassifier
+from guard.detect.cli import read_pairs
+from guard.detect.zeroshot import ZeroShotScorer
+from guard.filter.pipeline import Guard
 
 MACHINE_YAML = Path(__file__).resolve().parents[1] / "configs" / "guard" / "machine.yaml"
 DETECT = SHARED_DATA / "detect"
@@ -55,7 +55,7 @@ def test_filter_with_machine_yaml_on_real_text(smollm2, xsum_chatgpt, tmp_path):
 def test_human_text_full_of_one_token_is_not_watermarked(smollm2, wikitext_dir):
     """WikiText's ``<unk>`` gives many n-grams one selfhash seed; counted as independent
     trials they made 17 of 200 test paragraphs look watermarked (median z 1.46)."""
-    from guard.checks.watermark import GreenListDetector
+    from guard.detect.watermark import GreenListDetector
     from guard.harness.families._textdata import read_texts
 
     paragraphs = [t for t in read_texts(str(wikitext_dir / "test.txt")) if t.count("<unk>") >= 5]
@@ -76,7 +76,7 @@ def test_the_shipped_detector_flags_smollm2_samples_at_temperature_one(smollm2, 
     """SmolLM2's own temperature-1 continuations of WikiText-2 *test* paragraphs (never in the
     detector's pool: it holds other samples of other paragraphs) mostly score above the
     paragraphs, where the old default ranked them below."""
-    from guard.detect_pool import generate_continuations, prompt_of
+    from guard.detect.pool import generate_continuations, prompt_of
 
     paragraphs = [
         line.strip()
@@ -86,7 +86,7 @@ def test_the_shipped_detector_flags_smollm2_samples_at_temperature_one(smollm2, 
     prompts = [prompt_of(text, False) for text in paragraphs]
     machine = generate_continuations(smollm2, prompts, "t1.0", 128, seed=7)
     detector = MachineTextClassifier.load(DEFAULT_DETECTOR, ZeroShotScorer(smollm2))
-    from guard.calibrate import auroc
+    from guard.detect.calibrate import auroc
 
     human_scores, machine_scores = detector.decision_function(paragraphs), detector.decision_function(machine)
     # measured on 100 such samples: 0.76 (bench/detect_fit.py); the old one-direction default

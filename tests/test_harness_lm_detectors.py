@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from guard.checks.zeroshot import STATISTICS
+from guard.detect.zeroshot import STATISTICS
 from guard.harness.detectors import Pool
 from guard.harness.families import lm
 from guard.harness.lm_detectors import (

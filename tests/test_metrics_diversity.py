@@ -145,7 +145,7 @@ def test_ngram_stats_in_chunks_equal_one_shot(stdlib_texts):
 
 
 def test_a_hugging_face_tokenizer_gives_its_own_tokens():
-    from guard.embed import default_model_path
+    from guard.models.embedder import default_model_path
 
     path = default_model_path()
     if path is None:

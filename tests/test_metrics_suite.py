@@ -151,7 +151,7 @@ def test_kinds_and_inputs_are_checked():
 
 
 def test_collapsed_wikitext_loses_lexical_diversity(wikitext_dir):
-    from guard.corpora import wikitext_paragraphs
+    from guard.data.corpora import wikitext_paragraphs
 
     paragraphs = wikitext_paragraphs(wikitext_dir)
     order = np.random.default_rng(2).permutation(len(paragraphs))

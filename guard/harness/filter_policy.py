@@ -94,7 +94,7 @@ class Filtered:
     def _guard(self, store: Path, dedup_only: bool = False):
         """A Guard on ``store`` with the configured checks (``dedup_only``: the machine check
         off). Models are loaded once and shared with every later Guard."""
-        from guard.pipeline import Guard
+        from guard.filter.pipeline import Guard
 
         config = self.config
         if dedup_only:
@@ -181,7 +181,7 @@ class Filtered:
 def _check_arguments(guard, prefix: str, start: int, texts: list[str]):
     """``Guard.check``'s arguments for ``texts``: ids ``<prefix>-<position>``, and the input
     reason of texts that cannot be checked (an empty sample)."""
-    from guard.io import text_problem
+    from guard.io.readers import text_problem
 
     field = guard.config.input.text_field
     problems = [text_problem({field: text}, field) for text in texts]

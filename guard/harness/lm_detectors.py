@@ -3,7 +3,7 @@
 
 * ``TokenStatisticsDetector``: the project's own detector. Each record is read once by the
   current generation's model (white box: the model that wrote the synthetic candidates) and
-  described by the one-forward-pass statistics of ``guard.checks.zeroshot.token_statistics``
+  described by the one-forward-pass statistics of ``guard.detect.zeroshot.token_statistics``
   (log-likelihood, log-rank, entropy, GLTR top-10 share, analytic Fast-DetectGPT, single-model
   Binoculars) plus its surprise profile (the lowest, second-lowest and fourth-lowest token
   log-likelihoods and the share of tokens the model gave less than 1 %), and by one feature
@@ -49,7 +49,7 @@ def record_features(trainer: CausalTrainer, model, records: np.ndarray) -> np.nd
     non-finite values (a zero-variance Fast-DetectGPT) become 0."""
     import torch
 
-    from guard.checks.zeroshot import STATISTICS, token_statistics
+    from guard.detect.zeroshot import STATISTICS, token_statistics
 
     rows = []
     n_logits = records.shape[1] * trainer.n_language

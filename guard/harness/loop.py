@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from guard.durable import atomic_path
 from guard.errors import GuardError
 from guard.harness.config import ExperimentConfig, dump_config, load_experiment_config
 from guard.harness.families import family_module
 from guard.harness.filter_policy import FILTER_DIRECTIONS
 from guard.harness.policies import POOL_DIRECTIONS, Generation, Policy, build_policy, parse_condition
+from guard.io.durable import atomic_path
 
 LEDGER = "ledger.jsonl"
 CONFIG = "config.yaml"

@@ -96,7 +96,7 @@ def check_judging_arguments(args) -> None:
 
 def check_files(paths) -> None:
     """GuardError naming the first of ``paths`` that is missing or of no known format."""
-    from guard.io import detect_format
+    from guard.io.readers import detect_format
 
     for path in paths:
         if not Path(path).exists():
@@ -106,7 +106,7 @@ def check_files(paths) -> None:
 
 def read_texts(path: str, text_field: str) -> list[str]:
     """The usable texts of a record file (unusable records are skipped); GuardError if none."""
-    from guard.io import iter_record_batches
+    from guard.io.readers import iter_record_batches
 
     texts = [
         record.text
@@ -146,10 +146,10 @@ def _run_metrics(args) -> int:
 
 
 def load_embedder(name: str | None, *, progress: bool):
-    """The ``guard.embed.Embedder`` named ``name`` (None: the default), or None for 'none'."""
+    """The ``guard.models.embedder.Embedder`` named ``name`` (None: the default), or None for 'none'."""
     if (name or "").lower() == "none":
         return None
-    from guard.embed import Embedder
+    from guard.models.embedder import Embedder
 
     return Embedder(name, progress=progress)
 

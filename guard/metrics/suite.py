@@ -11,7 +11,7 @@ side keeps a fixed-size, fixed-seed uniform sample (bottom-k of a hash of the st
 so the sample does not depend on the batch sizes), and Self-BLEU, the compression ratio, MMD,
 the MAUVE-style divergence, PRDC and (for plain vectors) the RBF Vendi score are computed on it.
 
-Texts are embedded with ``guard.embed.Embedder`` (default all-MiniLM-L6-v2) unless their
+Texts are embedded with ``guard.models.embedder.Embedder`` (default all-MiniLM-L6-v2) unless their
 vectors are given; plain vectors (kind "vectors") get no lexical metrics, their Vendi score
 uses random Fourier features of the RBF kernel with the reference's median-heuristic
 bandwidth, and their per-sample scalar is the L2 norm.
@@ -216,7 +216,7 @@ class SideSummary:
 
 @functools.cache
 def _default_embedder():
-    from guard.embed import Embedder
+    from guard.models.embedder import Embedder
 
     return Embedder()
 
@@ -231,7 +231,7 @@ class StreamingSuite:
         kind: "text" or "vectors".
         options: ``SuiteOptions`` (default: the defaults).
         embedder: object with ``encode(list[str]) -> (n, d)`` for texts without vectors
-            (default: ``guard.embed.Embedder()``, loaded on first use).
+            (default: ``guard.models.embedder.Embedder()``, loaded on first use).
         tokenizer: a Hugging Face tokenizer instead of the default word tokenizer.
         score_fn: texts -> (n,) per-sample scores (e.g. NLL under a reference model) for
             texts given without scores; KS and Wasserstein of the scores are then reported.
@@ -360,7 +360,7 @@ def compute_suite(reference, candidate, *, kind: str = "text", **suite_kwargs) -
 
 
 def embed_samples(samples: Samples, embedder=None) -> Samples:
-    """``samples`` with vectors from ``embedder`` (default ``guard.embed.Embedder()``) when it
+    """``samples`` with vectors from ``embedder`` (default ``guard.models.embedder.Embedder()``) when it
     has texts and no vectors, so repeated suites (bands, generations) embed once."""
     if samples.texts is None or samples.vectors is not None:
         return samples

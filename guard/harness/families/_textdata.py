@@ -26,7 +26,7 @@ def read_texts(source: str, *, text_field: str = "text", split: str = "train") -
 
     ``source`` is a plain-text file (.txt, .text, .raw: blank-line separated paragraphs when the
     file has blank lines, else one text per line), a record file or saved dataset directory that
-    ``guard.io`` reads (texts from ``text_field``), or ``hf:NAME`` / ``hf:NAME:CONFIG``, a Hugging
+    ``guard.io.readers`` reads (texts from ``text_field``), or ``hf:NAME`` / ``hf:NAME:CONFIG``, a Hugging
     Face dataset that must already be in the local cache (its ``split``; nothing is downloaded).
     """
     if source.startswith(HF_PREFIX):
@@ -43,7 +43,7 @@ def read_texts(source: str, *, text_field: str = "text", split: str = "train") -
         else:
             texts = lines
     else:
-        from guard.io import iter_record_batches
+        from guard.io.readers import iter_record_batches
 
         texts = [
             record.text for batch in iter_record_batches(path, text_field=text_field) for record in batch
@@ -111,7 +111,7 @@ class ByteTokenizer:
 
 
 class PretrainedTokenizer:
-    """A Hugging Face tokenizer (of a ``guard.lm.CausalLM``); texts separated by its end-of-text
+    """A Hugging Face tokenizer (of a ``guard.models.causal_lm.CausalLM``); texts separated by its end-of-text
     token."""
 
     def __init__(self, tokenizer):

@@ -1,6 +1,6 @@
 """Training, scoring and sampling the causal LMs of the ``lm`` family: a transformers GPT-2 built
 from a small ``GPT2Config`` and trained from scratch, or any Hugging Face causal LM loaded through
-``guard.lm`` and fine-tuned.
+``guard.models.causal_lm`` and fine-tuned.
 
 Token records are (n, L) int64 arrays of language tokens. The network reads a start token
 (``start_id``) followed by the first L - 1 tokens, so its L predictions are those of tokens 1..L;
@@ -41,7 +41,7 @@ class CausalTrainer:
         params: the ``lm`` family's Params (network, training and sampling fields).
         n_language: language tokens (ids 0..n_language-1 for a network of ours).
         seq_len: L, tokens per record.
-        base: a loaded ``guard.lm.CausalLM`` to fine-tune, or None for a GPT-2 from ``params``
+        base: a loaded ``guard.models.causal_lm.CausalLM`` to fine-tune, or None for a GPT-2 from ``params``
             (its vocabulary: the language tokens then the start token).
     """
 

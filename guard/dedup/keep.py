@@ -1,0 +1,67 @@
+"""The keep rule every duplicate check applies: first seen wins.
+
+Records have a seniority: the store's rows first (in the order they were committed), then this
+run's records in the order they arrived. A record is a duplicate of the most senior record it
+matches that is kept (not itself a duplicate); a record that matches nothing kept is kept.
+
+One rule, two entry points, by where the earlier side of a match lies:
+- ``most_senior``: against a reference whose rows are all kept (the store, the run so far),
+  where seniority is the row number;
+- ``resolve_in_order``: among the records being decided (a batch, a cluster), where a later
+  record's earlier match counts only if that match was itself kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def most_senior(queries: np.ndarray, rows: np.ndarray, similarity: np.ndarray):
+    """For each query with at least one matching reference row, the most senior (lowest) row.
+
+    Args:
+        queries, rows: (p,) int64, the matching pairs (query position, reference row).
+        similarity: (p,) the similarity of each pair.
+    Returns:
+        (queries, rows, similarity) of the winning pairs, one per matched query, by query.
+    """
+    order = np.lexsort((rows, queries))
+    queries, rows, similarity = queries[order], rows[order], similarity[order]
+    first = np.concatenate(([True], queries[1:] != queries[:-1])) if len(queries) else np.zeros(0, bool)
+    return queries[first], rows[first], similarity[first]
+
+
+def resolve_in_order(earlier: np.ndarray, later: np.ndarray, similarity: np.ndarray, kept: np.ndarray):
+    """Decide later records in order, each a duplicate of its most senior earlier match that is
+    still kept; ``kept`` is updated in place.
+
+    Args:
+        earlier, later: (p,) int64 positions of matching pairs, earlier < later.
+        similarity: (p,) the similarity of each pair.
+        kept: (n,) bool by position; False for records already known to be duplicates (they
+            are never the kept side of a pair, and are not decided again).
+    Returns:
+        (duplicates, matches, similarity): each newly found duplicate's position, the position
+        of the record it duplicates and that pair's similarity, by position.
+    """
+    order = np.lexsort((earlier, later))
+    earlier, later, similarity = earlier[order], later[order], similarity[order]
+    if not len(later):
+        return later, earlier, similarity
+    starts = np.flatnonzero(np.concatenate(([True], later[1:] != later[:-1])))
+    ends = np.append(starts[1:], len(later))
+    involved = np.unique(np.concatenate((earlier, later)))
+    alive = dict(zip(involved.tolist(), kept[involved].tolist()))  # O(pairs), not O(n)
+    candidates = earlier.tolist()
+    taken = []
+    for start, end, record in zip(starts.tolist(), ends.tolist(), later[starts].tolist()):
+        if not alive[record]:
+            continue
+        for j in range(start, end):
+            if alive[candidates[j]]:
+                alive[record] = False
+                taken.append(j)
+                break
+    taken = np.array(taken, dtype=np.int64)
+    kept[later[taken]] = False
+    return later[taken], earlier[taken], similarity[taken]

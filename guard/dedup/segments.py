@@ -1,0 +1,398 @@
+"""Segments: the dedup keys of a run of kept records, as fixed-width arrays.
+
+A **segment** holds exact hashes (uint64, sorted), MinHash signatures (uint32) and, per LSH
+band, the band keys (uint32, sorted) with the row each came from, plus the ids. Segments never
+change once built; searching many is searching each. Record seniority ("first seen wins") is
+segment order, then row order. A ``SegmentStack`` is the segments of a run (merged as they
+grow) or of a store, searched as one. Signatures, two thirds of a segment's bytes, are kept as
+row blocks (``ChunkedRows``) that a merge shares instead of copying, so a merge allocates only
+the new sorted keys and ids (~270 bytes a record of ~780).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xxhash
+
+from guard.dedup.keep import most_senior
+from guard.io.durable import fsync_path
+
+_ARRAYS = ("exact_hashes", "exact_rows", "signatures", "band_keys", "band_rows", "id_offsets")
+
+# Row blocks smaller than this are joined into one when segments merge (copying < 2 MiB at a
+# time), so that many small batches do not leave a signature array in thousands of pieces.
+MIN_CHUNK_BYTES = 1 << 20
+
+
+class ChunkedRows:
+    """A (n, width) array held as consecutive row blocks. ``join`` shares the blocks of its
+    parts (only blocks under ``MIN_CHUNK_BYTES`` are copied, joined together), so joining costs
+    no memory beyond the blocks themselves.
+
+    Attributes:
+        chunks: the blocks in row order, each (rows_i, width), one dtype.
+        starts: (len(chunks) + 1,) int64, the first row of each block, then n.
+    """
+
+    def __init__(self, chunks):
+        self.chunks = tuple(chunks)
+        self.starts = np.cumsum([0] + [len(c) for c in self.chunks], dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.starts[-1]), *self.chunks[0].shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.chunks[0].dtype
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.chunks)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), width) array of the given rows (int64, any order)."""
+        if len(self.chunks) == 1:
+            return np.asarray(self.chunks[0][rows])
+        block = np.searchsorted(self.starts, rows, side="right") - 1
+        order = np.argsort(block, kind="stable")
+        bounds = np.searchsorted(block[order], np.arange(len(self.chunks) + 1))
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        for i in np.flatnonzero(np.diff(bounds)):
+            picked = order[bounds[i] : bounds[i + 1]]
+            out[picked] = self.chunks[i][rows[picked] - self.starts[i]]
+        return out
+
+    @classmethod
+    def join(cls, parts: list[ChunkedRows]) -> ChunkedRows:
+        """The rows of ``parts`` in order; runs of consecutive small blocks are concatenated
+        until they reach ``MIN_CHUNK_BYTES``, larger blocks are shared as they are."""
+        chunks: list[np.ndarray] = []
+        small: list[np.ndarray] = []
+        for chunk in (c for part in parts for c in part.chunks):
+            if chunk.nbytes >= MIN_CHUNK_BYTES:
+                chunks += _concatenated(small)
+                chunks.append(chunk)
+                small = []
+                continue
+            small.append(chunk)
+            if sum(c.nbytes for c in small) >= MIN_CHUNK_BYTES:
+                chunks += _concatenated(small)
+                small = []
+        return cls(chunks + _concatenated(small))
+
+
+@dataclass(frozen=True)
+class QueryKeys:
+    """Band keys of a batch of queries, each band's column sorted (sorted queries make the
+    binary searches into a segment 2-3x faster than random ones).
+
+    Attributes:
+        sorted: (m, n_bands) uint32, each column sorted ascending.
+        order: (m, n_bands) int64, the query each entry of ``sorted`` belongs to.
+    """
+
+    sorted: np.ndarray
+    order: np.ndarray
+
+    @classmethod
+    def of(cls, keys: np.ndarray) -> QueryKeys:
+        """From (m, n_bands) uint32 band keys."""
+        order = np.argsort(keys, axis=0, kind="stable")
+        return cls(np.take_along_axis(keys, order, axis=0), order)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Dedup keys of ``n`` kept records.
+
+    Attributes:
+        id_blob: UTF-8 ids of all rows, concatenated; row i is
+            ``id_blob[id_offsets[i]:id_offsets[i + 1]]``.
+        id_offsets: (n + 1,) int64.
+        exact_hashes: (n,) uint64 normalised-text hashes, sorted ascending.
+        exact_rows: (n,) uint32 row of each entry of ``exact_hashes``.
+        signatures: (n, num_perm) uint32 MinHash signatures, in row order, as row blocks.
+        band_keys: (bands, n) uint32 band keys, each band's keys sorted ascending.
+        band_rows: (bands, n) uint32 row of each entry of ``band_keys``.
+    """
+
+    id_blob: bytes
+    id_offsets: np.ndarray
+    exact_hashes: np.ndarray
+    exact_rows: np.ndarray
+    signatures: ChunkedRows
+    band_keys: np.ndarray
+    band_rows: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.id_offsets) - 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the segment's keys and ids (~780 a record at 128 permutations and 30 bands,
+        plus its id), memory-mapped or not."""
+        return len(self.id_blob) + sum(getattr(self, name).nbytes for name in _ARRAYS)
+
+    @classmethod
+    def build(cls, ids: list[str], exact: np.ndarray, signatures: np.ndarray, bands: np.ndarray):
+        """A segment from rows in seniority order.
+
+        Args:
+            ids: n record ids.
+            exact: (n,) uint64 exact hashes.
+            signatures: (n, num_perm) uint32.
+            bands: (n, n_bands) uint32 band keys.
+        """
+        encoded = [i.encode("utf-8") for i in ids]
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        exact_rows = np.argsort(exact, kind="stable").astype(np.uint32)
+        band_rows = np.argsort(bands.T, axis=1, kind="stable").astype(np.uint32)
+        return cls(
+            id_blob=b"".join(encoded),
+            id_offsets=offsets,
+            exact_hashes=exact[exact_rows],
+            exact_rows=exact_rows,
+            signatures=ChunkedRows([np.ascontiguousarray(signatures)]),
+            band_keys=np.take_along_axis(bands.T, band_rows.astype(np.int64), axis=1),
+            band_rows=band_rows,
+        )
+
+    @classmethod
+    def merge(cls, segments: list[Segment]) -> Segment:
+        """One segment holding the rows of ``segments`` in order. Each sorted key array is a
+        linear merge of the segments' sorted runs (equal keys keep the older segment's rows
+        first), done band by band, so that beyond the result only one band's positions are
+        held at a time. The signatures are not copied: the result shares the segments' row
+        blocks. A merge of n records allocates ~(268 + id length) bytes per record (exact
+        hashes, band keys, ids), a third of what the segments hold."""
+        if len(segments) == 1:
+            return segments[0]
+        offsets = np.cumsum([0] + [s.n for s in segments[:-1]]).astype(np.uint32)
+        n = sum(s.n for s in segments)
+        exact_hashes, exact_rows = _merge_runs(
+            [s.exact_hashes for s in segments], [s.exact_rows for s in segments], offsets
+        )
+        bands = segments[0].band_keys.shape[0]
+        band_keys = np.empty((bands, n), dtype=np.uint32)
+        band_rows = np.empty((bands, n), dtype=np.uint32)
+        for band in range(bands):
+            band_keys[band], band_rows[band] = _merge_runs(
+                [s.band_keys[band] for s in segments], [s.band_rows[band] for s in segments], offsets
+            )
+        blob_starts = np.cumsum([0] + [len(s.id_blob) for s in segments[:-1]])
+        id_offsets = np.concatenate([[0]] + [s.id_offsets[1:] + b for s, b in zip(segments, blob_starts)])
+        return cls(
+            id_blob=b"".join(s.id_blob for s in segments),
+            id_offsets=id_offsets.astype(np.int64),
+            exact_hashes=exact_hashes,
+            exact_rows=exact_rows,
+            signatures=ChunkedRows.join([s.signatures for s in segments]),
+            band_keys=band_keys,
+            band_rows=band_rows,
+        )
+
+    def id_of(self, row: int) -> str:
+        return self.id_blob[self.id_offsets[row] : self.id_offsets[row + 1]].decode("utf-8")
+
+    def ids(self) -> list[str]:
+        blob, offsets = self.id_blob, self.id_offsets.tolist()
+        return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
+
+    def find_exact(self, hashes: np.ndarray) -> np.ndarray:
+        """(m,) int64 row holding each hash (the most senior if several), or -1."""
+        left = np.searchsorted(self.exact_hashes, hashes, side="left")
+        found = left < self.n
+        found[found] = self.exact_hashes[left[found]] == hashes[found]
+        rows = np.full(len(hashes), -1, dtype=np.int64)
+        rows[found] = self.exact_rows[left[found]]
+        return rows
+
+    def band_matches(self, query_keys: QueryKeys) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (query, row) sharing at least one band key, each pair once, sorted by query
+        then row."""
+        queries, rows = [], []
+        for band in range(self.band_keys.shape[0]):
+            sorted_keys = self.band_keys[band]
+            wanted = query_keys.sorted[:, band]
+            left = np.searchsorted(sorted_keys, wanted, side="left")
+            found = np.flatnonzero(left < self.n)
+            found = found[sorted_keys[left[found]] == wanted[found]]
+            if not found.size:
+                continue
+            left = left[found]
+            counts = np.searchsorted(sorted_keys, wanted[found], side="right") - left
+            position = np.repeat(left - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            queries.append(np.repeat(query_keys.order[found, band], counts))
+            rows.append(self.band_rows[band][position].astype(np.int64))
+        if not queries:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        pair_keys = np.unique(np.concatenate(queries) * self.n + np.concatenate(rows))
+        return pair_keys // self.n, pair_keys % self.n
+
+    def digest(self) -> str:
+        """32 hex digits identifying the segment's content (ids and every key array)."""
+        hasher = xxhash.xxh3_128(self.id_blob)
+        for name in _ARRAYS:
+            array = getattr(self, name)
+            hasher.update(f"{name}{array.dtype.str}{array.shape}".encode())
+            for piece in self._pieces(name):
+                hasher.update(piece.data)
+        return hasher.hexdigest()
+
+    def _pieces(self, name: str) -> list[np.ndarray]:
+        """The array ``name`` as C-contiguous pieces that, one after the other, are its bytes."""
+        array = getattr(self, name)
+        if isinstance(array, ChunkedRows):
+            return [np.ascontiguousarray(c) for c in array.chunks]
+        return [np.ascontiguousarray(array)]
+
+    def save(self, directory: Path) -> None:
+        """Write the segment into the new folder ``directory``, every file and the folder
+        flushed to the disk."""
+        directory.mkdir(parents=True)
+        _write_durably(directory / "ids.bin", [self.id_blob])
+        for name in _ARRAYS:
+            array = getattr(self, name)
+            header = io.BytesIO()
+            descr = np.lib.format.dtype_to_descr(array.dtype)
+            np.lib.format.write_array_header_1_0(
+                header, {"descr": descr, "fortran_order": False, "shape": array.shape}
+            )
+            pieces = [p.data for p in self._pieces(name)]
+            _write_durably(directory / f"{name}.npy", [header.getvalue(), *pieces])
+        fsync_path(directory)
+
+    def problem(self, num_perm: int, bands: int) -> str | None:
+        """What is inconsistent in this segment for a store of ``num_perm`` permutations and
+        ``bands`` LSH bands (shapes, id offsets, key order), or None. Reads every key."""
+        n = self.n
+        shapes = {
+            "exact_hashes": (n,), "exact_rows": (n,), "signatures": (n, num_perm),
+            "band_keys": (bands, n), "band_rows": (bands, n),
+        }  # fmt: skip
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                return f"{name} has shape {getattr(self, name).shape}, expected {shape} for {n} records"
+        if n and (self.id_offsets[0] != 0 or self.id_offsets[-1] != len(self.id_blob)):
+            return f"id offsets do not cover ids.bin ({len(self.id_blob)} bytes)"
+        for name in ("id_offsets", "exact_hashes", "band_keys"):
+            keys = getattr(self, name)
+            if np.any(keys[..., 1:] < keys[..., :-1]):
+                return f"{name} out of order"
+        if np.any(self.exact_rows >= max(n, 1)) or np.any(self.band_rows >= max(n, 1)):
+            return "row numbers beyond the segment"
+        return None
+
+    @classmethod
+    def load(cls, directory: Path) -> Segment:
+        """Arrays memory-mapped read-only: only the pages a search touches are read."""
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        arrays["signatures"] = ChunkedRows([arrays["signatures"]])
+        return cls(id_blob=(directory / "ids.bin").read_bytes(), **arrays)
+
+
+class SegmentStack:
+    """Segments searched as one, oldest first. ``append`` merges the newest segments while
+    the last is at least half the size of the one before, so a run of many small batches
+    keeps O(log n) segments."""
+
+    def __init__(self, segments: list[Segment] | None = None, merge: bool = True):
+        self.segments = list(segments or [])
+        self.merge = merge
+
+    def __len__(self) -> int:
+        return sum(s.n for s in self.segments)
+
+    def append(self, segment: Segment) -> None:
+        if segment.n == 0:
+            return
+        self.segments.append(segment)
+        while self.merge and len(self.segments) >= 2 and (2 * self.segments[-1].n >= self.segments[-2].n):
+            last = self.segments.pop()
+            self.segments[-1] = Segment.merge([self.segments[-1], last])
+
+    def id_at(self, row: int) -> str:
+        """The id of the record at ``row`` in seniority order across all segments."""
+        for segment in self.segments:
+            if row < segment.n:
+                return segment.id_of(row)
+            row -= segment.n
+        raise IndexError("row beyond the stack")
+
+    def find_exact(self, hashes: np.ndarray) -> list[str | None]:
+        """Id of the most senior record holding each hash, or None."""
+        found: list[str | None] = [None] * len(hashes)
+        for segment in self.segments:
+            rows = segment.find_exact(hashes)
+            for i in np.flatnonzero(rows >= 0):
+                if found[i] is None:
+                    found[i] = segment.id_of(rows[i])
+        return found
+
+    def near_matches(self, signatures, keys, threshold):
+        """For each query, the most senior record whose estimated Jaccard is >= threshold.
+
+        Args:
+            signatures: (m, num_perm) uint32 query signatures.
+            keys: (m, n_bands) uint32 query band keys.
+        Returns:
+            (ids, similarities): lists of length m, None where nothing matched.
+        """
+        from guard.dedup.hashing import estimated_jaccard
+
+        ids: list[str | None] = [None] * len(signatures)
+        similarities: list[float | None] = [None] * len(signatures)
+        query_keys = QueryKeys.of(keys)
+        for segment in self.segments:
+            queries, rows = segment.band_matches(query_keys)
+            if not len(queries):
+                continue
+            jaccard = estimated_jaccard(signatures[queries], segment.signatures.take(rows))
+            hit = jaccard >= threshold
+            # segments are searched most senior first: a query matched already keeps its match
+            for q, row, sim in zip(*most_senior(queries[hit], rows[hit], jaccard[hit])):
+                if ids[q] is None:
+                    ids[q], similarities[q] = segment.id_of(row), float(sim)
+        return ids, similarities
+
+
+def _write_durably(path: Path, pieces: list) -> None:
+    """Write the bytes-like ``pieces`` to the new file ``path`` and flush it to the disk. (A
+    full disk raises OSError ENOSPC here; ``ndarray.tofile``, which ``np.save`` uses, says only
+    "N requested and M written".)"""
+    with open(path, "xb") as file:
+        for piece in pieces:
+            file.write(piece)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _concatenated(chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """``chunks`` as at most one block."""
+    return [np.concatenate(chunks)] if len(chunks) > 1 else chunks
+
+
+def _merge_runs(keys: list[np.ndarray], rows: list[np.ndarray], offsets: np.ndarray):
+    """Merge sorted key runs, each with the (uint32) row of every key in its segment, into one
+    sorted run with rows renumbered by ``offsets`` (the first row of each segment); equal keys
+    keep the earlier run's entries first, as a stable sort of the concatenation would."""
+    merged_keys, merged_rows = np.asarray(keys[0]), np.asarray(rows[0], dtype=np.uint32)
+    for run_keys, run_rows, offset in zip(keys[1:], rows[1:], offsets[1:]):
+        run_keys = np.asarray(run_keys)
+        at = np.searchsorted(merged_keys, run_keys, side="right") + np.arange(len(run_keys))
+        from_merged = np.ones(len(merged_keys) + len(run_keys), dtype=bool)
+        from_merged[at] = False
+        out_keys = np.empty(len(from_merged), dtype=merged_keys.dtype)
+        out_rows = np.empty(len(from_merged), dtype=np.uint32)
+        out_keys[at], out_keys[from_merged] = run_keys, merged_keys
+        out_rows[at], out_rows[from_merged] = np.asarray(run_rows, dtype=np.uint32) + offset, merged_rows
+        merged_keys, merged_rows = out_keys, out_rows
+    return merged_keys, merged_rows

@@ -1,0 +1,379 @@
+"""The on-disk store: the dedup keys of every record kept by earlier runs, crash-safe.
+
+A store directory holds
+  * ``manifest.json`` -- the only truth: format and guard versions, the dedup settings and
+    their fingerprint, the segments in seniority order, the vector index file, and the last
+    committing run (its fingerprint and the store state before it);
+  * ``segments/NNNNNN-DIGEST/`` -- one segment each (``guard.dedup.segments``); the number counts
+    commits and the digest names the content, so a name is never reused for other content;
+  * ``vectors-NNNNNN-DIGEST.faiss`` (+ ``.sketches.npy``) -- the kept records' embeddings, when
+    the semantic check is on;
+  * ``.lock`` -- held (flock) by the run using the store.
+
+A commit writes the new segment and vector index under names no manifest uses yet, each file
+flushed to the disk, then replaces the manifest atomically (temporary file, fsync, rename, fsync
+of the folder): that rename is the commit. Anything the manifest does not name -- a segment or
+index of a commit that never happened, a merged-away segment, a ``.staging-*`` folder, a
+temporary manifest -- is ignored, and deleted when the store is next opened. A new store is
+created with its (empty) manifest in one rename.
+
+Retries: a run that opens the store with the fingerprint of the last committing run (a retry
+after a failure that came after the commit) sees the store as it was before that run and does
+not commit again, so it decides every record as the uninterrupted run did. The files of that
+earlier state stay until the next commit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from guard import __version__
+from guard.dedup.segments import Segment, SegmentStack
+from guard.dedup.vector_index import sketch_path
+from guard.errors import GuardError
+from guard.io.durable import atomic_path, fsync_path, remove_path, replace_durably, sibling_temp_path
+
+STORE_FORMAT = "collapse-guard-store"
+STORE_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)  # version 1 (no last run, timestamps) is read and upgraded
+MANIFEST = "manifest.json"
+SEGMENTS = "segments"
+LOCK = ".lock"
+
+
+def empty_manifest(settings: dict) -> dict:
+    """The manifest of a store that holds nothing yet."""
+    from guard.config import fingerprint
+
+    return {
+        "format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION, "guard_version": __version__,
+        "fingerprint": fingerprint(settings), "settings": settings,
+        "segments": [], "n_records": 0, "vector_index": None, "last_run": None,
+    }  # fmt: skip
+
+
+def state_of(manifest: dict) -> dict:
+    """The store state a manifest names: its segments, record count and vector index."""
+    return {
+        "segments": manifest["segments"],
+        "n_records": manifest["n_records"],
+        "vector_index": manifest.get("vector_index"),
+    }
+
+
+def named_files(manifest: dict) -> tuple[set[str], set[str]]:
+    """(segment folder names, top-level file names) that ``manifest`` keeps alive: those of the
+    current state and of the state before the last run."""
+    states = [state_of(manifest)]
+    if manifest.get("last_run"):
+        states.append(manifest["last_run"]["before"])
+    segments = {entry["name"] for state in states for entry in state["segments"]}
+    files = {MANIFEST, SEGMENTS, LOCK}
+    for state in states:
+        if state["vector_index"]:
+            files |= {state["vector_index"], sketch_path(Path(state["vector_index"])).name}
+    return segments, files
+
+
+def unnamed_paths(directory: Path, manifest: dict) -> list[Path]:
+    """Everything in the store ``directory`` that ``manifest`` does not name (left by a commit
+    that never happened, or no longer needed), sorted."""
+    segments, files = named_files(manifest)
+    unnamed = [path for path in directory.iterdir() if path.name not in files]
+    if (directory / SEGMENTS).is_dir():
+        unnamed += [path for path in (directory / SEGMENTS).iterdir() if path.name not in segments]
+    return sorted(unnamed)
+
+
+def read_manifest(directory: Path) -> dict:
+    """The manifest of the store ``directory``; GuardError when it is missing, unreadable or
+    of a format this guard does not read."""
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GuardError(f"{directory}: not a guard store (no {MANIFEST})") from None
+    except (OSError, ValueError) as exc:
+        raise GuardError(
+            f"{path}: unreadable store manifest ({exc}); the store cannot be used: move it away and "
+            "start a new store"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        raise GuardError(f"{path}: not a guard store manifest")
+    version = manifest.get("format_version")
+    if version not in READABLE_FORMAT_VERSIONS:
+        raise GuardError(
+            f"{path}: store format {version} is not supported by this guard (format "
+            f"{STORE_FORMAT_VERSION}); use the guard version that wrote it ({manifest.get('guard_version')})"
+        )
+    manifest.setdefault("vector_index", None)
+    manifest.setdefault("last_run", None)
+    return manifest
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Replace the manifest atomically and durably: the commit point of every change."""
+    with atomic_path(directory / MANIFEST) as temp:
+        temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def only_guard_files(directory: Path) -> bool:
+    """Whether a folder holds nothing but what guard writes into a store (segments, vector
+    indexes, staging folders, temporary files): a store whose first manifest was never written."""
+    return all(
+        path.name in (SEGMENTS, LOCK) or path.name.startswith((".staging-", f".{MANIFEST}.", "vectors-"))
+        for path in directory.iterdir()
+    )
+
+
+def create_store(directory: Path, settings: dict) -> None:
+    """Make ``directory`` an empty store unless it is one: a new folder appears with its
+    manifest in one rename; an existing empty folder gets a manifest. GuardError when the
+    folder holds something else."""
+    if directory.exists() and not directory.is_dir():
+        raise GuardError(f"{directory}: store path exists and is not a directory")
+    if (directory / MANIFEST).exists():
+        return
+    if directory.is_dir():
+        if any(path.name != LOCK for path in directory.iterdir()):
+            raise _no_manifest_error(directory)
+        write_manifest(directory, empty_manifest(settings))
+        return
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = sibling_temp_path(directory, "creating")
+    staging.mkdir()
+    try:
+        write_manifest(staging, empty_manifest(settings))
+        try:
+            replace_durably(staging, directory)
+        except OSError:
+            if not (directory / MANIFEST).exists():  # not a concurrent creation that won
+                raise
+    finally:
+        remove_path(staging)
+
+
+def _no_manifest_error(directory: Path) -> GuardError:
+    if only_guard_files(directory):
+        return GuardError(
+            f"{directory}: store without {MANIFEST} (its first commit was interrupted, by an older "
+            f"guard); it holds nothing committed: run `guard store repair {directory}` to empty it"
+        )
+    return GuardError(
+        f"{directory}: not a guard store (no {MANIFEST}) and not empty; use a new or empty directory"
+    )
+
+
+def lock_store(directory: Path):
+    """Lock the store ``directory`` for this process (released when the returned file is
+    closed, or when the process ends, even by kill -9); GuardError when another holds it."""
+    lock = open(directory / LOCK, "w")  # noqa: SIM115 (held until closed)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise GuardError(f"{directory}: store is in use by another guard run") from None
+    return lock
+
+
+class Store:
+    """A store directory, opened for one run and locked against concurrent writers.
+
+    Args:
+        directory: created (empty) if missing.
+        settings: the dedup settings (``GuardConfig.store_settings``); an existing store must
+            have been built with the same ones. Recorded in the manifest with their
+            fingerprint, and named in the refusal message.
+        max_segments: segments merged into one when a commit would exceed this.
+        vector_options: ``VectorIndex`` options (exact_max, nprobe) for the embeddings of
+            kept records, kept when ``settings["embedding_model"]`` is set.
+
+    Attributes:
+        stack: the segments searched by this run (the store's, or before a replayed run).
+        vectors: the matching ``VectorIndex``, or None without embeddings.
+        replaying: True when ``begin_run`` found this run already committed.
+    """
+
+    def __init__(self, directory, settings: dict, max_segments: int = 8, vector_options: dict | None = None):
+        from guard.config import fingerprint
+
+        self.directory = Path(directory)
+        self.settings = settings
+        self.fingerprint = fingerprint(settings)
+        self.max_segments = max_segments
+        self.vector_options = vector_options or {}
+        self.run_fingerprint: str | None = None
+        self.replaying = False
+        try:
+            create_store(self.directory, settings)
+            self._lock = lock_store(self.directory)
+        except OSError as exc:
+            raise GuardError(f"{self.directory}: cannot open the store ({exc.strerror or exc})") from exc
+        try:
+            self.manifest = read_manifest(self.directory)
+            self._check_settings()
+            for path in unnamed_paths(self.directory, self.manifest):
+                remove_path(path)
+            self._open_state(state_of(self.manifest))
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_settings(self) -> None:
+        if self.manifest.get("fingerprint") == self.fingerprint:
+            return
+        stored = self.manifest.get("settings", {})
+        diff = ", ".join(
+            f"{k} {stored.get(k)!r} -> {v!r}" for k, v in self.settings.items() if stored.get(k) != v
+        )
+        raise GuardError(
+            f"{self.directory}: store was built with other dedup settings ({diff}); "
+            "use the config it was built with or a new --store directory"
+        )
+
+    def _open_state(self, state: dict) -> None:
+        """Search ``state``'s segments and vectors from now on."""
+        self.stack = SegmentStack([self._load_segment(entry) for entry in state["segments"]], merge=False)
+        self.state_records = state["n_records"]
+        self.vectors = None
+        if self.settings.get("embedding_model"):
+            self.vectors = self._load_vectors(state["vector_index"])
+
+    def _load_segment(self, entry: dict) -> Segment:
+        path = self.directory / SEGMENTS / entry["name"]
+        try:
+            segment = Segment.load(path)
+        except (OSError, ValueError) as exc:
+            raise GuardError(
+                f"{path}: segment named by the manifest is unreadable ({exc}); run `guard store check "
+                f"{self.directory}`"
+            ) from None
+        if segment.n != entry["n_records"]:
+            raise GuardError(
+                f"{path}: holds {segment.n} records, the manifest says {entry['n_records']}; run "
+                f"`guard store check {self.directory}`"
+            )
+        return segment
+
+    def _load_vectors(self, name: str | None):
+        from guard.dedup.vector_index import VectorIndex
+
+        if name is None:
+            return VectorIndex(self.settings["embedding_dim"], **self.vector_options)
+        try:
+            vectors = VectorIndex.load(self.directory / name, **self.vector_options)
+        except ValueError as exc:
+            raise GuardError(f"{exc}; the store is damaged") from None
+        except (OSError, RuntimeError) as exc:  # FAISS raises RuntimeError on a damaged file
+            raise GuardError(f"{self.directory / name}: unreadable ({exc}); the store is damaged") from None
+        if len(vectors) != self.state_records:
+            raise GuardError(
+                f"{self.directory / name}: holds {len(vectors)} vectors for {self.state_records} records; "
+                "the store is damaged"
+            )
+        return vectors
+
+    @property
+    def n_records(self) -> int:
+        """Records this run checks against (before a replayed run: the count before it)."""
+        return self.state_records
+
+    @property
+    def n_records_committed(self) -> int:
+        """Records the store holds now."""
+        return self.manifest["n_records"]
+
+    def begin_run(self, run_fingerprint: str) -> None:
+        """Say which run is about to check records (``guard.filter.run_fingerprint``). When it is the
+        last run that committed, search the store as it was before that run, and make
+        ``commit`` a no-op: a retry then decides every record as that run did."""
+        self.run_fingerprint = run_fingerprint
+        last_run = self.manifest["last_run"]
+        if last_run and last_run["fingerprint"] == run_fingerprint:
+            self.replaying = True
+            self._open_state(last_run["before"])
+
+    def end_run(self) -> None:
+        """Close the run begun by ``begin_run``: later commits are tied to no fingerprint, and
+        after a replay the store is searched as it is."""
+        if self.replaying:
+            self.replaying = False
+            self._open_state(state_of(self.manifest))
+        self.run_fingerprint = None
+
+    def commit(
+        self, segment: Segment, vectors: np.ndarray | None = None, sketches: np.ndarray | None = None
+    ) -> None:
+        """Add ``segment`` (the run's kept records) and, when the store keeps embeddings,
+        their (segment.n, dim) ``vectors`` and the (segment.n, width) ``sketches`` that go with
+        them (see ``VectorIndex``). Segments are merged into one when there would be more than
+        ``max_segments``. Nothing happens when replaying a committed run or when ``segment``
+        is empty."""
+        if self.replaying or segment.n == 0:
+            return
+        if (self.vectors is None) != (vectors is None) or (vectors is not None and len(vectors) != segment.n):
+            raise ValueError("commit needs one embedding per record exactly when the store keeps embeddings")
+        try:
+            manifest = self._write_commit(segment, vectors, sketches)
+        except OSError as exc:
+            raise GuardError(
+                f"{self.directory}: cannot commit to the store ({exc.strerror or exc}); run again once "
+                "that is fixed (a retry is safe)"
+            ) from exc
+        self.manifest = manifest
+        for path in unnamed_paths(self.directory, manifest):
+            remove_path(path)
+        self.stack = SegmentStack([self._load_segment(e) for e in manifest["segments"]], merge=False)
+        self.state_records = manifest["n_records"]  # self.vectors already holds the new rows
+
+    def _write_commit(self, segment: Segment, vectors, sketches) -> dict:
+        """Write the new segment and vector index, then the manifest naming them (the commit
+        point); returns that manifest. An OSError before the manifest is replaced leaves the
+        store as it was, plus files no manifest names."""
+        before = state_of(self.manifest)
+        entries = list(before["segments"])
+        if len(entries) + 1 > self.max_segments:
+            segment = Segment.merge([*self.stack.segments, segment])
+            entries = []
+        name = f"{self._next_number():06d}-{segment.digest()[:16]}"
+        self._save_segment(segment, name)
+        entries.append({"name": name, "n_records": segment.n})
+        last_run = {"fingerprint": self.run_fingerprint, "before": before} if self.run_fingerprint else None
+        manifest = {
+            **{k: v for k, v in self.manifest.items() if k not in ("created", "updated")},
+            "format_version": STORE_FORMAT_VERSION, "guard_version": __version__,
+            "segments": entries, "n_records": sum(e["n_records"] for e in entries), "vector_index": None,
+            "last_run": last_run,
+        }  # fmt: skip
+        if self.vectors is not None:
+            self.vectors.add(vectors, sketches)
+            manifest["vector_index"] = f"vectors-{name}.faiss"
+            self.vectors.save(self.directory / manifest["vector_index"])
+        write_manifest(self.directory, manifest)
+        return manifest
+
+    def _save_segment(self, segment: Segment, name: str) -> None:
+        """Write ``segment`` under ``segments/NAME``, durably, in one rename."""
+        segments_dir = self.directory / SEGMENTS
+        segments_dir.mkdir(exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.directory))
+        try:
+            segment.save(staging / "segment")
+            remove_path(segments_dir / name)  # unnamed by the manifest: garbage of an earlier try
+            os.replace(staging / "segment", segments_dir / name)
+            fsync_path(segments_dir)
+        finally:
+            remove_path(staging)
+
+    def _next_number(self) -> int:
+        names = [e["name"] for e in self.manifest["segments"]]
+        return max((int(n.split("-")[0]) for n in names), default=0) + 1
+
+    def close(self) -> None:
+        self._lock.close()

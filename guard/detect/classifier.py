@@ -1,0 +1,293 @@
+"""A trainable machine-text detector with the scikit-learn shape: ``fit``, ``predict_proba``,
+``save``, ``load``.
+
+Features (from one forward pass of the scoring LM, ``guard.detect.zeroshot``): a named set of
+its columns — ``statistics`` (the zero-shot statistics and log(1 + scored tokens), as
+Ghostbuster-style detectors use), ``profile`` (the statistics and the profile of how the text
+is surprising: normalised-surprise quantiles, rank and entropy bands, repeats; no length) or
+``compact`` (six of them, ``COMPACT``) — optionally followed by the text's sentence embedding
+(MiniLM by default). A standardising scaler and a head turn them into log-odds of machine:
+``logistic`` (logistic regression, one direction per feature) or ``mlp`` (one hidden layer of
+ReLU units: a decision that can flag both tails of a feature, as machine text is too
+predictable for some generators and too surprising for others). Texts too short for the
+scorer get no probability (NaN). The learned state, the decision threshold on the log-odds
+and the scorer it needs are saved as JSON (no pickle); the package ships one fitted detector
+(``DEFAULT_DETECTOR``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
+from guard.errors import GuardError
+
+CLASSIFIER_FILE = "classifier.json"
+CLASSIFIER_VERSION = 2
+# The fitted default detector shipped inside the package (bench/detect_fit.py writes it).
+DEFAULT_DETECTOR = Path(__file__).with_name("default_detector")
+LENGTH_FEATURE = "log1p_tokens_scored"
+# compact: the few one-pass features that carried over best to generators left out of fitting
+# (bench/detect_fit.py): how likely the text is overall and where the model is confident, how
+# uncertain the model is along it, its analytic Fast-DetectGPT score, and the shares of
+# very-low-rank tokens and of very-high-entropy positions (temperature-1 drift).
+COMPACT = [
+    "entropy",
+    "low_entropy_log_likelihood",
+    "log_likelihood",
+    "fast_detectgpt",
+    "rank_band_5",
+    "entropy_band_4",
+]
+FEATURE_SETS = {"statistics": [*STATISTICS, LENGTH_FEATURE], "profile": list(FEATURES), "compact": COMPACT}
+HEADS = ("logistic", "mlp")
+
+
+class MachineTextClassifier:
+    """Scaler + head on one-forward-pass features (+ optional embeddings).
+
+    Args:
+        scorer: the ZeroShotScorer that computes the features (it holds the LM).
+        embedder: a ``guard.models.embedder.Embedder`` whose vectors are appended, or None.
+        features: a FEATURE_SETS name.
+        head: "logistic" or "mlp".
+        C: inverse L2 regularisation strength (logistic); the MLP's L2 penalty is 1 / C.
+        hidden: ReLU units of the MLP's hidden layer.
+        max_iter: solver iterations.
+
+    Attributes (after ``fit`` or ``load``):
+        feature_names_: names of the feature columns.
+        mean_, scale_: (d,) the scaler's per-feature mean and standard deviation.
+        weights_: list of (d_in, d_out) arrays, layer by layer (one layer for logistic);
+        biases_: list of (d_out,) arrays.
+        threshold_: flag when the log-odds exceed it (0.0, i.e. P(machine) > 0.5, after ``fit``).
+        threshold_note_: where the threshold comes from.
+        n_train_: (n_human, n_machine) texts used.
+    """
+
+    def __init__(
+        self,
+        scorer: ZeroShotScorer,
+        embedder=None,
+        *,
+        features: str = "statistics",
+        head: str = "logistic",
+        C: float = 1.0,
+        hidden: int = 16,
+        max_iter: int = 2000,
+    ):
+        if features not in FEATURE_SETS:
+            raise GuardError(f"features must be one of {', '.join(FEATURE_SETS)}, not {features!r}")
+        if head not in HEADS:
+            raise GuardError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
+        self.scorer = scorer
+        self.embedder = embedder
+        self.features = features
+        self.head = head
+        self.C = C
+        self.hidden = hidden
+        self.max_iter = max_iter
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """(d,) weights of the standardised features (logistic head only)."""
+        if self.head != "logistic":
+            raise AttributeError("coef_ exists for the logistic head only")
+        return self.weights_[0][:, 0]
+
+    def feature_names(self) -> list[str]:
+        names = list(FEATURE_SETS[self.features])
+        if self.embedder is not None:
+            names += [f"embedding_{k}" for k in range(self.embedder.dim)]
+        return names
+
+    def features_of(self, texts: list[str]) -> np.ndarray:
+        """(n, d) float64 features of ``texts`` in ``feature_names()`` order; too-short rows NaN."""
+        return feature_table(self.scorer.score(texts), self.feature_names(), self.embedder, texts)
+
+    def fit(self, texts: list[str], labels) -> MachineTextClassifier:
+        """Fit on ``texts`` with ``labels`` (1 = machine, 0 = human); too-short texts are left
+        out. Returns self."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) != len(texts) or not np.isin(labels, (0, 1)).all():
+            raise GuardError("fit needs one label per text, each 0 (human) or 1 (machine)")
+        return self.fit_features(self.features_of(texts), labels)
+
+    def fit_features(self, table: np.ndarray, labels, sample_weight=None) -> MachineTextClassifier:
+        """Fit on a precomputed (n, d) ``features_of`` table (NaN rows left out). Returns self.
+
+        Args:
+            sample_weight: (n,) per-text weights, or None for equal weights (the MLP head
+                resamples by weight, as scikit-learn's MLP takes none).
+        """
+        from sklearn.preprocessing import StandardScaler
+
+        labels = np.asarray(labels, dtype=np.int64)
+        usable = ~np.isnan(table).any(axis=1)
+        table, labels = table[usable], labels[usable]
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[usable]
+        if len(np.unique(labels)) < 2:
+            raise GuardError("fit needs human and machine texts that are long enough to score")
+        scaler = StandardScaler().fit(table)
+        standard = scaler.transform(table)
+        if self.head == "logistic":
+            from sklearn.linear_model import LogisticRegression
+
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(standard, labels, weight)
+            self.weights_, self.biases_ = [model.coef_.T.copy()], [model.intercept_.copy()]
+        else:
+            from sklearn.neural_network import MLPClassifier
+
+            if weight is not None:
+                rows = np.random.default_rng(0).choice(len(labels), size=len(labels), p=weight / weight.sum())
+                standard, labels = standard[rows], labels[rows]
+            model = MLPClassifier(
+                hidden_layer_sizes=(self.hidden,), alpha=1.0 / self.C, max_iter=self.max_iter, random_state=0
+            ).fit(standard, labels)
+            self.weights_, self.biases_ = list(model.coefs_), list(model.intercepts_)
+        self.feature_names_ = self.feature_names()
+        self.mean_, self.scale_ = scaler.mean_, scaler.scale_
+        self.threshold_, self.threshold_note_ = 0.0, "P(machine) > 0.5 on the training mix"
+        self.n_train_ = (int((labels == 0).sum()), int((labels == 1).sum()))
+        return self
+
+    def decision_from_features(self, table: np.ndarray) -> np.ndarray:
+        """(n,) log-odds of machine from an (n, d) feature table; NaN rows stay NaN."""
+        if not hasattr(self, "weights_"):
+            raise GuardError("the classifier is not fitted; call fit or load one")
+        hidden = (table - self.mean_) / self.scale_
+        for layer, (weight, bias) in enumerate(zip(self.weights_, self.biases_)):
+            hidden = hidden @ weight + bias
+            if layer < len(self.weights_) - 1:
+                hidden = np.maximum(hidden, 0.0)
+        return hidden[:, 0]
+
+    def decision_from_scores(self, scores, texts: list[str] | None = None) -> np.ndarray:
+        """(n,) log-odds of machine from the scorer's ZeroShotScores of n texts (``texts`` are
+        read only when the classifier uses embeddings)."""
+        if not hasattr(self, "weights_"):
+            raise GuardError("the classifier is not fitted; call fit or load one")
+        return self.decision_from_features(feature_table(scores, self.feature_names_, self.embedder, texts))
+
+    def decision_function(self, texts: list[str]) -> np.ndarray:
+        """(n,) log-odds of machine; NaN for too-short texts."""
+        return self.decision_from_scores(self.scorer.score(texts), texts)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """(n, 2) float64 [P(human), P(machine)] per text; NaN rows for too-short texts."""
+        machine = 1.0 / (1.0 + np.exp(-self.decision_function(texts)))
+        return np.stack([1.0 - machine, machine], axis=1)
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """(n,) int 1 (machine) where the log-odds exceed ``threshold_``, else 0 (too short: 0)."""
+        return (self.decision_function(texts) > self.threshold_).astype(np.int64)
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``directory/classifier.json``: hyper-parameters, learned state, threshold and
+        the scorer and embedder it was trained with."""
+        from guard.detect.calibrate import scorer_identity
+        from guard.io.durable import write_json_file
+
+        if not hasattr(self, "weights_"):
+            raise GuardError("the classifier is not fitted; nothing to save")
+        state = {
+            "version": CLASSIFIER_VERSION,
+            "features": self.features,
+            "head": self.head,
+            "C": self.C,
+            "hidden": self.hidden,
+            "max_iter": self.max_iter,
+            "scorer": scorer_identity(self.scorer),
+            "embedding_model": self.embedder.model_id if self.embedder is not None else None,
+            "feature_names": self.feature_names_,
+            "mean": _as_lists(self.mean_),
+            "scale": _as_lists(self.scale_),
+            "weights": [_as_lists(w) for w in self.weights_],
+            "biases": [_as_lists(b) for b in self.biases_],
+            "threshold": self.threshold_,
+            "threshold_note": self.threshold_note_,
+            "n_train": list(self.n_train_),
+        }
+        write_json_file(Path(directory) / CLASSIFIER_FILE, state, what="the classifier", indent=1)
+
+    @classmethod
+    def load(cls, directory: str | Path, scorer: ZeroShotScorer, embedder=None) -> MachineTextClassifier:
+        """The classifier saved in ``directory``, scoring with ``scorer`` (and ``embedder``
+        when it was trained with embeddings), which must match the ones it was trained with."""
+        from guard.detect.calibrate import check_scorer
+        from guard.io.durable import read_json_file
+
+        path = Path(directory) / CLASSIFIER_FILE
+        state = read_json_file(
+            path, missing="no such file (train one with `guard detect train`)", what="a classifier file"
+        )
+        if not isinstance(state, dict) or state.get("version") not in (1, CLASSIFIER_VERSION):
+            raise GuardError(f"{path}: not a classifier file of version {CLASSIFIER_VERSION}")
+        check_scorer(state["scorer"], scorer, str(path))
+        if state["embedding_model"] is not None:
+            if embedder is None:
+                from guard.models.embedder import Embedder
+
+                embedder = Embedder(state["embedding_model"])
+            if embedder.model_id != state["embedding_model"]:
+                raise GuardError(
+                    f"{path}: trained with the embedder {state['embedding_model']}, given {embedder.model_id}"
+                )
+        if state["version"] == 1:  # logistic regression on the statistics, threshold P > 0.5
+            state = {
+                **state,
+                "features": "statistics",
+                "head": "logistic",
+                "hidden": 16,
+                "weights": [[[value] for value in state["coef"]]],
+                "biases": [[state["intercept"]]],
+                "threshold": 0.0,
+                "threshold_note": "P(machine) > 0.5 on the training mix",
+            }
+        classifier = cls(
+            scorer,
+            embedder if state["embedding_model"] else None,
+            features=state["features"],
+            head=state["head"],
+            C=state["C"],
+            hidden=state["hidden"],
+            max_iter=state["max_iter"],
+        )
+        unknown = sorted(set(state["feature_names"]) - set(FEATURES) - {LENGTH_FEATURE})
+        if unknown and state["embedding_model"] is None:
+            raise GuardError(
+                f"{path}: unknown features {', '.join(unknown)}; this guard computes {len(FEATURES)}"
+            )
+        classifier.feature_names_ = state["feature_names"]
+        classifier.mean_ = np.array(state["mean"])
+        classifier.scale_ = np.array(state["scale"])
+        classifier.weights_ = [np.array(w, dtype=np.float64) for w in state["weights"]]
+        classifier.biases_ = [np.array(b, dtype=np.float64) for b in state["biases"]]
+        classifier.threshold_ = float(state["threshold"])
+        classifier.threshold_note_ = state["threshold_note"]
+        classifier.n_train_ = tuple(state["n_train"])
+        return classifier
+
+
+def feature_table(scores, names: list[str], embedder=None, texts: list[str] | None = None) -> np.ndarray:
+    """(n, len(names)) float64: the named columns of ``ZeroShotScores`` (``LENGTH_FEATURE`` is
+    log(1 + scored tokens)), then the embedding of ``texts`` when ``embedder`` is given; rows of
+    too-short texts are NaN."""
+    columns = []
+    for name in names:
+        if name == LENGTH_FEATURE:
+            columns.append(np.log1p(scores.n_tokens_scored.astype(np.float64)))
+        elif not name.startswith("embedding_"):
+            columns.append(scores[name])
+    table = np.stack(columns, axis=1) if columns else np.zeros((len(scores.too_short), 0))
+    if embedder is not None:
+        table = np.concatenate([table, embedder.encode(texts).astype(np.float64)], axis=1)
+    table[scores.too_short] = np.nan
+    return table
+
+
+def _as_lists(values: np.ndarray) -> list:
+    """Nested lists of float64 values (JSON keeps all 17 significant digits)."""
+    return np.asarray(values, dtype=np.float64).tolist()

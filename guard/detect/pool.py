@@ -1,0 +1,326 @@
+"""The labelled pool the default machine-text detector is fitted and evaluated on, built offline.
+
+Human text comes from real corpora that need no download: WikiText-2 (validation and test
+splits), the human halves of Fast-DetectGPT's XSum / WritingPrompts / PubMedQA files and
+Python's own documentation. Machine text comes from three families of generators:
+
+- ``smollm2``: SmolLM2-135M (the package's default LM) continuing the first ``PROMPT_WORDS``
+  words of a human paragraph (the prompt stays in the text, as a scraped continuation would),
+  or starting from its first ``SHORT_PROMPT_WORDS`` words (a "free" generation), under one of
+  ``DECODINGS`` per prompt: temperatures 0.3-1.3, top-p, top-k and a repetition penalty.
+  Degenerate samples (loops, lists, language switches) are kept: they are part of reality.
+- ``ngram``: a word trigram model (interpolated with bigrams and unigrams) of the fitting
+  domains' human text, continuing the same kind of prompt: a generator of another family with
+  no tokenizer in common with the scorer.
+- ``gpt-3.5-turbo``, ``gpt-4``, ``davinci``: the machine halves of the Fast-DetectGPT files.
+
+Every record is ``{"id", "text", "label" ("human" | "machine"), "domain", "generator",
+"decoding", "split"}``; ``split`` is ``fit`` (may be used to fit a detector) or ``report``
+(held out of all fitting: the WikiText *test* split and every PubMed text). Records are
+appended to ``pool.jsonl`` as they are made, so an interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from guard.errors import GuardError
+
+PROMPT_WORDS = 30
+SHORT_PROMPT_WORDS = 8
+MIN_HUMAN_WORDS = 60
+NEW_TOKENS = (64, 192)  # continuation length in tokens, drawn uniformly per batch
+GENERATION_BATCH = 24
+# Sampling settings of the SmolLM2 generator (keyword arguments of transformers' generate).
+DECODINGS = {
+    "t0.3": {"temperature": 0.3},
+    "t0.7": {"temperature": 0.7},
+    "t1.0": {"temperature": 1.0},
+    "t1.3": {"temperature": 1.3},
+    "t1.0-top_p0.9": {"temperature": 1.0, "top_p": 0.9},
+    "t1.0-top_k40": {"temperature": 1.0, "top_k": 40},
+    "t0.7-rep1.3": {"temperature": 0.7, "repetition_penalty": 1.3},
+}
+DETECT_SOURCES = ("xsum", "writing", "pubmed")
+DETECT_GENERATORS = ("gpt-3.5-turbo", "gpt-4", "davinci")
+# (domain, split, machine prompts per decoding) of the SmolLM2 continuations.
+SMOLLM2_PLAN = (
+    ("wikitext", "fit", 24),
+    ("pydocs", "fit", 12),
+    ("xsum", "fit", 8),
+    ("writing", "fit", 8),
+)
+# The report set: WikiText-2 *test* continuations at the two temperatures of the acceptance.
+SMOLLM2_REPORT = (("wikitext", "t1.0", 100), ("wikitext", "t0.7", 150))
+NGRAM_PROMPTS = 60  # per fitting domain
+
+
+def human_texts(shared_data: str | Path) -> dict[tuple[str, str], list[str]]:
+    """(domain, split) -> distinct human texts of at least MIN_HUMAN_WORDS words, in a fixed
+    order. Needs ``shared_data/wikitext-2`` and ``shared_data/detect``."""
+    from guard.data.corpora import stdlib_paragraphs
+    from guard.detect.cli import read_pairs
+
+    data = Path(shared_data)
+    for needed in (data / "wikitext-2" / "valid.txt", data / "detect" / "xsum_gpt-4.json"):
+        if not needed.exists():
+            raise GuardError(f"the pool needs {needed} (the project's ../shared/data)")
+    out: dict[tuple[str, str], list[str]] = {}
+    for split_file, split in (("valid", "fit"), ("test", "report")):
+        lines = (data / "wikitext-2" / f"{split_file}.txt").read_text(encoding="utf-8").splitlines()
+        out[("wikitext", split)] = _long_enough(line.strip() for line in lines if not line.startswith(" = "))
+    for source in DETECT_SOURCES:
+        found = []
+        for generator in DETECT_GENERATORS:
+            found += read_pairs(data / "detect" / f"{source}_{generator}.json")[0]
+        out[(source, "report" if source == "pubmed" else "fit")] = _long_enough(found)
+    out[("pydocs", "fit")] = _long_enough(stdlib_paragraphs())
+    return out
+
+
+def _long_enough(texts) -> list[str]:
+    return list(dict.fromkeys(t for t in texts if len(t.split()) >= MIN_HUMAN_WORDS))
+
+
+def detect_file_records(shared_data: str | Path) -> Iterator[dict]:
+    """The machine halves of the Fast-DetectGPT files as pool records (PubMed: split report)."""
+    from guard.detect.cli import read_pairs
+
+    for source in DETECT_SOURCES:
+        for generator in DETECT_GENERATORS:
+            machine = read_pairs(Path(shared_data) / "detect" / f"{source}_{generator}.json")[1]
+            for index, text in enumerate(machine):
+                yield _record(
+                    f"{source}-{generator}-{index}",
+                    text,
+                    "machine",
+                    source,
+                    generator,
+                    "chat" if generator != "davinci" else "completion",
+                    "report" if source == "pubmed" else "fit",
+                )
+
+
+def _record(record_id, text, label, domain, generator, decoding, split) -> dict:
+    return {
+        "id": record_id,
+        "text": text,
+        "label": label,
+        "domain": domain,
+        "generator": generator,
+        "decoding": decoding,
+        "split": split,
+    }
+
+
+def prompt_of(text: str, short: bool) -> str:
+    """The first PROMPT_WORDS (or SHORT_PROMPT_WORDS) whitespace-separated words of ``text``."""
+    return " ".join(text.split()[: SHORT_PROMPT_WORDS if short else PROMPT_WORDS])
+
+
+class TrigramModel:
+    """Word trigram language model with fixed interpolation weights (0.6 trigram, 0.3 bigram,
+    0.1 unigram), fitted on whitespace-split words; sampling continues a prompt."""
+
+    def __init__(self, texts: list[str]):
+        self.unigrams: Counter = Counter()
+        self.bigrams: dict[str, Counter] = defaultdict(Counter)
+        self.trigrams: dict[tuple[str, str], Counter] = defaultdict(Counter)
+        for text in texts:
+            words = text.split()
+            self.unigrams.update(words)
+            for a, b in zip(words, words[1:]):
+                self.bigrams[a][b] += 1
+            for a, b, c in zip(words, words[1:], words[2:]):
+                self.trigrams[(a, b)][c] += 1
+        self.vocabulary = list(self.unigrams)
+        counts = np.array([self.unigrams[w] for w in self.vocabulary], dtype=np.float64)
+        self.unigram_p = counts / counts.sum()
+
+    def continue_text(self, prompt: str, n_words: int, rng: np.random.Generator) -> str:
+        """``prompt`` followed by ``n_words`` sampled words."""
+        words = prompt.split()
+        for _ in range(n_words):
+            options = [(self.trigrams.get(tuple(words[-2:])), 0.6), (self.bigrams.get(words[-1]), 0.3)]
+            options = [(counter, weight) for counter, weight in options if counter]
+            pick = rng.random() * (sum(weight for _, weight in options) + 0.1)
+            chosen = None
+            for counter, weight in options:
+                if pick < weight:
+                    chosen = counter
+                    break
+                pick -= weight
+            if chosen is None:
+                words.append(self.vocabulary[rng.choice(len(self.vocabulary), p=self.unigram_p)])
+                continue
+            candidates = list(chosen)
+            counts = np.array([chosen[w] for w in candidates], dtype=np.float64)
+            words.append(candidates[rng.choice(len(candidates), p=counts / counts.sum())])
+        return " ".join(words)
+
+
+def ngram_records(humans: dict[tuple[str, str], list[str]], seed: int) -> Iterator[dict]:
+    """Trigram continuations of NGRAM_PROMPTS prompts per fitting domain (of human texts the
+    SmolLM2 plan does not prompt with), 60-160 words each."""
+    fitting = [texts for (_, split), texts in humans.items() if split == "fit"]
+    model = TrigramModel([text for texts in fitting for text in texts])
+    rng = np.random.default_rng(seed)
+    for (domain, split), texts in humans.items():
+        if split != "fit":
+            continue
+        for index, text in enumerate(texts[-NGRAM_PROMPTS:]):
+            prompt = prompt_of(text, short=index % 4 == 3)
+            body = model.continue_text(prompt, int(rng.integers(60, 160)), rng)
+            yield _record(f"{domain}-ngram-{index}", body, "machine", domain, "ngram", "trigram", split)
+
+
+def smollm2_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, str, str, str, str]]:
+    """(id, prompt, domain, decoding, split) of every SmolLM2 continuation: the fitting plan
+    cycles the decodings over the domain's first prompts (every fourth a short prompt); the
+    report set continues WikiText test paragraphs."""
+    jobs = []
+    for domain, split, per_decoding in SMOLLM2_PLAN:
+        texts = humans[(domain, split)]
+        for index in range(per_decoding * len(DECODINGS)):
+            decoding = list(DECODINGS)[index % len(DECODINGS)]
+            prompt = prompt_of(texts[index], short=index % 4 == 3)
+            jobs.append((f"{domain}-smollm2-{decoding}-{index}", prompt, domain, decoding, split))
+    for domain, decoding, count in SMOLLM2_REPORT:
+        texts = humans[(domain, "report")]
+        for index in range(count):
+            jobs.append(
+                (
+                    f"{domain}-report-smollm2-{decoding}-{index}",
+                    prompt_of(texts[index], False),
+                    domain,
+                    decoding,
+                    "report",
+                )
+            )
+    return jobs
+
+
+def generate_continuations(lm, prompts: list[str], decoding: str, new_tokens: int, seed: int) -> list[str]:
+    """``prompts`` each followed by SmolLM2's sampled continuation (``DECODINGS[decoding]``),
+    at most ``new_tokens`` new tokens, special tokens dropped."""
+    import torch
+
+    tokenizer = lm.tokenizer
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer(prompts, return_tensors="pt", padding=True).to(lm.device)
+    finally:
+        tokenizer.padding_side = side
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = lm.model.generate(
+            **batch,
+            do_sample=True,
+            max_new_tokens=new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            **{"top_k": 0, **DECODINGS[decoding]},
+        )
+    new = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    return [f"{prompt} {continuation.strip()}".strip() for prompt, continuation in zip(prompts, new)]
+
+
+def build_pool(
+    out_dir: str | Path, shared_data: str | Path, *, seed: int = 0, progress: bool = True, lm=None
+) -> Path:
+    """Write (or complete) ``out_dir/pool.jsonl`` and return its path. Records already in the
+    file are kept and not made again, and every SmolLM2 batch has a fixed composition and seed,
+    so a build interrupted at any point and resumed writes the same file as an uninterrupted one.
+
+    Args:
+        lm: the ``guard.models.causal_lm.CausalLM`` that writes the ``smollm2`` records; None loads SmolLM2.
+    """
+    import orjson
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "pool.jsonl"
+    done = set()
+    if path.exists():
+        good = []
+        for line in path.read_bytes().splitlines():
+            try:
+                done.add(orjson.loads(line)["id"])
+            except orjson.JSONDecodeError:  # the torn last line of an interrupted build
+                break
+            good.append(line)
+        path.write_bytes(b"".join(line + b"\n" for line in good))
+    humans = human_texts(shared_data)
+    with path.open("ab") as sink:
+
+        def write(records) -> None:
+            for record in records:
+                if record["id"] not in done:
+                    sink.write(orjson.dumps(record) + b"\n")
+                    done.add(record["id"])
+            sink.flush()
+
+        for (domain, split), texts in humans.items():
+            write(
+                _record(f"{domain}-{split}-human-{i}", text, "human", domain, "human", "", split)
+                for i, text in enumerate(texts)
+            )
+        write(detect_file_records(shared_data))
+        write(ngram_records(humans, seed))
+        batches = smollm2_batches(smollm2_jobs(humans), seed)
+        todo = [batch for batch in batches if not all(job[0] in done for job in batch[0])]
+        if todo:
+            _write_smollm2(write, todo, lm, progress)
+    return path
+
+
+def smollm2_batches(jobs: list[tuple], seed: int) -> list[tuple[list[tuple], int, int]]:
+    """(jobs, new tokens, seed) of each generation batch: jobs of one decoding, sorted by
+    prompt length, GENERATION_BATCH at a time; lengths and seeds drawn in that order."""
+    rng = np.random.default_rng(seed)
+    by_decoding = defaultdict(list)
+    for job in jobs:
+        by_decoding[job[3]].append(job)
+    batches = []
+    for _, group in sorted(by_decoding.items()):
+        group.sort(key=lambda job: len(job[1]))
+        for lo in range(0, len(group), GENERATION_BATCH):
+            batches.append(
+                (group[lo : lo + GENERATION_BATCH], int(rng.integers(*NEW_TOKENS)), int(rng.integers(2**31)))
+            )
+    return batches
+
+
+def _write_smollm2(write, batches, lm, progress: bool) -> None:
+    """Generate each batch, writing its records as soon as it is done."""
+    from tqdm.auto import tqdm
+
+    if lm is None:
+        from guard.models.causal_lm import load_causal_lm
+
+        lm = load_causal_lm(device="auto")
+    bar = tqdm(
+        total=sum(len(jobs) for jobs, _, _ in batches),
+        desc="SmolLM2 samples",
+        unit="text",
+        disable=not progress,
+    )
+    for jobs, new_tokens, batch_seed in batches:
+        decoding = jobs[0][3]
+        texts = generate_continuations(lm, [job[1] for job in jobs], decoding, new_tokens, batch_seed)
+        write(
+            _record(job_id, text, "machine", domain, "smollm2", decoding, split)
+            for (job_id, _, domain, decoding, split), text in zip(jobs, texts)
+        )
+        bar.update(len(jobs))
+    bar.close()
+
+
+def read_pool(path: str | Path) -> list[dict]:
+    """The records of a pool file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,152 @@
+"""The persistent store: across runs, refusal of other settings, atomic commits, merging."""
+
+import json
+
+import numpy as np
+import pytest
+
+from guard.dedup.segments import Segment, SegmentStack
+from guard.errors import GuardError
+from guard.filter.pipeline import Guard
+
+LEXICAL = {"semantic": {"enabled": False}}
+
+
+def _batch(texts, prefix):
+    return {"id": [f"{prefix}{i}" for i in range(len(texts))], "text": texts}
+
+
+def _texts(n, seed):
+    rng = np.random.default_rng(seed)
+    vocabulary = [f"w{i}" for i in range(5000)]
+    return [" ".join(rng.choice(vocabulary, size=40)) for _ in range(n)]
+
+
+def test_run_two_flags_duplicates_of_run_one_with_its_id(tmp_path):
+    first = _texts(200, seed=1)
+    with Guard(LEXICAL, store=tmp_path / "store") as guard:
+        guard.annotate(_batch(first, "run1-"))
+        guard.commit()
+    words = first[17].split()
+    words[5], words[30] = "edited", "changed"  # 2 of 40 words edited
+    second = [" ".join(words), first[3].upper(), *_texts(50, seed=2)]
+    with Guard(LEXICAL, store=tmp_path / "store") as guard:
+        out = guard.annotate(_batch(second, "run2-"))
+        guard.commit()
+        assert guard.store.n_records == 200 + 50
+    assert out["guard_near_duplicate_of"][0] == "run1-17"
+    assert out["guard_exact_duplicate_of"][1] == "run1-3"
+    assert out["guard_keep"] == [False, False] + [True] * 50
+
+
+def test_without_commit_nothing_is_stored(tmp_path):
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
+        guard.annotate(_batch(_texts(10, 3), "a"))
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
+        assert guard.store.n_records == 0
+
+
+def test_store_with_other_settings_is_refused(tmp_path):
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
+        guard.annotate(_batch(_texts(5, 4), "a"))
+        guard.commit()
+    with pytest.raises(GuardError, match=r"other dedup settings \(num_perm 128 -> 64"):
+        Guard({**LEXICAL, "near": {"num_perm": 64}}, store=tmp_path / "s")
+    # the verification threshold is a decision, not a stored key: changing it is allowed
+    Guard({**LEXICAL, "near": {"threshold": 0.6, "bands": 30, "rows": 4}}, store=tmp_path / "s").close()
+
+
+def test_a_store_is_locked_while_in_use(tmp_path):
+    with Guard(LEXICAL, store=tmp_path / "s"):
+        with pytest.raises(GuardError, match="in use by another guard run"):
+            Guard(LEXICAL, store=tmp_path / "s")
+
+
+def test_a_non_store_directory_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(GuardError, match="not a guard store"):
+        Guard(LEXICAL, store=tmp_path)
+
+
+def test_manifest_records_versions_and_fingerprint(tmp_path):
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
+        guard.annotate(_batch(_texts(30, 5), "a"))
+        guard.commit()
+        fingerprint = guard.store.fingerprint
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["format_version"] == 2
+    assert manifest["fingerprint"] == fingerprint
+    assert manifest["settings"]["num_perm"] == 128
+    assert manifest["n_records"] == 30
+    assert [p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".staging")] == []
+
+
+def test_keys_are_fixed_width_arrays_on_disk(tmp_path):
+    with Guard(LEXICAL, store=tmp_path / "s") as guard:
+        guard.annotate(_batch(_texts(40, 6), "a"))
+        guard.commit()
+        segment = guard.store.stack.segments[0]
+    assert segment.exact_hashes.dtype == np.uint64 and segment.exact_hashes.shape == (40,)
+    assert segment.signatures.dtype == np.uint32 and segment.signatures.shape == (40, 128)
+    assert segment.band_keys.dtype == np.uint32 and segment.band_keys.shape[1] == 40
+    assert [type(c) for c in segment.signatures.chunks] == [np.memmap]
+
+
+def test_segments_merge_beyond_the_limit_and_keep_seniority(tmp_path):
+    config = {**LEXICAL, "store": {"max_segments": 2}}
+    all_texts = []
+    for run in range(4):
+        texts = _texts(20, seed=10 + run)
+        all_texts.append(texts)
+        with Guard(config, store=tmp_path / "s") as guard:
+            guard.annotate(_batch(texts, f"r{run}-"))
+            guard.commit()
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert len(manifest["segments"]) <= 2 and manifest["n_records"] == 80
+    assert len(list((tmp_path / "s" / "segments").iterdir())) == len(manifest["segments"])
+    with Guard(config, store=tmp_path / "s") as guard:
+        out = guard.annotate(_batch([all_texts[0][4], all_texts[3][9]], "q"))
+    assert out["guard_exact_duplicate_of"] == ["r0-4", "r3-9"]
+
+
+def test_segment_stack_merges_small_segments_logarithmically():
+    rng = np.random.default_rng(0)
+    stack = SegmentStack()
+    for batch in range(64):
+        n = 10
+        stack.append(
+            Segment.build(
+                [f"{batch}-{i}" for i in range(n)],
+                rng.integers(0, 2**63, size=n, dtype=np.uint64),
+                rng.integers(0, 2**32, size=(n, 8), dtype=np.uint32),
+                rng.integers(0, 2**32, size=(n, 4), dtype=np.uint32),
+            )
+        )
+    assert len(stack) == 640
+    assert len(stack.segments) <= 7
+    ids = [i for s in stack.segments for i in s.ids()]
+    assert ids == [f"{b}-{i}" for b in range(64) for i in range(10)]
+
+
+def test_merge_is_a_stable_sort_of_the_concatenated_keys():
+    rng = np.random.default_rng(1)
+    segments = [
+        Segment.build(
+            [f"{s}-{i}" for i in range(n)],
+            rng.integers(0, 50, size=n, dtype=np.uint64),  # many equal keys
+            rng.integers(0, 2**32, size=(n, 8), dtype=np.uint32),
+            rng.integers(0, 40, size=(n, 4), dtype=np.uint32),
+        )
+        for s, n in enumerate((300, 1, 120, 77))
+    ]
+    merged = Segment.merge(segments)
+    exact = np.concatenate([s.exact_hashes[np.argsort(s.exact_rows)] for s in segments])  # row order
+    bands = np.concatenate(
+        [np.take_along_axis(s.band_keys, np.argsort(s.band_rows, axis=1), 1) for s in segments], 1
+    )
+    assert np.array_equal(merged.exact_rows, np.argsort(exact, kind="stable"))
+    assert np.array_equal(merged.exact_hashes, np.sort(exact))
+    assert np.array_equal(merged.band_rows, np.argsort(bands, axis=1, kind="stable"))
+    assert np.array_equal(merged.band_keys, np.sort(bands, axis=1))
+    assert merged.ids() == [i for s in segments for i in s.ids()]
+    assert merged.exact_rows.dtype == merged.band_rows.dtype == np.uint32
