@@ -50,7 +50,8 @@ def metric_plot(
         info = METRICS.get(metric)
         axes.set_ylabel(f"{metric}\n({info.unit if info else 'metric units'})", fontsize=8)
         axes.set_title(metric, fontsize=10)
-        axes.legend(fontsize=7, loc="best")
+        if axes.get_legend_handles_labels()[0]:  # a metric with no finite value draws nothing
+            axes.legend(fontsize=7, loc="best")
         figure.subplots_adjust(left=0.15, right=0.98, top=0.91, bottom=0.16)  # fixed: tight_layout is slow
         return _png(figure)
     finally:
