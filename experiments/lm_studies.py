@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 Table = Callable[[list[str], list[list[str]]], str]
 Figure = Callable[[str, str], str]
 CLAIM_MET = {True: "yes", False: "**no**"}
-DIGITS = {"distinct_bigrams": 0, "pool_size": 0, "perplexity": 1, "vendi_q1": 1}  # else 3
+DIGITS = {"distinct_bigrams": 0, "pool_size": 0, "store_size": 0, "perplexity": 1, "vendi_q1": 1}  # else 3
 
 
 def _cell(runs, run: str, condition: str, generation: int, metric: str) -> str:
@@ -318,6 +318,7 @@ REJECTION_FIELDS = (
     "rejected_machine_generated",
     "rejected_watermarked",
 )
+DIGITS |= dict.fromkeys(REJECTION_FIELDS, 0)  # counts
 
 
 def summarise_flywheel(runs, *, table: Table, figure: Figure) -> str:
