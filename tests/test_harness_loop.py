@@ -119,6 +119,19 @@ def test_a_run_directory_of_another_config_is_refused(tmp_path):
         _run(tmp_path, "run", config=changed)
 
 
+def test_adding_seeds_extends_a_run_and_keeps_its_chains(tmp_path):
+    one_seed = {**SMALL, "seeds": [0]}
+    _run(tmp_path, "run", config=one_seed)
+    before = read_ledger(tmp_path / "run" / "ledger.jsonl")
+    _run(tmp_path, "run", config=SMALL)  # seeds [0, 1]
+    extended = read_ledger(tmp_path / "run" / "ledger.jsonl")
+    _run(tmp_path, "fresh", config=SMALL)
+    assert extended == read_ledger(tmp_path / "fresh" / "ledger.jsonl")
+    assert [row for row in extended if row["seed"] == 0] == before
+    with pytest.raises(GuardError, match="seeds differs"):  # dropping a seed is another run
+        _run(tmp_path, "run", config=one_seed)
+
+
 def test_a_plugged_machine_detector_is_used_by_guarded(tmp_path):
     class FarFromZero:
         """p_machine = 1 for samples whose first coordinate is beyond 1 in absolute value."""
