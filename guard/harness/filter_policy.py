@@ -28,7 +28,6 @@ Ledger fields, besides ``real_share`` and ``pool_size`` (see ``guard.harness.pol
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 
 from guard.errors import GuardError
 from guard.harness.detectors import Pool
-from guard.harness.policies import Generation, refilled_pool, take_records
+from guard.harness.policies import Generation, flag_rate, pool_info, refilled_pool, take_records
 from guard.metrics.tracker import SHOWN
 
 REASONS = (
@@ -52,11 +51,6 @@ REASONS = (
 FILTER_DIRECTIONS = dict.fromkeys(
     ("filter_tpr", "filter_fpr", "store_size", *(f"rejected_{reason}" for reason in REASONS)), SHOWN
 )
-
-
-def _share(flags: np.ndarray, among: np.ndarray) -> float:
-    """The share of True ``flags`` among the entries where ``among`` holds (NaN where none)."""
-    return float(flags[among].mean()) if among.any() else math.nan
 
 
 class ChainVerdicts:
@@ -120,7 +114,7 @@ class Filtered:
         shutil.rmtree(partial, ignore_errors=True)
         for chain, texts in enumerate(texts_of(generation.real_start)):
             with self._guard(partial / f"chain{chain}", dedup_only=True) as guard:
-                guard.check(*_check_arguments(guard, "g0", 0, texts))
+                _annotate(guard, "g0", 0, texts)
                 guard.commit()
         os.replace(partial, done)
         return done
@@ -157,12 +151,11 @@ class Filtered:
 
             def judge(pool: Pool, start: int) -> np.ndarray:
                 for chain, texts in enumerate(texts_of(pool.records[:, start:])):
-                    arguments = _check_arguments(guards[chain], f"g{generation.index}", start, texts)
-                    verdicts[chain].add(guards[chain].check(*arguments))
+                    verdicts[chain].add(_annotate(guards[chain], f"g{generation.index}", start, texts))
                 return np.array([v.keep for v in verdicts], dtype=bool)
 
             pool, passing, chosen = refilled_pool(
-                generation, self.real_share, self.refill, self.max_pool_factor, judge
+                self.name, generation, self.real_share, self.refill, self.max_pool_factor, judge
             )
             for guard in guards:
                 guard.commit()
@@ -170,41 +163,24 @@ class Filtered:
         finally:
             for guard in guards:
                 guard.close()
-        if chosen.shape[1] < 2:
-            raise GuardError(
-                f"condition {self.name}: {chosen.shape[1]} of {generation.n_train} candidates passed; "
-                "nothing to train on"
-            )
         return take_records(pool.records, chosen), _ledger_fields(pool, passing, chosen, verdicts, store_size)
 
 
-def _check_arguments(guard, prefix: str, start: int, texts: list[str]):
-    """``Guard.check``'s arguments for ``texts``: ids ``<prefix>-<position>``, and the input
-    reason of texts that cannot be checked (an empty sample)."""
-    from guard.io.readers import text_problem
-
-    field = guard.config.input.text_field
-    problems = [text_problem({field: text}, field) for text in texts]
-    return (
-        [f"{prefix}-{start + i}" for i in range(len(texts))],
-        [None if reason else text for text, (reason, _) in zip(texts, problems)],
-        [reason for reason, _ in problems],
-        [problem for _, problem in problems],
-    )
+def _annotate(guard, prefix: str, start: int, texts: list[str]) -> dict[str, list]:
+    """``guard``'s columns for ``texts``, with ids ``<prefix>-<position>`` (an empty sample is
+    rejected as ``empty``, as in any batch)."""
+    config = guard.config.input
+    ids = [f"{prefix}-{start + i}" for i in range(len(texts))]
+    return guard.annotate({config.id_field: ids, config.text_field: texts})
 
 
 def _ledger_fields(pool: Pool, passing: np.ndarray, chosen: np.ndarray, verdicts, store_size: float) -> dict:
     """The ledger fields of one generation (see the module docstring)."""
-    synthetic = pool.is_synthetic
     machine = np.stack([v.raised("machine_generated") for v in verdicts])
     scored = np.stack([np.array(v.scored, dtype=bool) for v in verdicts])
-    fields = {
-        "detector_tpr": _share(machine, scored & synthetic),
-        "detector_fpr": _share(machine, scored & ~synthetic),
-        "filter_tpr": _share(~passing, synthetic),
-        "filter_fpr": _share(~passing, ~synthetic),
-        "real_share": float(1.0 - np.take_along_axis(synthetic, chosen, axis=1).mean()),
-        "pool_size": float(synthetic.shape[1]),
+    fields = pool_info(pool, machine, chosen, scored) | {
+        "filter_tpr": flag_rate(~passing, pool.is_synthetic),
+        "filter_fpr": flag_rate(~passing, ~pool.is_synthetic),
         "store_size": store_size,
     }
     for reason in REASONS:

@@ -177,20 +177,29 @@ def first_copies(keys: np.ndarray) -> np.ndarray:
     return first
 
 
-def pool_info(pool: Pool, flagged: np.ndarray, chosen: np.ndarray) -> dict[str, float]:
+def flag_rate(flagged: np.ndarray, among: np.ndarray) -> float:
+    """The share of True ``flagged`` among the entries where ``among`` holds (NaN where none)."""
+    return float(flagged[among].mean()) if among.any() else math.nan
+
+
+def pool_info(pool: Pool, flagged: np.ndarray, chosen: np.ndarray, scored: np.ndarray | None = None):
     """The ledger fields of a pool-based policy: measured TPR (flagged share of synthetic
-    candidates) and FPR (flagged share of real ones) over all chains, the real share of the
-    ``chosen`` (chains, n) candidates, and the candidates drawn per chain."""
+    candidates) and FPR (flagged share of real ones) over all chains, counting only the
+    ``scored`` (chains, m) candidates when given, the real share of the ``chosen`` (chains, n)
+    candidates, and the candidates drawn per chain."""
     is_synthetic = pool.is_synthetic
+    scored = np.ones_like(is_synthetic) if scored is None else scored
     return {
-        "detector_tpr": float(flagged[is_synthetic].mean()) if is_synthetic.any() else math.nan,
-        "detector_fpr": float(flagged[~is_synthetic].mean()) if (~is_synthetic).any() else math.nan,
+        "detector_tpr": flag_rate(flagged, scored & is_synthetic),
+        "detector_fpr": flag_rate(flagged, scored & ~is_synthetic),
         "real_share": float(1.0 - np.take_along_axis(is_synthetic, chosen, axis=1).mean()),
         "pool_size": float(is_synthetic.shape[1]),
     }
 
 
-def refilled_pool(generation: Generation, real_share: float, refill: bool, max_factor: float, judge):
+def refilled_pool(
+    name: str, generation: Generation, real_share: float, refill: bool, max_factor: float, judge
+):
     """Draw a pool of n_train candidates and, with ``refill``, more until every chain has
     n_train passing ones (or the pool reaches ``max_factor`` * n_train per chain).
 
@@ -198,7 +207,8 @@ def refilled_pool(generation: Generation, real_share: float, refill: bool, max_f
     and the first position not judged before, and returns (chains, m) bool over the whole pool.
 
     Returns (pool, passing, chosen): ``chosen`` (chains, k) the passing candidates first, in pool
-    order, k = n_train with refill, else the fewest passing in any chain.
+    order, k = n_train with refill, else the fewest passing in any chain. GuardError naming the
+    condition ``name`` when k < 2.
     """
     n = generation.n_train
     pool = draw_pool(generation, n, real_share)
@@ -214,6 +224,8 @@ def refilled_pool(generation: Generation, real_share: float, refill: bool, max_f
         )
         passing = judge(pool, start)
     keep = n if refill else int(passing.sum(axis=1).min())
+    if keep < 2:
+        raise GuardError(f"condition {name}: {keep} of {n} candidates passed; nothing to train on")
     chosen = np.argsort(~passing, axis=1, kind="stable")[:, :keep]  # passing first, in pool order
     return pool, passing, chosen
 
@@ -240,12 +252,9 @@ class Guarded:
             keys = generation.family.record_keys(pool.records) if self.dedup else None
             return passing if keys is None else passing & first_copies(keys)
 
-        pool, _, chosen = refilled_pool(generation, self.real_share, self.refill, self.max_pool_factor, judge)
-        if chosen.shape[1] < 2:
-            raise GuardError(
-                f"condition {self.name}: {chosen.shape[1]} of {generation.n_train} candidates passed; "
-                "nothing to train on"
-            )
+        pool, _, chosen = refilled_pool(
+            self.name, generation, self.real_share, self.refill, self.max_pool_factor, judge
+        )
         return take_records(pool.records, chosen), pool_info(pool, scores >= self.threshold, chosen)
 
 
