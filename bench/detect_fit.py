@@ -61,6 +61,9 @@ CANDIDATES = {
     "mlp16/profile": {"head": "mlp", "features": "profile", "C": 1.0, "hidden": 16},
     "mlp8/compact": {"head": "mlp", "features": "compact", "C": 1.0, "hidden": 8},
     "mlp16/compact": {"head": "mlp", "features": "compact", "C": 1.0, "hidden": 16},
+    "logistic/coherent": {"head": "logistic", "features": "coherent", "C": 1.0},
+    "mlp8/coherent": {"head": "mlp", "features": "coherent", "C": 1.0, "hidden": 8},
+    "mlp16/coherent": {"head": "mlp", "features": "coherent", "C": 1.0, "hidden": 16},
 }
 GENERATORS = ("smollm2", "ngram", *GPT)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer, token_statistics
+from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer, token_statistics, word_like_tokens
 from guard.errors import GuardError
 
 LN2 = math.log(2.0)
@@ -84,9 +84,58 @@ def test_profile_on_hand_built_logits():
             "entropy_band_0": (0.0, 0.0),
             "z_confident": (sum(z_a) / 2, z_b),  # equal entropies: every position is confident
             "repeated_4gram_share": (0.0, 0.0),
+            # text A: first half = prediction of token 0, second half = of token 1 (new);
+            # text B has one scored token, in its second half, so its first half is empty
+            "entropy_trend": (0.0, 1.75 * LN2),
+            "log_likelihood_trend": (-LN2, -111.0),
+            "reused_word_share": (0.0, 0.0),
         },
     )
     assert set(values) == set(FEATURES)
+
+
+def test_trends_compare_the_second_half_with_the_first():
+    """Four scored positions: entropies ln2, ln2, 2 ln2, 2 ln2 (two, then four equal
+    choices) and the targets' log-likelihoods -ln2, -ln2, -2 ln2, -2 ln2: the second half is
+    ln2 nats less certain and ln2 nats less likely than the first."""
+    logits = torch.full((1, 5, V), -1000.0)
+    logits[0, 0, :2] = logits[0, 1, :2] = 0.0
+    logits[0, 2, :4] = logits[0, 3, :4] = 0.0
+    input_ids = torch.tensor([[9, 0, 1, 2, 3]])
+    values = token_statistics(logits, input_ids, torch.ones_like(input_ids))
+    assert values["entropy_trend"].item() == pytest.approx(LN2, rel=1e-5)
+    assert values["log_likelihood_trend"].item() == pytest.approx(-LN2, rel=1e-5)
+
+
+def test_reused_word_share_counts_words_seen_earlier():
+    """Tokens 1 2 3 | 4 1 5 2 (scored: 2 3 4 | 1 5 2 ... the second half of the 6 scored
+    tokens is 1 5 2): with every token a word, 1 and 2 were seen before, 5 was not -> 2/3;
+    when only token 5 and 2 are words, 2 was seen -> 1/2; when none is, 0."""
+    input_ids = torch.tensor([[1, 2, 3, 4, 1, 5, 2]])
+    logits = torch.randn(1, 7, V, generator=torch.Generator().manual_seed(1))
+    every = token_statistics(logits, input_ids, torch.ones_like(input_ids))
+    assert every["reused_word_share"].item() == pytest.approx(2 / 3)
+    some = torch.zeros(V, dtype=torch.bool)
+    some[[5, 2]] = True
+    picked = token_statistics(logits, input_ids, torch.ones_like(input_ids), word_tokens=some)
+    assert picked["reused_word_share"].item() == pytest.approx(1 / 2)
+    none = token_statistics(
+        logits, input_ids, torch.ones_like(input_ids), word_tokens=torch.zeros(V, dtype=torch.bool)
+    )
+    assert none["reused_word_share"].item() == 0.0
+
+
+def test_word_like_tokens_are_pieces_of_four_letters_or_more():
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {"<unk>": 0, "Ġthe": 1, "Ġlobster": 2, ",": 3, "ing": 4, "Ġ1234": 5, "tion": 6}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    words = word_like_tokens(tokenizer)
+    assert [index for index in range(len(vocab)) if words[index]] == [2, 6]
 
 
 def test_repeated_4gram_share_counts_loops():
@@ -210,7 +259,7 @@ def test_models_must_share_a_tokenizer(tiny_lm, tiny_observer):
 
 
 def _word_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))

@@ -41,7 +41,16 @@ COMPACT = [
     "rank_band_5",
     "entropy_band_4",
 ]
-FEATURE_SETS = {"statistics": [*STATISTICS, LENGTH_FEATURE], "profile": list(FEATURES), "compact": COMPACT}
+# coherent: COMPACT and how the text holds together (entropy and likelihood trends along it,
+# reuse of its own words), which tells a derailing temperature-1 sample from human text of a
+# high-entropy register.
+COHERENT = [*COMPACT, "entropy_trend", "log_likelihood_trend", "reused_word_share"]
+FEATURE_SETS = {
+    "statistics": [*STATISTICS, LENGTH_FEATURE],
+    "profile": list(FEATURES),
+    "compact": COMPACT,
+    "coherent": COHERENT,
+}
 HEADS = ("logistic", "mlp")
 
 

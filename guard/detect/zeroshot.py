@@ -27,8 +27,13 @@ z_t = (ll_t - mu_t) / sqrt(var_t) (Fast-DetectGPT's statistic before it is summe
 the scorer's own temperature-1 samples, very negative for incoherent text, positive for text
 more predictable than sampling would give), the spread of ll_t, the share of tokens in bands of
 rank and of entropy, mean z_t where the model is confident and where it is not, and the share
-of tokens that close a 4-gram already seen in the text (loops). None depends on a generator's
-vocabulary; all are means or quantiles, so none grows with the length.
+of tokens that close a 4-gram already seen in the text (loops); and how the text *holds
+together*: the change of mean entropy and of mean log-likelihood from its first half to its
+second (human text becomes more predictable as context builds up, a sample that derails
+becomes less) and the share of word-like tokens in its second half that already occurred
+earlier (coherent text comes back to its words; a temperature-1 sample of a small model keeps
+changing subject, a looping one repeats). None depends on a generator's vocabulary; all are
+means, differences of means or quantiles, so none grows with the length.
 
 Every statistic of a batch comes from the same logits with one shifted mask: logits at
 positions 1..L-1 predict tokens 2..L, and the attention mask shifted by one marks which of
@@ -62,6 +67,7 @@ Z_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 RANK_EDGES = (1, 3, 10, 100, 1000)  # bands of rank_t: 1, 2-3, 4-10, 11-100, 101-1000, >1000
 ENTROPY_EDGES = (0.5, 1.5, 3.0, 4.5)  # bands of H_t in nats
 REPEAT_N = 4  # a token repeats when the 4-gram it closes appeared earlier in the text
+WORD_CHARS = 4  # a token is word-like when it decodes to at least this many letters
 PROFILE = (
     *(f"z_q{round(q * 100):02d}" for q in Z_QUANTILES),
     "z_std",
@@ -71,6 +77,9 @@ PROFILE = (
     "z_confident",
     "z_unsure",
     "repeated_4gram_share",
+    "entropy_trend",
+    "log_likelihood_trend",
+    "reused_word_share",
 )
 FEATURES = STATISTICS + PROFILE
 GLTR_TOP_RANK = 10
@@ -81,7 +90,14 @@ POSITIONS_PER_CHUNK = 32
 PplFrom = Literal["observer", "performer"]
 
 
-def token_statistics(logits, input_ids, attention_mask, observer_logits=None, ppl_from: PplFrom = "observer"):
+def token_statistics(
+    logits,
+    input_ids,
+    attention_mask,
+    observer_logits=None,
+    ppl_from: PplFrom = "observer",
+    word_tokens=None,
+):
     """The FEATURES of each text of a right-padded batch.
 
     Args:
@@ -92,6 +108,8 @@ def token_statistics(logits, input_ids, attention_mask, observer_logits=None, pp
         observer_logits: (batch, L, V) logits of the observer/sampler model q, or None for q = p.
         ppl_from: whose log-likelihood Binoculars' log PPL uses (the paper: "observer"; the
             reference code: "performer").
+        word_tokens: (V,) bool tensor, True for word-like token ids (``word_like_tokens``),
+            used by ``reused_word_share``; None counts every token as a word.
     Returns:
         FEATURES name -> (batch,) float32 tensor, NaN for a text with no scored token.
     """
@@ -115,7 +133,9 @@ def token_statistics(logits, input_ids, attention_mask, observer_logits=None, pp
     confident_sums = torch.zeros((batch, 2), dtype=torch.float32, device=logits.device).index_add_(
         0, text, torch.stack([ll_t * confident, confident], dim=1)
     )
-    profile = token_profile(per_position, text, position, (batch, length - 1), input_ids, scored, confident)
+    profile = token_profile(
+        per_position, text, position, (batch, length - 1), input_ids, scored, confident, word_tokens
+    )
     return {
         **profile,
         "log_likelihood": ll / count,
@@ -128,7 +148,7 @@ def token_statistics(logits, input_ids, attention_mask, observer_logits=None, pp
     }
 
 
-def token_profile(per_position, text, position, shape, input_ids, scored, confident) -> dict:
+def token_profile(per_position, text, position, shape, input_ids, scored, confident, word_tokens=None) -> dict:
     """The PROFILE of each text, from the per-position statistics of ``_scored_positions``.
 
     Args:
@@ -138,6 +158,7 @@ def token_profile(per_position, text, position, shape, input_ids, scored, confid
         scored: (batch, L - 1) bool, the shifted mask.
         confident: (N,) float32, 1 where the position's entropy is at most its text's median
             (the mask of low_entropy_log_likelihood).
+        word_tokens: (V,) bool word-like token ids, or None (every token).
     Returns:
         PROFILE name -> (batch,) float32 tensor (NaN for a text with no scored token).
     """
@@ -174,7 +195,51 @@ def token_profile(per_position, text, position, shape, input_ids, scored, confid
     out["z_confident"] = mean_of(z * confident) / (mean_of(confident) + 1e-9)
     out["z_unsure"] = mean_of(z * (1 - confident)) / (mean_of(1 - confident) + 1e-9)
     out["repeated_4gram_share"] = _repeated_ngram_share(input_ids, scored).to(per_position.device)
+    late = (position >= (count[text] / 2).floor().long()).float()  # (N,) 1 in the text's second half
+
+    def half_change(values):  # (N,) -> (batch,) mean over the second half minus the first
+        return mean_of(values * late) / (mean_of(late) + 1e-9) - mean_of(values * (1 - late)) / (
+            mean_of(1 - late) + 1e-9
+        )
+
+    out["entropy_trend"] = half_change(entropy)
+    out["log_likelihood_trend"] = half_change(ll)
+    out["reused_word_share"] = _reused_word_share(input_ids, scored, word_tokens).to(per_position.device)
     return out
+
+
+def word_like_tokens(tokenizer) -> "torch.Tensor":
+    """(V,) bool: the token ids that decode to at least WORD_CHARS letters (spaces and word
+    markers stripped), i.e. pieces of content words rather than punctuation or function words."""
+    import torch
+
+    size = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
+    words = torch.zeros(size, dtype=torch.bool)
+    for piece, index in tokenizer.get_vocab().items():
+        text = tokenizer.convert_tokens_to_string([piece])
+        words[index] = sum(char.isalpha() for char in text) >= WORD_CHARS
+    return words
+
+
+def _reused_word_share(input_ids, scored, word_tokens):
+    """(batch,) float32: of the word-like tokens in the second half of each text's scored
+    tokens, the share whose id already occurred earlier in the text (0 when there is none)."""
+    import torch
+
+    ids = input_ids.cpu().tolist()
+    lengths = (scored.sum(dim=1) + 1).cpu().tolist()
+    is_word = None if word_tokens is None else word_tokens.cpu().tolist()
+    shares = []
+    for row, length in zip(ids, lengths):
+        start = 1 + (length - 1) // 2  # the first token of the second half of the scored tokens
+        seen, reused, words = set(row[:start]), 0, 0
+        for token in row[start:length]:
+            if is_word is None or (token < len(is_word) and is_word[token]):
+                words += 1
+                reused += token in seen
+            seen.add(token)
+        shares.append(reused / words if words else 0.0)
+    return torch.tensor(shares, dtype=torch.float32)
 
 
 def _repeated_ngram_share(input_ids, scored):
@@ -310,6 +375,7 @@ class ZeroShotScorer:
         self.batch_size = batch_size
         self.ppl_from = ppl_from
         self.progress = progress
+        self.word_tokens = word_like_tokens(model.tokenizer)
         self.cache = None
         if cache_dir is not None:
             from guard.models.embedder import VectorCache
@@ -400,7 +466,9 @@ class ZeroShotScorer:
             observer_logits = self.observer.model(
                 input_ids=input_ids.to(device), attention_mask=attention.to(device)
             ).logits.to(logits.device)
-        return token_statistics(logits, input_ids, attention, observer_logits, self.ppl_from)
+        return token_statistics(
+            logits, input_ids, attention, observer_logits, self.ppl_from, self.word_tokens
+        )
 
     def pad(self, ids: list[list[int]]):
         """(input_ids, attention_mask): (batch, longest) int64 tensors on the model's device,
