@@ -9,7 +9,7 @@ from guard.config import NearConfig
 from guard.dedup.hashing import MinHasher, band_keys, estimated_jaccard, text_signatures
 from guard.dedup.keep import resolve_in_order
 from guard.dedup.segments import SegmentStack
-from guard.filter.check import BatchContext, CheckBase, CheckResult, scatter
+from guard.filter.check import BatchContext, CheckBase, CheckResult, matched
 from guard.text import NormalizedBatch
 
 
@@ -40,19 +40,13 @@ class NearDuplicateCheck(CheckBase):
         matched record or None, and its ``guard_near_duplicate_jaccard``, for the records at
         ``rows``; the keys ``signatures`` (m, num_perm) and ``band_keys`` (m, bands) uint32
         of every record, which the run's segments keep."""
-        m = len(batch.ids)
         signatures = self.signatures(batch.normalized)
         keys = self.band_keys(signatures)
         matches, sims = self.match(
             signatures[rows], keys[rows], [batch.ids[r] for r in rows], batch.reference
         )
-        duplicate_of = scatter(matches, rows, m)
-        columns = {
-            "guard_near_duplicate_of": duplicate_of,
-            "guard_near_duplicate_jaccard": scatter(sims, rows, m),
-        }
-        return CheckResult(
-            {"near_duplicate": duplicate_of}, columns, keys={"signatures": signatures, "band_keys": keys}
+        return matched(
+            self, matches, sims, rows, len(batch.ids), {"signatures": signatures, "band_keys": keys}
         )
 
     def match(self, signatures, keys, ids: list[str], reference: SegmentStack):

@@ -21,7 +21,7 @@ from guard.dedup.hashing import MinHasher, estimated_jaccard, text_signatures
 from guard.dedup.keep import most_senior, senior_source_first
 from guard.dedup.semdedup import range_dedup
 from guard.dedup.vector_index import VectorIndex
-from guard.filter.check import BatchContext, CheckBase, CheckResult, scatter
+from guard.filter.check import BatchContext, CheckBase, CheckResult, matched
 from guard.text import normalize_batch
 
 # Seed of the word-set MinHash permutations; part of what a store's sketches mean.
@@ -114,14 +114,7 @@ class SemanticDuplicateCheck(CheckBase):
         if batch.store is not None:
             references.insert(0, (batch.store.vectors, batch.store.stack.id_at))
         matches, cosines = self.match(vectors[rows], sketches[rows], [batch.ids[r] for r in rows], references)
-        duplicate_of = scatter(matches, rows, m)
-        columns = {
-            "guard_semantic_duplicate_of": duplicate_of,
-            "guard_semantic_similarity": scatter(cosines, rows, m),
-        }
-        return CheckResult(
-            {"semantic_duplicate": duplicate_of}, columns, keys={"vectors": vectors, "sketches": sketches}
-        )
+        return matched(self, matches, cosines, rows, m, {"vectors": vectors, "sketches": sketches})
 
     def match(
         self,

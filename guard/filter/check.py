@@ -156,6 +156,16 @@ def true_or_none(flagged: np.ndarray, rows: np.ndarray, n: int) -> list:
     return scatter([True if f else None for f in flagged], rows, n)
 
 
+def matched(check, matches: list, similarity: list, rows: np.ndarray, m: int, keys: dict) -> CheckResult:
+    """The result of a duplicate check with one reason and two columns, the matched id (the
+    same list as the flag) then its similarity, from the (k,) ``matches`` (id or None) and
+    ``similarity`` of the records at ``rows`` of a batch of m."""
+    duplicate_of = scatter(matches, rows, m)
+    id_column, similarity_column = check.columns
+    columns = {id_column: duplicate_of, similarity_column: scatter(similarity, rows, m)}
+    return CheckResult({check.reasons[0]: duplicate_of}, columns, keys=keys)
+
+
 class Check(Protocol):
     """A check of the Guard (see the module doc)."""
 
