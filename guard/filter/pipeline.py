@@ -20,7 +20,7 @@ from guard.dedup.store import Store
 from guard.filter.check import BatchContext, Check, scatter
 from guard.filter.policy import decide
 from guard.filter.summary import IdTally, InputTally, Summary
-from guard.io.readers import text_problem
+from guard.io.records import text_problem
 from guard.text import normalize_batch
 
 # The columns every record gets, whatever the checks; each check declares its own (``columns``:

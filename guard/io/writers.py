@@ -30,15 +30,8 @@ from guard.io.durable import (
     remove_stale_temps,
     sibling_temp_path,
 )
-from guard.io.readers import (
-    FORMATS,
-    InputRecord,
-    StdlibJsonFields,
-    batched,
-    detect_format,
-    is_saved_dataset,
-    os_errors_as_guard_errors,
-)
+from guard.io.readers import FORMATS, batched, detect_format, is_saved_dataset
+from guard.io.records import InputRecord, StdlibJsonFields, os_errors_as_guard_errors
 
 _WRITE_BATCH_ROWS = 1000  # rows per Parquet row group / conversion batch
 
