@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from guard.errors import GuardError
-from guard.io import json_readers, writers
+from guard.io import json_readers, table_writers
 from guard.io.durable import read_json_file, write_json_file
 from guard.io.readers import detect_format, iter_record_batches
 from guard.io.records import REASON_EMPTY, REASON_MALFORMED
@@ -141,7 +141,7 @@ def test_round_trip_of_no_rows(tmp_path, name):
 
 
 def test_parquet_unifies_types_across_batches(tmp_path, monkeypatch):
-    monkeypatch.setattr(writers, "_WRITE_BATCH_ROWS", 2)
+    monkeypatch.setattr(table_writers, "_WRITE_BATCH_ROWS", 2)
     rows = [
         {"text": "a", "n": 1, "mixed": 1, "meta": {"a": 1}},
         {"text": "b", "n": 2, "mixed": 2, "meta": {"a": 2}},
