@@ -5,7 +5,8 @@ and paraphrase copies, copies of copies inside a batch, bad records, and a secon
 repeats, edits and paraphrases records of the first), then runs the guard it imports (its
 ``PYTHONPATH``) as ``python -m guard.cli filter`` on them in several scenarios, each in its own
 folder with relative paths: the lexical config, the default config (semantic check on), stores
-across two runs and a retry, small batches, and, when SmolLM2 is installed, the machine check.
+across two runs and a retry, small batches, JSON array and CSV inputs with Parquet, CSV and JSON
+outputs, and, when SmolLM2 is installed, the machine check.
 It also writes ``Guard.column_types`` and the columns ``Guard.annotate`` adds to a column batch.
 
 ``compare BEFORE AFTER`` compares every file of two such folders byte for byte, except the
@@ -64,20 +65,38 @@ def build_inputs(folder: Path) -> None:
         (folder / name).write_text("\n".join(lines + ['{"id": "broken", "text": ']) + "\n", encoding="utf-8")
 
 
-def filter_run(folder: Path, inputs: list[str], *options: str) -> None:
+def filter_run(folder: Path, inputs: list[str], *options: str, kept=".jsonl", rejected=".jsonl") -> None:
     """``guard filter INPUTS --out kept-K.jsonl --rejected rejected-K.jsonl --summary
-    summary-K.json OPTIONS`` in ``folder``, K counting the runs there."""
+    summary-K.json OPTIONS`` in ``folder``, K counting the runs there; ``kept`` and
+    ``rejected`` name other output formats by their suffix."""
     k = len(list(folder.glob("summary-*.json")))
     outputs = [
         "--out",
-        f"kept-{k}.jsonl",
+        f"kept-{k}{kept}",
         "--rejected",
-        f"rejected-{k}.jsonl",
+        f"rejected-{k}{rejected}",
         "--summary",
         f"summary-{k}.json",
     ]
     command = [sys.executable, "-m", "guard.cli", "filter", *inputs, *outputs, "--quiet", *options]
     subprocess.run(command, cwd=folder, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def other_formats(folder: Path) -> None:
+    """``a.json`` (a JSON array) and ``b.csv`` beside ``a.jsonl`` and ``b.jsonl``, same records
+    (the last, broken line of each left out)."""
+    import csv
+
+    for name in ("a", "b"):
+        lines = (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:-1]
+        records = [json.loads(line) for line in lines]
+        if name == "a":
+            (folder / "a.json").write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+            continue
+        with open(folder / "b.csv", "w", newline="", encoding="utf-8") as stream:
+            writer = csv.DictWriter(stream, fieldnames=["id", "text"])
+            writer.writeheader()
+            writer.writerows(records)
 
 
 def annotate(folder: Path, config) -> None:
@@ -105,7 +124,7 @@ def run(out: Path, machine: bool) -> None:
     import yaml
 
     out.mkdir(parents=True)
-    scenarios = ["lexical", "lexical-store", "default", "default-store"]
+    scenarios = ["lexical", "lexical-store", "default", "default-store", "formats"]
     for name in scenarios:
         (out / name).mkdir()
         build_inputs(out / name)
@@ -116,6 +135,10 @@ def run(out: Path, machine: bool) -> None:
         filter_run(
             out / "lexical-store", inputs, "--config", lexical, "--store", "store", "--batch-size", "37"
         )
+    other_formats(out / "formats")
+    for kept, rejected in ((".parquet", ".csv"), (".json", ".parquet")):
+        inputs = ["a.json", "b.csv"]
+        filter_run(out / "formats", inputs, "--config", lexical, kept=kept, rejected=rejected)
     filter_run(out / "default", ["a.jsonl", "b.jsonl"])
     annotate(out / "default", None)
     for inputs in (["a.jsonl"], ["b.jsonl"]):
