@@ -48,6 +48,12 @@ class Guard:
     ``annotate(batch)`` works on column batches (``dict[str, list]``), so
     ``dataset.map(Guard(config).annotate, batched=True)`` works; state carries across calls of
     one Guard, so a record in batch 2 that duplicates one in batch 1 is flagged. ``filter`` runs files.
+
+    Attributes:
+        checks: the checks the config turns on, in the order they run (``build_checks``; the
+            protocol: ``guard.filter.check``).
+        run: the segments (exact hashes, near keys, ids) of the records kept in this run and
+            matched by no duplicate check, in seniority order; emptied by ``commit``.
     """
 
     def __init__(self, config=None, store: str | Path | None = None, embedder=None, lm=None):
@@ -262,7 +268,8 @@ class Guard:
     def describe_checks(self) -> list[dict]:
         """Each check with ``on`` and its settings (model, thresholds), or why it is off."""
         config = self.config
-        checks = [_check("exact", config.exact.enabled, {"key": "XXH3-64 of the normalised text"})]
+        exact = {"key": "XXH3-64 of the normalised text"}
+        checks = [_check("exact", self.check_named("exact") is not None, exact)]
         near = {
             "threshold": config.near.threshold,
             "num_perm": config.near.num_perm,
