@@ -19,7 +19,7 @@ The Guard runs its checks in order on one ``BatchContext`` per batch. Each check
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from guard.config import PolicyConfig
 from guard.dedup.segments import SegmentStack
 from guard.filter.policy import decide
 from guard.text import NormalizedBatch
+
+if TYPE_CHECKING:
+    from guard.dedup.store import Store
 
 UNMATCHED = "unmatched"
 KEPT = "kept"
@@ -71,7 +74,7 @@ class BatchContext:
         hashes: (m,) uint64 exact hashes of the normalised texts.
         run: the records kept earlier in this run, in seniority order.
         reference: the store's records, then ``run`` (what duplicate checks search).
-        store: the ``guard.dedup.store.Store`` of earlier runs, or None.
+        store: the store of earlier runs, or None.
         policy: the keep policy (which reasons reject).
         flags: reason -> (m,) list, the flags of the checks so far (``CheckResult.flags``).
         keys: the ``CheckResult.keys`` of the checks so far.
@@ -86,7 +89,7 @@ class BatchContext:
     hashes: np.ndarray
     run: SegmentStack
     reference: SegmentStack
-    store: object | None
+    store: Store | None
     policy: PolicyConfig
     flags: dict[str, list] = field(default_factory=dict)
     keys: dict[str, np.ndarray] = field(default_factory=dict)
