@@ -821,7 +821,7 @@ def semantic_paraphrases(originals: list[str], sizes: dict, work: Path):
     semantic_hit = sum(semantic_of[i] == records[i]["planted_of"] for i in paraphrases)
     lexical_hit = sum(records[i]["planted_of"] in (exact_of[i], near_of[i]) for i in paraphrases)
     any_hit = sum(records[i]["planted_of"] in (exact_of[i], near_of[i], semantic_of[i]) for i in paraphrases)
-    threshold = guard_.semantic.config.threshold
+    threshold = guard_.check_named("semantic").config.threshold
     by_cosine = sum(
         semantic_of[i] == records[i]["planted_of"] and found["guard_semantic_similarity"][i] >= threshold
         for i in paraphrases
@@ -862,7 +862,7 @@ def semantic_paraphrases(originals: list[str], sizes: dict, work: Path):
             "false_positive_examples": examples,
             "semantic_caught_by_cosine_alone": by_cosine,
             "semantic_caught_by_word_overlap_rule": semantic_hit - by_cosine,
-            **semantic_rule(guard_.semantic),
+            **semantic_rule(guard_.check_named("semantic")),
             "annotate_seconds": round(seconds, 2),
             "annotate_records_per_s": round(len(records) / seconds, 1),
             "note": "the semantic check embeds only records no lexical check flagged, so "
@@ -881,9 +881,9 @@ def semantic_semdedup(records: list[dict], guard_) -> dict:
 
     texts = [r["text"] for r in records]
     start = time.perf_counter()
-    vectors = guard_.semantic.embedder.encode(texts)
+    vectors = guard_.check_named("semantic").embedder.encode(texts)
     embed_s = time.perf_counter() - start
-    threshold = guard_.semantic.config.threshold
+    threshold = guard_.check_named("semantic").config.threshold
     row_of = {r["id"]: i for i, r in enumerate(records)}
     paraphrases = np.array([i for i, r in enumerate(records) if r["planted"] == "paraphrase"], dtype=np.int64)
     sources = np.array([row_of[records[i]["planted_of"]] for i in paraphrases], dtype=np.int64)

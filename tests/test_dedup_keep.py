@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from guard.dedup.keep import most_senior, resolve_in_order
+from guard.dedup.keep import first_of_equal, most_senior, resolve_in_order, senior_source_first
 
 
 def ints(*values):
@@ -45,3 +45,16 @@ def test_resolve_in_order_of_no_pairs_changes_nothing():
     kept = np.ones(3, dtype=bool)
     found, _, _ = resolve_in_order(ints(), ints(), np.zeros(0, dtype=np.float32), kept)
     assert len(found) == 0 and kept.all()
+
+
+def test_first_of_equal_points_every_copy_to_the_first():
+    keys = np.array([7, 3, 7, 9, 3, 7], dtype=np.uint64)
+    assert first_of_equal(keys).tolist() == [0, 1, 0, 3, 1, 0]
+
+
+def test_senior_source_first_keeps_a_match_of_a_more_senior_reference():
+    duplicate_of, similarity = ["s1", None, None], [0.9, None, None]
+    senior_source_first(duplicate_of, similarity, ints(0, 2), ["r7", "r8"], [0.99, 0.6])
+    assert (duplicate_of, similarity) == (["s1", None, "r8"], [0.9, None, 0.6])
+    senior_source_first(duplicate_of, None, ints(1), ["r9"])
+    assert duplicate_of == ["s1", "r9", "r8"]

@@ -13,7 +13,7 @@ import pytest
 from guard.cli import main
 from guard.errors import GuardError
 from guard.filter.pipeline import Guard
-from guard.io.writers import RecordWriter
+from guard.io.record_writer import RecordWriter
 
 LEXICAL = {"semantic": {"enabled": False}, "store": {"max_segments": 2}}
 

@@ -7,9 +7,10 @@ import tracemalloc
 import pytest
 
 from guard.errors import GuardError
-from guard.io import readers, writers
+from guard.io import json_readers, table_writers
 from guard.io.durable import read_json_file, write_json_file
-from guard.io.readers import REASON_EMPTY, REASON_MALFORMED, detect_format, iter_record_batches
+from guard.io.readers import detect_format, iter_record_batches
+from guard.io.records import REASON_EMPTY, REASON_MALFORMED
 from guard.io.writers import open_writer
 
 HETEROGENEOUS_ROWS = [
@@ -140,7 +141,7 @@ def test_round_trip_of_no_rows(tmp_path, name):
 
 
 def test_parquet_unifies_types_across_batches(tmp_path, monkeypatch):
-    monkeypatch.setattr(writers, "_WRITE_BATCH_ROWS", 2)
+    monkeypatch.setattr(table_writers, "_WRITE_BATCH_ROWS", 2)
     rows = [
         {"text": "a", "n": 1, "mixed": 1, "meta": {"a": 1}},
         {"text": "b", "n": 2, "mixed": 2, "meta": {"a": 2}},
@@ -363,7 +364,7 @@ def test_jsonl_reading_keeps_memory_bounded(tmp_path):
 
 
 def test_json_array_elements_split_across_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_JSON_CHUNK_SIZE", 7)
+    monkeypatch.setattr(json_readers, "_JSON_CHUNK_SIZE", 7)
     rows = [
         {"id": 123456789, "text": "caf\u00e9 \U0001f600 \u4e2d\u6587"},
         {"text": 'escaped \\" quote \u00e9', "n": -1.25e-3, "flags": [True, False, None]},
@@ -375,7 +376,7 @@ def test_json_array_elements_split_across_chunks(tmp_path, monkeypatch):
 
 
 def test_json_array_number_at_chunk_boundary(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_JSON_CHUNK_SIZE", 4)
+    monkeypatch.setattr(json_readers, "_JSON_CHUNK_SIZE", 4)
     path = tmp_path / "numbers.json"
     path.write_text("[12345678, 3]")
     records = read_all(path)
@@ -384,7 +385,7 @@ def test_json_array_number_at_chunk_boundary(tmp_path, monkeypatch):
 
 
 def test_json_array_bad_utf8_spoils_only_its_element(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_JSON_CHUNK_SIZE", 5)
+    monkeypatch.setattr(json_readers, "_JSON_CHUNK_SIZE", 5)
     path = tmp_path / "bad.json"
     path.write_bytes(b'\xef\xbb\xbf[{"text": "ok"}, {"text": "b\xffd"}, {"text": "fine"}]')
     records = read_all(path)
@@ -415,7 +416,7 @@ def test_json_array_empty(tmp_path):
     ],
 )
 def test_json_array_broken_structure(tmp_path, monkeypatch, content, problem):
-    monkeypatch.setattr(readers, "_JSON_CHUNK_SIZE", 8)
+    monkeypatch.setattr(json_readers, "_JSON_CHUNK_SIZE", 8)
     path = tmp_path / "broken.json"
     path.write_text(content)
     with pytest.raises(GuardError) as excinfo:

@@ -1,20 +1,52 @@
-"""Exact duplicates: equal normalised text, against the reference and earlier in the batch."""
+"""Exact duplicates: equal normalised text, against the reference and earlier in the batch;
+and records the store already holds (same id, same text: ingested by an earlier run)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from guard.dedup.hashing import key_hash
+from guard.dedup.keep import first_of_equal
+from guard.filter.check import BatchContext, CheckBase, CheckResult, scatter
 from guard.text import NormalizedBatch
 
 
-class ExactDuplicateCheck:
-    """What the exact check raises and adds. Its matching is ``exact_hashes`` of the batch
-    looked up in the reference (``SegmentStack.find_exact``) and ``first_occurrences`` within it."""
+class IngestedCheck(CheckBase):
+    """Flags a record whose own id the store holds with the same normalised text (the
+    record was ingested by an earlier run); the policy always rejects it. Nothing without a store."""
+
+    name = "ingested"
+    reasons = ("already_ingested",)
+    columns: dict[str, str] = {}
+
+    def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
+        """``already_ingested``: the record's own id where the store holds it, else None."""
+        stored = batch.store.stack.find_exact(batch.hashes[rows]) if batch.store is not None else []
+        ingested = [own if match == own else None for own, match in zip([batch.ids[r] for r in rows], stored)]
+        return CheckResult({"already_ingested": scatter(ingested, rows, len(batch.ids))})
+
+
+class ExactDuplicateCheck(CheckBase):
+    """Flags a record whose normalised text equals that of a record kept before it: in the
+    reference (``SegmentStack.find_exact``, the most senior holder), or else the first record
+    of the batch with that text (``guard.dedup.keep.first_of_equal``), which its copies follow
+    (``guard.filter.check.follow_originals``)."""
 
     name = "exact"
     reasons = ("exact_duplicate",)
-    columns = {"guard_exact_duplicate_of": "string"}  # name -> Arrow type (guard.filter.pipeline)
+    columns = {"guard_exact_duplicate_of": "string"}  # name -> Arrow type (guard.filter.check)
+
+    def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
+        """``exact_duplicate`` (also the column): the id of the matched record or None; and
+        ``first``, the first position of the batch with each record's text."""
+        duplicate_of = scatter(batch.reference.find_exact(batch.hashes[rows]), rows, len(batch.ids))
+        first = first_of_equal(batch.hashes)
+        for copy in np.flatnonzero(first != np.arange(len(first))):
+            if duplicate_of[first[copy]] is None:
+                duplicate_of[copy] = batch.ids[first[copy]]
+        return CheckResult(
+            {"exact_duplicate": duplicate_of}, {"guard_exact_duplicate_of": duplicate_of}, first=first
+        )
 
 
 def exact_hashes(batch: NormalizedBatch) -> np.ndarray:
@@ -22,9 +54,3 @@ def exact_hashes(batch: NormalizedBatch) -> np.ndarray:
     return np.fromiter(
         (key_hash(batch.key_bytes(i)) for i in range(len(batch))), dtype=np.uint64, count=len(batch)
     )
-
-
-def first_occurrences(hashes: np.ndarray) -> np.ndarray:
-    """(n,) int64: for each position, the first position in the batch with the same hash."""
-    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    return first[inverse]

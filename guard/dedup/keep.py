@@ -4,11 +4,14 @@ Records have a seniority: the store's rows first (in the order they were committ
 run's records in the order they arrived. A record is a duplicate of the most senior record it
 matches that is kept (not itself a duplicate); a record that matches nothing kept is kept.
 
-One rule, two entry points, by where the earlier side of a match lies:
+One rule, its entry points by where the earlier side of a match lies:
 - ``most_senior``: against a reference whose rows are all kept (the store, the run so far),
   where seniority is the row number;
+- ``senior_source_first``: against several references searched most senior first (the
+  store's segments, then the run's), where a match in an earlier one stands;
 - ``resolve_in_order``: among the records being decided (a batch, a cluster), where a later
-  record's earlier match counts only if that match was itself kept.
+  record's earlier match counts only if that match was itself kept;
+- ``first_of_equal``: among records with equal keys (exact copies), the first one.
 """
 
 from __future__ import annotations
@@ -65,3 +68,27 @@ def resolve_in_order(earlier: np.ndarray, later: np.ndarray, similarity: np.ndar
     taken = np.array(taken, dtype=np.int64)
     kept[later[taken]] = False
     return later[taken], earlier[taken], similarity[taken]
+
+
+def senior_source_first(duplicate_of: list, similarity: list | None, positions, matches, sims=None) -> None:
+    """Record the matches found in one reference where no more senior reference (searched
+    before it) matched; ``duplicate_of`` and ``similarity`` are changed in place.
+
+    Args:
+        duplicate_of: (n,) list, the matched id per record so far, None where none.
+        similarity: (n,) list beside it, or None when the matches carry no similarity.
+        positions, matches: the records matched in this reference and their matches' ids.
+        sims: the similarity of each match (with ``similarity``).
+    """
+    for k, (position, match) in enumerate(zip(positions, matches)):
+        if duplicate_of[position] is None:
+            duplicate_of[position] = match
+            if similarity is not None:
+                similarity[position] = sims[k]
+
+
+def first_of_equal(keys: np.ndarray) -> np.ndarray:
+    """(n,) int64: for each position of ``keys`` ((n,) hashes), the first position with the
+    same key."""
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first[inverse]

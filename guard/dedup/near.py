@@ -9,10 +9,11 @@ from guard.config import NearConfig
 from guard.dedup.hashing import MinHasher, band_keys, estimated_jaccard, text_signatures
 from guard.dedup.keep import resolve_in_order
 from guard.dedup.segments import SegmentStack
+from guard.filter.check import BatchContext, CheckBase, CheckResult, matched
 from guard.text import NormalizedBatch
 
 
-class NearDuplicateCheck:
+class NearDuplicateCheck(CheckBase):
     """Finds, for each record, an earlier kept record whose estimated Jaccard similarity of
     shingle sets is at least ``config.threshold``."""
 
@@ -34,7 +35,21 @@ class NearDuplicateCheck:
         """(n, bands) uint32."""
         return band_keys(signatures, self.bands, self.rows)
 
-    def find(self, signatures, keys, ids: list[str], reference: SegmentStack):
+    def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
+        """``near_duplicate`` (also the column ``guard_near_duplicate_of``): the id of the
+        matched record or None, and its ``guard_near_duplicate_jaccard``, for the records at
+        ``rows``; the keys ``signatures`` (m, num_perm) and ``band_keys`` (m, bands) uint32
+        of every record, which the run's segments keep."""
+        signatures = self.signatures(batch.normalized)
+        keys = self.band_keys(signatures)
+        matches, sims = self.match(
+            signatures[rows], keys[rows], [batch.ids[r] for r in rows], batch.reference
+        )
+        return matched(
+            self, matches, sims, rows, len(batch.ids), {"signatures": signatures, "band_keys": keys}
+        )
+
+    def match(self, signatures, keys, ids: list[str], reference: SegmentStack):
         """Match each record against ``reference`` and against earlier records of the batch
         that were not themselves matched.
 

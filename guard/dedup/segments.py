@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from guard.dedup.keep import most_senior
+from guard.dedup.keep import most_senior, senior_source_first
 from guard.io.durable import fsync_path
 
 _ARRAYS = ("exact_hashes", "exact_rows", "signatures", "band_keys", "band_rows", "id_offsets")
@@ -332,9 +332,8 @@ class SegmentStack:
         found: list[str | None] = [None] * len(hashes)
         for segment in self.segments:
             rows = segment.find_exact(hashes)
-            for i in np.flatnonzero(rows >= 0):
-                if found[i] is None:
-                    found[i] = segment.id_of(rows[i])
+            hit = np.flatnonzero(rows >= 0)
+            senior_source_first(found, None, hit, [segment.id_of(row) for row in rows[hit]])
         return found
 
     def near_matches(self, signatures, keys, threshold):
@@ -357,10 +356,9 @@ class SegmentStack:
                 continue
             jaccard = estimated_jaccard(signatures[queries], segment.signatures.take(rows))
             hit = jaccard >= threshold
-            # segments are searched most senior first: a query matched already keeps its match
-            for q, row, sim in zip(*most_senior(queries[hit], rows[hit], jaccard[hit])):
-                if ids[q] is None:
-                    ids[q], similarities[q] = segment.id_of(row), float(sim)
+            queries, rows, jaccard = most_senior(queries[hit], rows[hit], jaccard[hit])
+            matches = [segment.id_of(row) for row in rows]
+            senior_source_first(ids, similarities, queries, matches, jaccard.tolist())
         return ids, similarities
 
 

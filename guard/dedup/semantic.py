@@ -18,18 +18,22 @@ import numpy as np
 
 from guard.config import SemanticConfig
 from guard.dedup.hashing import MinHasher, estimated_jaccard, text_signatures
-from guard.dedup.keep import most_senior
+from guard.dedup.keep import most_senior, senior_source_first
 from guard.dedup.semdedup import range_dedup
 from guard.dedup.vector_index import VectorIndex
+from guard.filter.check import BatchContext, CheckBase, CheckResult, matched
 from guard.text import normalize_batch
 
 # Seed of the word-set MinHash permutations; part of what a store's sketches mean.
 WORD_SKETCH_SEED = 7
 
 
-class SemanticDuplicateCheck:
+class SemanticDuplicateCheck(CheckBase):
     """Flags a record whose embedding matches a record kept before it (see the module doc).
-    ``embedder`` defaults to ``guard.models.embedder.Embedder`` built from the config."""
+    ``embedder`` defaults to ``guard.models.embedder.Embedder`` built from the config.
+
+    Run state: the embeddings and word sketches of the records kept in this run (row i that of
+    the run's record i), searched by later batches and handed to the store at commit."""
 
     name = "semantic"
     reasons = ("semantic_duplicate",)
@@ -46,6 +50,23 @@ class SemanticDuplicateCheck:
             )  # fmt: skip
         self.embedder = embedder
         self.word_hasher = MinHasher(config.word_sketch_perm, WORD_SKETCH_SEED)
+        self.committed()
+
+    def committed(self) -> None:
+        """Start the run state afresh (the store holds what was remembered)."""
+        self.run_vectors = self.new_index()
+        self._run_rows: list[np.ndarray] = []
+
+    def remember(self, batch: BatchContext, rows: np.ndarray) -> None:
+        """Add the vectors and sketches of the records at ``rows`` to the run's index."""
+        vectors = batch.keys["vectors"][rows]
+        self.run_vectors.add(vectors, batch.keys["sketches"][rows])
+        self._run_rows.append(vectors)
+
+    def staged(self) -> dict:
+        """``vectors`` (k, dim) float32 and ``sketches`` (k, width) uint32 of the k records
+        remembered since the last commit."""
+        return {"vectors": np.concatenate(self._run_rows), "sketches": self.run_vectors.sketches}
 
     @property
     def model_id(self) -> str:
@@ -78,7 +99,24 @@ class SemanticDuplicateCheck:
             match[look] = estimated_jaccard(left[look], right[look]) >= self.config.word_overlap
         return match
 
-    def find(
+    def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
+        """``semantic_duplicate`` (also the column ``guard_semantic_duplicate_of``): the id of
+        the matched record or None, and its cosine ``guard_semantic_similarity``, for the
+        records at ``rows``, matched against the store's and this run's kept records and each
+        other; the keys ``vectors`` (m, dim) and ``sketches`` (m, width), zero rows outside ``rows``."""
+        m = len(batch.ids)
+        texts = [batch.texts[r] for r in rows]
+        vectors = np.zeros((m, self.dim), dtype=np.float32)
+        vectors[rows] = self.embed(texts)
+        sketches = np.zeros((m, self.config.word_sketch_perm), dtype=np.uint32)
+        sketches[rows] = self.word_sketches(texts)
+        references = [(self.run_vectors, batch.run.id_at)]
+        if batch.store is not None:
+            references.insert(0, (batch.store.vectors, batch.store.stack.id_at))
+        matches, cosines = self.match(vectors[rows], sketches[rows], [batch.ids[r] for r in rows], references)
+        return matched(self, matches, cosines, rows, m, {"vectors": vectors, "sketches": sketches})
+
+    def match(
         self,
         vectors: np.ndarray,
         sketches: np.ndarray,
@@ -109,9 +147,11 @@ class SemanticDuplicateCheck:
             hit = self.is_match(sims.ravel(), left, right)
             queries = np.repeat(pending, sims.shape[1])[hit]
             # the most senior of the matches, not merely the closest
-            for position, row, sim in zip(*most_senior(queries, rows.ravel()[hit], sims.ravel()[hit])):
-                duplicate_of[position] = id_of_row(int(row))
-                similarity[position] = float(sim)
+            positions, senior_rows, senior_sims = most_senior(queries, rows.ravel()[hit], sims.ravel()[hit])
+            matches = [id_of_row(int(row)) for row in senior_rows]
+            senior_source_first(
+                duplicate_of, similarity, positions, matches, senior_sims.astype(float).tolist()
+            )
         unmatched = np.array([i for i in range(n) if duplicate_of[i] is None], dtype=np.int64)
         rule = None
         if self.config.confirm_threshold is not None:

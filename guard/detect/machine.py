@@ -13,6 +13,7 @@ import numpy as np
 from guard.config import MachineConfig
 from guard.detect.calibrate import DETECTOR, check_detector
 from guard.errors import GuardError
+from guard.filter.check import KEPT, BatchContext, CheckBase, CheckResult, scatter, true_or_none
 
 
 @dataclass
@@ -37,8 +38,9 @@ class MachineVerdicts:
     watermarked: np.ndarray
 
 
-class MachineCheck:
-    """Scores texts and decides which are machine-generated or watermarked.
+class MachineCheck(CheckBase):
+    """Scores texts and decides which are machine-generated or watermarked. As a check of the
+    Guard it sees only the records the policy keeps after the duplicate checks.
 
     Args:
         config: the ``machine`` section of a Guard config.
@@ -49,6 +51,7 @@ class MachineCheck:
     name = "machine"
     reasons = ("machine_generated", "too_short", "watermarked")
     columns = {"guard_machine_score": "float64", "guard_watermark_z": "float64"}
+    sees = KEPT
 
     def __init__(self, config: MachineConfig, lm=None):
         from guard.detect.zeroshot import ZeroShotScorer
@@ -136,3 +139,22 @@ class MachineCheck:
             found = self.watermark.detect(texts)
             watermark_z, watermarked = found.z, found.watermarked
         return MachineVerdicts(p_machine, machine_generated, too_short, watermark_z, watermarked)
+
+    def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
+        """The verdicts on the records at ``rows`` as flags (True or None): ``machine_generated``,
+        ``too_short`` and, with watermark detection, ``watermarked``; the columns
+        ``guard_machine_score`` (P(machine), None where not scored or too short; also
+        ``p_machine``) and ``guard_watermark_z`` (with watermark detection)."""
+        m = len(batch.ids)
+        verdicts = self.check([batch.texts[r] for r in rows])
+        p_machine = scatter([None if np.isnan(p) else float(p) for p in verdicts.p_machine], rows, m)
+        flags = {
+            "machine_generated": true_or_none(verdicts.machine_generated, rows, m),
+            "too_short": true_or_none(verdicts.too_short, rows, m),
+        }
+        columns = {"guard_machine_score": p_machine}
+        if verdicts.watermark_z is not None:
+            z = [None if np.isnan(value) else float(value) for value in verdicts.watermark_z]
+            columns["guard_watermark_z"] = scatter(z, rows, m)
+            flags["watermarked"] = true_or_none(verdicts.watermarked, rows, m)
+        return CheckResult(flags, columns, p_machine=p_machine)

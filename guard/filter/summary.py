@@ -111,7 +111,7 @@ class InputTally:
         self.fields_seen: dict[str, None] = {}
 
     def add(self, records) -> None:
-        """Count a batch of ``guard.io.readers.InputRecord``."""
+        """Count a batch of ``guard.io.records.InputRecord``."""
         self.n_records += len(records)
         self.n_with_text_field += sum(self.text_field in r.fields for r in records)
         if len(self.fields_seen) < 20:

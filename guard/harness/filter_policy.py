@@ -98,10 +98,11 @@ class Filtered:
         guard = Guard(
             config, store=store, embedder=models.get("embedder"), lm=None if dedup_only else models.get("lm")
         )
-        if guard.semantic is not None:
-            models.setdefault("embedder", guard.semantic.embedder)
-        if guard.machine is not None:
-            models.setdefault("lm", guard.machine.scorer.model)
+        semantic, machine = guard.check_named("semantic"), guard.check_named("machine")
+        if semantic is not None:
+            models.setdefault("embedder", semantic.embedder)
+        if machine is not None:
+            models.setdefault("lm", machine.scorer.model)
         return guard
 
     def _seeded_stores(self, generation: Generation, texts_of) -> Path:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from guard.errors import GuardError
 from guard.io.durable import remove_path
-from guard.io.writers import RecordWriter, writer_class
+from guard.io.record_writer import RecordWriter
+from guard.io.writers import writer_class
 
 PART = "part-{:05d}{}"
 

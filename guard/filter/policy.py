@@ -1,0 +1,36 @@
+"""The keep policy: from the checks' flags to ``guard_keep``, ``guard_reasons`` and ``guard_weight``."""
+
+from __future__ import annotations
+
+from guard.config import PolicyConfig
+
+# Always rejected, whatever the policy: the store holds the record already.
+ALWAYS_REJECTED = "already_ingested"
+
+
+def decide(policy: PolicyConfig, input_reasons: list, flags: dict[str, list], p_machine: list | None):
+    """guard_keep, guard_reasons and guard_weight of n records.
+
+    Args:
+        policy: which reasons reject, and the weight exponent ``machine_weight_beta``.
+        input_reasons: (n,) None or "empty"/"malformed" (a record that could not be checked).
+        flags: reason -> (n,) list, the matched id (True for other flags) or None; reasons
+            are listed in this order after the input reason.
+        p_machine: (n,) P(machine) or None per record, or None without a machine check; a
+            kept record with one weighs (1 - p_machine) ** machine_weight_beta, others 1.0
+            (kept) or 0.0.
+    Returns:
+        (keep, reasons, weights): lists of n bools, n lists of reasons, n floats.
+    """
+    reject = {*policy.reject, ALWAYS_REJECTED}
+    beta = policy.machine_weight_beta
+    keep, reasons, weights = [], [], []
+    for i, input_reason in enumerate(input_reasons):
+        raised = [input_reason] if input_reason else []
+        raised += [reason for reason, of in flags.items() if of[i] is not None]
+        kept = input_reason is None and not reject.intersection(raised)
+        keep.append(kept)
+        reasons.append(raised)
+        scored = kept and p_machine is not None and p_machine[i] is not None
+        weights.append((1.0 - p_machine[i]) ** beta if scored else float(kept))
+    return keep, reasons, weights
