@@ -126,8 +126,8 @@ def test_reused_word_share_counts_words_seen_earlier():
 
 
 def test_word_like_tokens_are_pieces_of_four_letters_or_more():
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {"<unk>": 0, "Ġthe": 1, "Ġlobster": 2, ",": 3, "ing": 4, "Ġ1234": 5, "tion": 6}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -259,7 +259,7 @@ def test_models_must_share_a_tokenizer(tiny_lm, tiny_observer):
 
 
 def _word_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))

@@ -148,7 +148,9 @@ def token_statistics(
     }
 
 
-def token_profile(per_position, text, position, shape, input_ids, scored, confident, word_tokens=None) -> dict:
+def token_profile(
+    per_position, text, position, shape, input_ids, scored, confident, word_tokens=None
+) -> dict:
     """The PROFILE of each text, from the per-position statistics of ``_scored_positions``.
 
     Args:
@@ -208,8 +210,8 @@ def token_profile(per_position, text, position, shape, input_ids, scored, confid
     return out
 
 
-def word_like_tokens(tokenizer) -> "torch.Tensor":
-    """(V,) bool: the token ids that decode to at least WORD_CHARS letters (spaces and word
+def word_like_tokens(tokenizer):
+    """(V,) bool tensor: the token ids that decode to at least WORD_CHARS letters (spaces and word
     markers stripped), i.e. pieces of content words rather than punctuation or function words."""
     import torch
 
