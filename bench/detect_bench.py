@@ -179,9 +179,9 @@ def classifier(scorer, quick: bool, embedding: bool) -> dict:
         from guard.models.embedder import Embedder
 
         embedder = Embedder()
-    model = MachineTextClassifier(scorer, embedder, features="profile", head="mlp").fit(
-        human + machine, [0] * len(human) + [1] * len(machine)
-    )
+    model = MachineTextClassifier(
+        scorer, embedder, features="profile", head="mlp", embedding_vectors=embedding
+    ).fit(human + machine, [0] * len(human) + [1] * len(machine))
     reports = {}
     tests = [(f"{name} (odd indices)", name, "odd") for name in train_files]
     tests += [(f"{name} (never seen)", name, "all") for name in test_files]

@@ -5,7 +5,7 @@ import pytest
 from conftest import tiny_samples
 
 from guard.detect.calibrate import auroc
-from guard.detect.classifier import MachineTextClassifier
+from guard.detect.classifier import COMPACT, MachineTextClassifier
 from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
 from guard.errors import GuardError
 
@@ -27,10 +27,10 @@ def texts(tiny_lm, stdlib_texts):
     return human, machine
 
 
-def _fit(scorer, texts, embedder=None) -> MachineTextClassifier:
+def _fit(scorer, texts, embedder=None, **settings) -> MachineTextClassifier:
     human, machine = texts
     labels = [0] * 30 + [1] * 30
-    return MachineTextClassifier(scorer, embedder).fit(human[:30] + machine[:30], labels)
+    return MachineTextClassifier(scorer, embedder, **settings).fit(human[:30] + machine[:30], labels)
 
 
 def test_fit_predict_save_load(tiny_lm, texts, tmp_path):
@@ -58,7 +58,7 @@ def test_too_short_texts_get_no_probability(tiny_lm, texts):
 
 def test_embedding_features_are_appended_and_must_match_on_load(tiny_lm, texts, tmp_path):
     scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
-    model = _fit(scorer, texts, HashEmbedder())
+    model = _fit(scorer, texts, HashEmbedder(), embedding_vectors=True)
     assert model.coef_.shape == (len(STATISTICS) + 1 + 4,) and model.feature_names_[-1] == "embedding_3"
     model.save(tmp_path / "clf")
     loaded = MachineTextClassifier.load(tmp_path / "clf", scorer, HashEmbedder())
@@ -91,14 +91,14 @@ def test_the_mlp_head_flags_both_tails_where_logistic_cannot(tiny_lm):
     n = 400
     human = rng.normal(0.0, 1.0, n)
     machine = np.concatenate([rng.normal(-4.0, 1.0, n // 2), rng.normal(4.0, 1.0, n // 2)])
-    table = np.zeros((2 * n, len(FEATURES)))
+    table = np.zeros((2 * n, len(COMPACT)))
     table[:, 0] = np.concatenate([human, machine])
-    table[:, 1:] = rng.normal(size=(2 * n, len(FEATURES) - 1))  # noise features
+    table[:, 1:] = rng.normal(size=(2 * n, len(COMPACT) - 1))  # noise features
     labels = np.array([0] * n + [1] * n)
     train, test = np.arange(2 * n) % 2 == 0, np.arange(2 * n) % 2 == 1
     figures = {}
     for head in ("logistic", "mlp"):
-        model = MachineTextClassifier(ZeroShotScorer(tiny_lm), features="profile", head=head)
+        model = MachineTextClassifier(ZeroShotScorer(tiny_lm), features="compact", head=head)
         scores = model.fit_features(table[train], labels[train]).decision_from_features(table[test])
         figures[head] = auroc(scores[labels[test] == 0], scores[labels[test] == 1])
     assert figures["mlp"] > 0.97 and figures["logistic"] < 0.65
@@ -152,3 +152,41 @@ def test_sample_weights_change_the_fit(tiny_lm):
         table, labels, weights
     )
     assert not np.allclose(plain.coef_, weighted.coef_)
+
+
+class TopicEmbedder:
+    """A stand-in embedder whose vector counts topic words: 'lobster' and 'cathedral' texts
+    point in orthogonal directions, so a text that changes topic midway has coherence 0."""
+
+    model_id = "topic-embedder"
+    dim = 2
+
+    def encode(self, texts):
+        rows = np.array([[t.count("lobster"), t.count("cathedral")] for t in texts], dtype=np.float32) + 1e-3
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_semantic_coherence_compares_the_two_halves():
+    from guard.detect.coherence import halves, semantic_coherence
+
+    assert halves("a b c d e") == ("a b", "c d e")
+    on_topic = "the lobster hides . the lobster eats . a lobster grows . the lobster moults"
+    derails = "the lobster hides . the lobster eats . the cathedral spire . a cathedral nave"
+    coherence = semantic_coherence(TopicEmbedder(), [on_topic, derails, "one"])
+    assert coherence[0] == pytest.approx(1.0, abs=1e-4) and coherence[1] == pytest.approx(0.0, abs=1e-2)
+    assert np.isnan(coherence[2])
+
+
+def test_semantic_feature_sets_need_an_embedder_and_save_its_name(tiny_lm, texts, tmp_path):
+    scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
+    with pytest.raises(GuardError, match="coherent_semantic features need an embedder"):
+        MachineTextClassifier(scorer, features="coherent_semantic")
+    model = _fit(scorer, texts, TopicEmbedder(), features="coherent_semantic", head="mlp", hidden=4)
+    assert model.feature_names_[-1] == "semantic_coherence" and len(model.mean_) == len(model.feature_names_)
+    model.save(tmp_path / "clf")
+    loaded = MachineTextClassifier.load(tmp_path / "clf", scorer, TopicEmbedder())
+    assert not loaded.embedding_vectors
+    np.testing.assert_allclose(loaded.decision_function(texts[1][:5]), model.decision_function(texts[1][:5]))
+    plain = _fit(scorer, texts, TopicEmbedder())  # an embedder given but not used is not recorded
+    plain.save(tmp_path / "plain")
+    assert MachineTextClassifier.load(tmp_path / "plain", scorer).embedder is None

@@ -69,14 +69,18 @@ def scorer_identity(scorer) -> dict:
     }
 
 
+class ScorerMismatch(GuardError):
+    """A calibration or detector file was made with another scoring model, tokenizer or window."""
+
+
 def check_scorer(saved: dict, scorer, source: str) -> None:
-    """GuardError when ``scorer`` differs from the ``scorer_identity`` saved in ``source``."""
+    """ScorerMismatch when ``scorer`` differs from the ``scorer_identity`` saved in ``source``."""
     now = scorer_identity(scorer)
     for key, value in now.items():
         if saved.get(key) != value:
             shown = value.get("vocab_hash") if key == "tokenizer" else value
             was = (saved.get(key) or {}).get("vocab_hash") if key == "tokenizer" else saved.get(key)
-            raise GuardError(
+            raise ScorerMismatch(
                 f"{source}: {key}: made with {was!r} but the scorer has {shown!r}; "
                 "calibrate or train again with these settings"
             )

@@ -4,15 +4,17 @@
 Features (from one forward pass of the scoring LM, ``guard.detect.zeroshot``): a named set of
 its columns — ``statistics`` (the zero-shot statistics and log(1 + scored tokens), as
 Ghostbuster-style detectors use), ``profile`` (the statistics and the profile of how the text
-is surprising: normalised-surprise quantiles, rank and entropy bands, repeats; no length) or
-``compact`` (six of them, ``COMPACT``) — optionally followed by the text's sentence embedding
-(MiniLM by default). A standardising scaler and a head turn them into log-odds of machine:
-``logistic`` (logistic regression, one direction per feature) or ``mlp`` (one hidden layer of
-ReLU units: a decision that can flag both tails of a feature, as machine text is too
-predictable for some generators and too surprising for others). Texts too short for the
-scorer get no probability (NaN). The learned state, the decision threshold on the log-odds
-and the scorer it needs are saved as JSON (no pickle); the package ships one fitted detector
-(``DEFAULT_DETECTOR``).
+is surprising: normalised-surprise quantiles, rank and entropy bands, repeats, trends; no
+length), ``compact`` (six of them, ``COMPACT``), ``coherent`` (``COMPACT`` and how the text holds
+together) — and the ``*_semantic`` sets, which add the semantic coherence of the text's halves
+(``guard.detect.coherence``, from a sentence embedder); optionally followed by the text's whole
+sentence embedding (``embedding_vectors``; MiniLM by default). A standardising scaler and a
+head turn them into log-odds of machine: ``logistic`` (logistic regression, one direction per
+feature) or ``mlp`` (one hidden layer of ReLU units: a decision that can flag both tails of a
+feature, as machine text is too predictable for some generators and too surprising for
+others). Texts too short for the scorer get no probability (NaN). The learned state, the
+decision threshold on the log-odds and the scorer it needs are saved as JSON (no pickle); the
+package ships one fitted detector (``DEFAULT_DETECTOR``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from guard.detect.coherence import COHERENCE_FEATURE, semantic_coherence
 from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
 from guard.errors import GuardError
 
@@ -50,6 +53,8 @@ FEATURE_SETS = {
     "profile": list(FEATURES),
     "compact": COMPACT,
     "coherent": COHERENT,
+    "compact_semantic": [*COMPACT, COHERENCE_FEATURE],
+    "coherent_semantic": [*COHERENT, COHERENCE_FEATURE],
 }
 HEADS = ("logistic", "mlp")
 
@@ -59,12 +64,14 @@ class MachineTextClassifier:
 
     Args:
         scorer: the ZeroShotScorer that computes the features (it holds the LM).
-        embedder: a ``guard.models.embedder.Embedder`` whose vectors are appended, or None.
+        embedder: a ``guard.models.embedder.Embedder`` for the ``*_semantic`` feature sets and
+            ``embedding_vectors``, or None.
         features: a FEATURE_SETS name.
         head: "logistic" or "mlp".
         C: inverse L2 regularisation strength (logistic); the MLP's L2 penalty is 1 / C.
         hidden: ReLU units of the MLP's hidden layer.
         max_iter: solver iterations.
+        embedding_vectors: append the text's sentence embedding (``embedder.dim`` columns).
 
     Attributes (after ``fit`` or ``load``):
         feature_names_: names of the feature columns.
@@ -86,11 +93,15 @@ class MachineTextClassifier:
         C: float = 1.0,
         hidden: int = 16,
         max_iter: int = 2000,
+        embedding_vectors: bool = False,
     ):
         if features not in FEATURE_SETS:
             raise GuardError(f"features must be one of {', '.join(FEATURE_SETS)}, not {features!r}")
         if head not in HEADS:
             raise GuardError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
+        if embedder is None and (embedding_vectors or COHERENCE_FEATURE in FEATURE_SETS[features]):
+            needs = f"the {features} features" + " and embedding vectors" * embedding_vectors
+            raise GuardError(f"{needs} need an embedder")
         self.scorer = scorer
         self.embedder = embedder
         self.features = features
@@ -98,6 +109,7 @@ class MachineTextClassifier:
         self.C = C
         self.hidden = hidden
         self.max_iter = max_iter
+        self.embedding_vectors = embedding_vectors
 
     @property
     def coef_(self) -> np.ndarray:
@@ -108,9 +120,13 @@ class MachineTextClassifier:
 
     def feature_names(self) -> list[str]:
         names = list(FEATURE_SETS[self.features])
-        if self.embedder is not None:
+        if self.embedding_vectors:
             names += [f"embedding_{k}" for k in range(self.embedder.dim)]
         return names
+
+    def uses_embedder(self) -> bool:
+        names = getattr(self, "feature_names_", None) or self.feature_names()
+        return any(name == COHERENCE_FEATURE or name.startswith("embedding_") for name in names)
 
     def features_of(self, texts: list[str]) -> np.ndarray:
         """(n, d) float64 features of ``texts`` in ``feature_names()`` order; too-short rows NaN."""
@@ -175,7 +191,7 @@ class MachineTextClassifier:
 
     def decision_from_scores(self, scores, texts: list[str] | None = None) -> np.ndarray:
         """(n,) log-odds of machine from the scorer's ZeroShotScores of n texts (``texts`` are
-        read only when the classifier uses embeddings)."""
+        read only when the classifier uses the embedder)."""
         if not hasattr(self, "weights_"):
             raise GuardError("the classifier is not fitted; call fit or load one")
         return self.decision_from_features(feature_table(scores, self.feature_names_, self.embedder, texts))
@@ -209,7 +225,7 @@ class MachineTextClassifier:
             "hidden": self.hidden,
             "max_iter": self.max_iter,
             "scorer": scorer_identity(self.scorer),
-            "embedding_model": self.embedder.model_id if self.embedder is not None else None,
+            "embedding_model": self.embedder.model_id if self.uses_embedder() else None,
             "feature_names": self.feature_names_,
             "mean": _as_lists(self.mean_),
             "scale": _as_lists(self.scale_),
@@ -263,8 +279,9 @@ class MachineTextClassifier:
             C=state["C"],
             hidden=state["hidden"],
             max_iter=state["max_iter"],
+            embedding_vectors=any(name.startswith("embedding_") for name in state["feature_names"]),
         )
-        unknown = sorted(set(state["feature_names"]) - set(FEATURES) - {LENGTH_FEATURE})
+        unknown = sorted(set(state["feature_names"]) - set(FEATURES) - {LENGTH_FEATURE, COHERENCE_FEATURE})
         if unknown and state["embedding_model"] is None:
             raise GuardError(
                 f"{path}: unknown features {', '.join(unknown)}; this guard computes {len(FEATURES)}"
@@ -282,17 +299,23 @@ class MachineTextClassifier:
 
 def feature_table(scores, names: list[str], embedder=None, texts: list[str] | None = None) -> np.ndarray:
     """(n, len(names)) float64: the named columns of ``ZeroShotScores`` (``LENGTH_FEATURE`` is
-    log(1 + scored tokens)), then the embedding of ``texts`` when ``embedder`` is given; rows of
+    log(1 + scored tokens)), ``COHERENCE_FEATURE`` from ``embedder`` on ``texts``, and the
+    ``embedding_*`` columns (``embedder``'s vectors of ``texts``), in ``names`` order; rows of
     too-short texts are NaN."""
     columns = []
+    vectors = None
     for name in names:
         if name == LENGTH_FEATURE:
             columns.append(np.log1p(scores.n_tokens_scored.astype(np.float64)))
-        elif not name.startswith("embedding_"):
+        elif name == COHERENCE_FEATURE:
+            columns.append(semantic_coherence(embedder, texts))
+        elif name.startswith("embedding_"):
+            if vectors is None:
+                vectors = embedder.encode(texts).astype(np.float64)
+            columns.append(vectors[:, int(name.removeprefix("embedding_"))])
+        else:
             columns.append(scores[name])
     table = np.stack(columns, axis=1) if columns else np.zeros((len(scores.too_short), 0))
-    if embedder is not None:
-        table = np.concatenate([table, embedder.encode(texts).astype(np.float64)], axis=1)
     table[scores.too_short] = np.nan
     return table
 

@@ -236,19 +236,26 @@ def detector_scores(args, scorer, human_scores, machine_scores, human: list[str]
 
 
 def _train(args) -> int:
-    from guard.detect.classifier import CLASSIFIER_FILE, MachineTextClassifier
+    from guard.detect.classifier import CLASSIFIER_FILE, FEATURE_SETS, MachineTextClassifier
+    from guard.detect.coherence import COHERENCE_FEATURE
 
     human, machine = labelled_texts(args)
     if not human or not machine:
         raise GuardError("train needs human and machine texts")
     scorer = build_scorer(args)
     embedder = None
-    if args.embedding:
+    if args.embedding or COHERENCE_FEATURE in FEATURE_SETS[args.features]:
         from guard.models.embedder import Embedder
 
         embedder = Embedder(progress=not args.quiet)
     classifier = MachineTextClassifier(
-        scorer, embedder, features=args.features, head=args.head, C=args.C, hidden=args.hidden
+        scorer,
+        embedder,
+        features=args.features,
+        head=args.head,
+        C=args.C,
+        hidden=args.hidden,
+        embedding_vectors=args.embedding,
     )
     classifier.fit(human + machine, [0] * len(human) + [1] * len(machine))
     classifier.save(args.out)
@@ -455,11 +462,12 @@ def add_detect_command(commands) -> None:
     tr.add_argument("--out", required=True, metavar="DIR")
     tr.add_argument(
         "--features",
-        choices=("statistics", "profile", "compact"),
+        choices=("statistics", "profile", "compact", "coherent", "compact_semantic", "coherent_semantic"),
         default="compact",
         help="statistics: the zero-shot statistics and the length; profile: the statistics and how the "
-        "text is surprising (normalised-surprise quantiles, rank and entropy bands, repeats); compact "
-        "(default, the shipped detector's): six of those that carried over best to unseen generators",
+        "text is surprising (normalised-surprise quantiles, rank and entropy bands, repeats, trends); "
+        "compact (default): six of those that carried over best to unseen generators; coherent: compact "
+        "and how the text holds together; *_semantic: and the semantic coherence of its halves (MiniLM)",
     )
     tr.add_argument("--head", choices=("logistic", "mlp"), default="mlp", help="the head (default mlp)")
     tr.add_argument("--hidden", type=int, default=8, help="hidden units of the mlp head (default 8)")

@@ -94,13 +94,14 @@ class MachineCheck(CheckBase):
 
     def _classifier(self):
         """The configured trained detector, or the one shipped in the package."""
+        from guard.detect.calibrate import ScorerMismatch
         from guard.detect.classifier import DEFAULT_DETECTOR, MachineTextClassifier
 
         if self.config.classifier is not None:
             return MachineTextClassifier.load(self.config.classifier, self.scorer)
         try:
             return MachineTextClassifier.load(DEFAULT_DETECTOR, self.scorer)
-        except GuardError as error:
+        except ScorerMismatch as error:
             raise GuardError(
                 "the shipped detector (machine.classifier: null) fits SmolLM2-135M with a 256-token "
                 f"window only ({error}); with another model, train one (`guard detect train`) or "
