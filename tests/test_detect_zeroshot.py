@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer, token_statistics, word_like_tokens
+from guard.detect.profile import word_like_tokens
+from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer, token_statistics
 from guard.errors import GuardError
 
 LN2 = math.log(2.0)
