@@ -54,7 +54,7 @@ def pair_files(quick: bool) -> list[str]:
 
 
 def load_pairs(name: str, quick: bool, strip_prefix: bool = False, parity: str = "all"):
-    from guard.detect.cli import read_pairs
+    from guard.detect.labelled import read_pairs
 
     human, machine = read_pairs(DATA / f"{name}.json", strip_prefix, parity)
     return (human[:QUICK_PAIRS], machine[:QUICK_PAIRS]) if quick else (human, machine)
@@ -141,7 +141,7 @@ def zero_shot(scorer, detector, quick: bool) -> dict:
 
 def shipped_fpr(scorer, detector, quick: bool) -> dict:
     """FPR at the shipped threshold on every distinct human text of each source's files."""
-    from guard.detect.cli import unique
+    from guard.detect.labelled import unique
 
     out = {}
     for source in sorted({name.split("_")[0] for name in pair_files(quick)}):
@@ -209,7 +209,7 @@ def classifier(scorer, quick: bool, embedding: bool) -> dict:
 def watermark(lm, quick: bool) -> dict:
     """Generate watermarked samples on CPU from prompts (the first 30 words of human texts),
     detect them and the human texts."""
-    from guard.detect.cli import unique
+    from guard.detect.labelled import unique
     from guard.detect.watermark import GreenListDetector, generate_watermarked
 
     n_samples, n_human = (8, 100) if quick else (40, None)

@@ -114,7 +114,7 @@ def select(pool: list[dict], shared_data: Path) -> list[dict]:
 def unseen_pairs(shared_data: Path) -> dict[str, tuple[list[str], list[str]]]:
     """File name -> (human, machine) texts of the XSum / WritingPrompts Fast-DetectGPT pairs
     from index UNSEEN_PAIRS on: neither half was fitted."""
-    from guard.detect.cli import read_pairs
+    from guard.detect.labelled import read_pairs
 
     out = {}
     for source in ("xsum", "writing"):

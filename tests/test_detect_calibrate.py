@@ -16,7 +16,7 @@ from guard.detect.calibrate import (
     oriented_z,
     tpr_at_fpr,
 )
-from guard.detect.cli import read_pairs, strip_shared_prefix
+from guard.detect.labelled import read_pairs, strip_shared_prefix
 from guard.errors import GuardError
 
 

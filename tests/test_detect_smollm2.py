@@ -10,7 +10,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from guard.detect.classifier import DEFAULT_DETECTOR, MachineTextClassifier
-from guard.detect.cli import read_pairs
+from guard.detect.labelled import read_pairs
 from guard.detect.zeroshot import ZeroShotScorer
 from guard.filter.pipeline import Guard
 

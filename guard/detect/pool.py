@@ -64,7 +64,7 @@ def human_texts(shared_data: str | Path) -> dict[tuple[str, str], list[str]]:
     """(domain, split) -> distinct human texts of at least MIN_HUMAN_WORDS words, in a fixed
     order. Needs ``shared_data/wikitext-2`` and ``shared_data/detect``."""
     from guard.data.corpora import stdlib_paragraphs
-    from guard.detect.cli import read_pairs
+    from guard.detect.labelled import read_pairs
 
     data = Path(shared_data)
     for needed in (data / "wikitext-2" / "valid.txt", data / "detect" / "xsum_gpt-4.json"):
@@ -89,7 +89,7 @@ def _long_enough(texts) -> list[str]:
 
 def detect_file_records(shared_data: str | Path) -> Iterator[dict]:
     """The machine halves of the Fast-DetectGPT files as pool records (PubMed: split report)."""
-    from guard.detect.cli import read_pairs
+    from guard.detect.labelled import read_pairs
 
     for source in DETECT_SOURCES:
         for generator in DETECT_GENERATORS:
