@@ -37,7 +37,10 @@ def test_fit_predict_save_load(tiny_lm, texts, tmp_path):
     scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
     model = _fit(scorer, texts)
     assert model.feature_names_ == [*STATISTICS, "log1p_tokens_scored"]
-    assert model.coef_.shape == model.mean_.shape == (len(STATISTICS) + 1,) and model.n_train_ == (30, 30)
+    assert model.coef_.shape == model.model_.mean_.shape == (len(STATISTICS) + 1,) and model.n_train_ == (
+        30,
+        30,
+    )
     human, machine = texts
     p_human, p_machine = model.predict_proba(human[30:])[:, 1], model.predict_proba(machine[30:])[:, 1]
     assert auroc(p_human, p_machine) > 0.95  # held-out texts
@@ -182,7 +185,9 @@ def test_semantic_feature_sets_need_an_embedder_and_save_its_name(tiny_lm, texts
     with pytest.raises(GuardError, match="coherent_semantic features need an embedder"):
         MachineTextClassifier(scorer, features="coherent_semantic")
     model = _fit(scorer, texts, TopicEmbedder(), features="coherent_semantic", head="mlp", hidden=4)
-    assert model.feature_names_[-1] == "semantic_coherence" and len(model.mean_) == len(model.feature_names_)
+    assert model.feature_names_[-1] == "semantic_coherence" and len(model.model_.mean_) == len(
+        model.feature_names_
+    )
     model.save(tmp_path / "clf")
     loaded = MachineTextClassifier.load(tmp_path / "clf", scorer, TopicEmbedder())
     assert not loaded.embedding_vectors

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from guard.detect.coherence import COHERENCE_FEATURE, semantic_coherence
+from guard.detect.head import HEADS, LogOddsHead
 from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
 from guard.errors import GuardError
 
@@ -56,7 +57,6 @@ FEATURE_SETS = {
     "compact_semantic": [*COMPACT, COHERENCE_FEATURE],
     "coherent_semantic": [*COHERENT, COHERENCE_FEATURE],
 }
-HEADS = ("logistic", "mlp")
 
 
 class MachineTextClassifier:
@@ -75,9 +75,7 @@ class MachineTextClassifier:
 
     Attributes (after ``fit`` or ``load``):
         feature_names_: names of the feature columns.
-        mean_, scale_: (d,) the scaler's per-feature mean and standard deviation.
-        weights_: list of (d_in, d_out) arrays, layer by layer (one layer for logistic);
-        biases_: list of (d_out,) arrays.
+        model_: the fitted ``guard.detect.head.LogOddsHead`` (scaler and head weights).
         threshold_: flag when the log-odds exceed it (0.0, i.e. P(machine) > 0.5, after ``fit``).
         threshold_note_: where the threshold comes from.
         n_train_: (n_human, n_machine) texts used.
@@ -116,7 +114,7 @@ class MachineTextClassifier:
         """(d,) weights of the standardised features (logistic head only)."""
         if self.head != "logistic":
             raise AttributeError("coef_ exists for the logistic head only")
-        return self.weights_[0][:, 0]
+        return self.model_.weights_[0][:, 0]
 
     def feature_names(self) -> list[str]:
         names = list(FEATURE_SETS[self.features])
@@ -147,52 +145,23 @@ class MachineTextClassifier:
             sample_weight: (n,) per-text weights, or None for equal weights (the MLP head
                 resamples by weight, as scikit-learn's MLP takes none).
         """
-        from sklearn.preprocessing import StandardScaler
-
-        labels = np.asarray(labels, dtype=np.int64)
-        usable = ~np.isnan(table).any(axis=1)
-        table, labels = table[usable], labels[usable]
-        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[usable]
-        if len(np.unique(labels)) < 2:
-            raise GuardError("fit needs human and machine texts that are long enough to score")
-        scaler = StandardScaler().fit(table)
-        standard = scaler.transform(table)
-        if self.head == "logistic":
-            from sklearn.linear_model import LogisticRegression
-
-            model = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(standard, labels, weight)
-            self.weights_, self.biases_ = [model.coef_.T.copy()], [model.intercept_.copy()]
-        else:
-            from sklearn.neural_network import MLPClassifier
-
-            if weight is not None:
-                rows = np.random.default_rng(0).choice(len(labels), size=len(labels), p=weight / weight.sum())
-                standard, labels = standard[rows], labels[rows]
-            model = MLPClassifier(
-                hidden_layer_sizes=(self.hidden,), alpha=1.0 / self.C, max_iter=self.max_iter, random_state=0
-            ).fit(standard, labels)
-            self.weights_, self.biases_ = list(model.coefs_), list(model.intercepts_)
+        head = LogOddsHead(self.head, C=self.C, hidden=self.hidden, max_iter=self.max_iter)
+        self.model_ = head.fit(table, labels, sample_weight)
         self.feature_names_ = self.feature_names()
-        self.mean_, self.scale_ = scaler.mean_, scaler.scale_
         self.threshold_, self.threshold_note_ = 0.0, "P(machine) > 0.5 on the training mix"
-        self.n_train_ = (int((labels == 0).sum()), int((labels == 1).sum()))
+        self.n_train_ = self.model_.n_train_
         return self
 
     def decision_from_features(self, table: np.ndarray) -> np.ndarray:
         """(n,) log-odds of machine from an (n, d) feature table; NaN rows stay NaN."""
-        if not hasattr(self, "weights_"):
+        if not hasattr(self, "model_"):
             raise GuardError("the classifier is not fitted; call fit or load one")
-        hidden = (table - self.mean_) / self.scale_
-        for layer, (weight, bias) in enumerate(zip(self.weights_, self.biases_)):
-            hidden = hidden @ weight + bias
-            if layer < len(self.weights_) - 1:
-                hidden = np.maximum(hidden, 0.0)
-        return hidden[:, 0]
+        return self.model_.decision_function(table)
 
     def decision_from_scores(self, scores, texts: list[str] | None = None) -> np.ndarray:
         """(n,) log-odds of machine from the scorer's ZeroShotScores of n texts (``texts`` are
         read only when the classifier uses the embedder)."""
-        if not hasattr(self, "weights_"):
+        if not hasattr(self, "model_"):
             raise GuardError("the classifier is not fitted; call fit or load one")
         return self.decision_from_features(feature_table(scores, self.feature_names_, self.embedder, texts))
 
@@ -215,8 +184,10 @@ class MachineTextClassifier:
         from guard.detect.calibrate import scorer_identity
         from guard.io.durable import write_json_file
 
-        if not hasattr(self, "weights_"):
+        if not hasattr(self, "model_"):
             raise GuardError("the classifier is not fitted; nothing to save")
+        learned = self.model_.state()
+        n_train = learned.pop("n_train")
         state = {
             "version": CLASSIFIER_VERSION,
             "features": self.features,
@@ -227,13 +198,10 @@ class MachineTextClassifier:
             "scorer": scorer_identity(self.scorer),
             "embedding_model": self.embedder.model_id if self.uses_embedder() else None,
             "feature_names": self.feature_names_,
-            "mean": _as_lists(self.mean_),
-            "scale": _as_lists(self.scale_),
-            "weights": [_as_lists(w) for w in self.weights_],
-            "biases": [_as_lists(b) for b in self.biases_],
+            **learned,
             "threshold": self.threshold_,
             "threshold_note": self.threshold_note_,
-            "n_train": list(self.n_train_),
+            "n_train": n_train,
         }
         write_json_file(Path(directory) / CLASSIFIER_FILE, state, what="the classifier", indent=1)
 
@@ -287,13 +255,12 @@ class MachineTextClassifier:
                 f"{path}: unknown features {', '.join(unknown)}; this guard computes {len(FEATURES)}"
             )
         classifier.feature_names_ = state["feature_names"]
-        classifier.mean_ = np.array(state["mean"])
-        classifier.scale_ = np.array(state["scale"])
-        classifier.weights_ = [np.array(w, dtype=np.float64) for w in state["weights"]]
-        classifier.biases_ = [np.array(b, dtype=np.float64) for b in state["biases"]]
+        classifier.model_ = LogOddsHead.from_state(
+            state["head"], state, C=state["C"], hidden=state["hidden"], max_iter=state["max_iter"]
+        )
         classifier.threshold_ = float(state["threshold"])
         classifier.threshold_note_ = state["threshold_note"]
-        classifier.n_train_ = tuple(state["n_train"])
+        classifier.n_train_ = classifier.model_.n_train_
         return classifier
 
 
@@ -318,8 +285,3 @@ def feature_table(scores, names: list[str], embedder=None, texts: list[str] | No
     table = np.stack(columns, axis=1) if columns else np.zeros((len(scores.too_short), 0))
     table[scores.too_short] = np.nan
     return table
-
-
-def _as_lists(values: np.ndarray) -> list:
-    """Nested lists of float64 values (JSON keeps all 17 significant digits)."""
-    return np.asarray(values, dtype=np.float64).tolist()

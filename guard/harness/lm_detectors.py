@@ -105,7 +105,7 @@ class TokenStatisticsDetector:
         self.trainer = trainer
         self.fit_size = fit_size
         self.known_bigrams_: np.ndarray | None = None  # sorted codes of the reference's bigrams
-        self.classifier_ = None  # scaler + logistic regression of the current generation
+        self.classifier_ = None  # the current generation's LogOddsHead (scaler + logistic regression)
         self.real_scores_: np.ndarray | None = None  # (fit_size,) calibration real decision scores
 
     def features(self, model, records: np.ndarray) -> np.ndarray:
@@ -114,16 +114,15 @@ class TokenStatisticsDetector:
         return np.concatenate([record_features(self.trainer, model, records), unseen], axis=1)
 
     def prepare(self, generation: Generation) -> None:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
+        from guard.detect.head import LogOddsHead
 
         n, model = self.fit_size, generation.model
         self.known_bigrams_ = np.unique(bigram_codes(generation.real(n)[0], self.trainer.n_language))
         real = self.features(model, generation.real(n)[0])
         synthetic = self.features(model, generation.synthetic(n)[0])
-        self.classifier_ = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-        self.classifier_.fit(np.concatenate([real, synthetic]), np.repeat([0, 1], n))
+        self.classifier_ = LogOddsHead("logistic", max_iter=1000).fit(
+            np.concatenate([real, synthetic]), np.repeat([0, 1], n)
+        )
         self.real_scores_ = self.classifier_.decision_function(self.features(model, generation.real(n)[0]))
 
     def score(self, pool: Pool, generation: Generation) -> np.ndarray:
