@@ -9,7 +9,8 @@ import pytest
 from guard.errors import GuardError
 from guard.harness.config import load_experiment_config
 from guard.harness.families import lm
-from guard.harness.loop import read_ledger, run_experiment
+from guard.harness.loop import run_experiment
+from guard.metrics.ledger import read_ledger
 
 TINY_MODEL = {
     "vocab": 16, "branching": 4, "seq_len": 12, "n_contexts": 200, "n_eval": 200,

@@ -49,7 +49,8 @@ def _run_cycle(args) -> int:
     from guard.io.readers import detect_format
     from guard.metrics.cli import exit_code, ledger_report, load_embedder, read_texts, write_text
     from guard.metrics.compare import compare
-    from guard.metrics.tracker import append_ledger, worst_level
+    from guard.metrics.ledger import append_ledger
+    from guard.metrics.tracker import worst_level
     from guard.report import render_html
 
     config = load_config(args.config)
@@ -87,7 +88,7 @@ def _run_cycle(args) -> int:
 
 def _read_existing(path: str) -> list[dict]:
     """The ledger's rows, or none when it does not exist yet."""
-    from guard.metrics.tracker import read_ledger
+    from guard.metrics.ledger import read_ledger
 
     return read_ledger(path) if Path(path).exists() else []
 

@@ -194,7 +194,8 @@ def _finite(value: float) -> float:
 
 
 def _write_outputs(args, rows: list[dict], comparison) -> None:
-    from guard.metrics.tracker import append_ledger, json_row, worst_level
+    from guard.metrics.ledger import append_ledger, plain
+    from guard.metrics.tracker import worst_level
     from guard.report import render_html
 
     report = None
@@ -211,7 +212,7 @@ def _write_outputs(args, rows: list[dict], comparison) -> None:
             "seed": args.seed,
             "permutations": args.permutations,
             "generations": [
-                {**json_row(row), "levels": found, "level": worst_level(found.values()) if g else "baseline"}
+                {**plain(row), "levels": found, "level": worst_level(found.values()) if g else "baseline"}
                 for g, (row, found) in enumerate(zip(rows, levels))
             ],
             "report": report.to_json(),
