@@ -51,5 +51,3 @@ def test_split_reference_is_disjoint_and_fixed():
     assert not np.array_equal(chunk, other)
     with pytest.raises(GuardError, match="twice the candidate size"):
         split_reference(30, 20)
-
-
