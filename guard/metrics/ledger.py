@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.errors import GuardError
+from guard.errors import GuardError, located
 from guard.io.durable import atomic_path
 
 
@@ -67,8 +67,8 @@ def read_ledger(path: str | os.PathLike) -> list[dict]:
             try:
                 row = json.loads(line, parse_constant=lambda _token: None)
             except json.JSONDecodeError as error:
-                raise GuardError(f"{path}:{line_number}: not JSON ({error.msg})") from None
+                raise GuardError(located(path, f"not JSON ({error.msg})", line_number)) from None
             if not isinstance(row, dict) or not isinstance(row.get("generation"), int):
-                raise GuardError(f"{path}:{line_number}: generation: missing or not an integer")
+                raise GuardError(located(path, "generation: missing or not an integer", line_number))
             rows.append(row)
     return rows

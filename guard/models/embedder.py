@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from xxhash import xxh3_64_hexdigest, xxh3_128_digest
 
-from guard.errors import GuardError
+from guard.errors import GuardError, one_line
 from guard.models.device import pick_device
 from guard.models.packaged import installed_package_dir
 from guard.text import clean
@@ -92,14 +92,6 @@ def _resolve_model(model: str | None) -> tuple[str, str]:
     return str(model), str(model)
 
 
-def _one_line(error: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type name if it has none)."""
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(error).__name__
-
-
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(batch, dim) float32 unit vectors: the mean of ``hidden`` over the positions where
     ``mask`` is 1, L2-normalised.
@@ -150,7 +142,8 @@ class VectorCache:
                 )
             stored_dim = self.connection.execute("SELECT value FROM meta WHERE name = 'dim'").fetchone()[0]
         except (OSError, sqlite3.Error) as error:
-            raise GuardError(f"cannot open the embedding cache {self.path}: {_one_line(error)}") from None
+            reason = one_line(error, first_line=True)
+            raise GuardError(f"cannot open the embedding cache {self.path}: {reason}") from None
         if int(stored_dim) != dim:
             raise GuardError(
                 f"the embedding cache {self.path} holds {stored_dim}-dimensional vectors but "
@@ -271,7 +264,8 @@ class Embedder:
             KeyError,
             ImportError,
         ) as error:  # what transformers raises on a bad model
-            raise GuardError(f"cannot load the embedder {self.model_id}: {_one_line(error)}") from error
+            reason = one_line(error, first_line=True)
+            raise GuardError(f"cannot load the embedder {self.model_id}: {reason}") from error
         finally:
             if bar_was_on:
                 hf_logging.enable_progress_bar()
