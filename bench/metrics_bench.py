@@ -13,7 +13,7 @@
 How often alarms fire (false alarms and power of the family-wise rule) is bench/alarm_bench.py.
 
 Numeric libraries run on one thread (OMP/OPENBLAS/MKL_NUM_THREADS default to 1, as in
-bench/run.py).
+bench/bench_threads.py).
 """
 
 from __future__ import annotations
