@@ -26,8 +26,8 @@ from pydantic import (
 )
 
 from guard.errors import GuardError, located
+from guard.harness.conditions import parse_condition
 from guard.harness.families import family_module
-from guard.harness.policies import parse_condition
 
 
 def _condition_name(text: str) -> str:

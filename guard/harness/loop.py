@@ -33,10 +33,11 @@ import numpy as np
 import yaml
 
 from guard.errors import GuardError
+from guard.harness.conditions import parse_condition
 from guard.harness.config import ExperimentConfig, dump_config, load_experiment_config
 from guard.harness.families import family_module
 from guard.harness.filter_policy import FILTER_DIRECTIONS
-from guard.harness.policies import POOL_DIRECTIONS, Generation, Policy, build_policy, parse_condition
+from guard.harness.policies import POOL_DIRECTIONS, Generation, Policy, build_policy
 from guard.io.durable import atomic_path
 from guard.metrics.ledger import ledger_line, read_ledger, write_ledger
 
