@@ -30,8 +30,10 @@ test-all: install
 demo: install
 	guard demo
 
-# Dedup figures -> results.json; the metrics suite, the harness families, the memory of a
-# 1M-record lexical run and (quick) the machine-text detector each write their own JSON; `python bench/detect_bench.py --out F`
+# Dedup figures -> results.json (bench/run.py runs its five sections, one file each:
+# signatures_bench, end_to_end_bench, recall_bench, store_bench, semantic_bench; each also runs
+# alone with --out F); the metrics suite, the harness families, the memory of a 1M-record
+# lexical run and (quick) the machine-text detector each write their own JSON; `python bench/detect_bench.py --out F`
 # runs the detector on every file of ../shared/data/detect (~35 min on one core, cold cache);
 # `python bench/alarm_bench.py --workers 2` measures the false-alarm rate and power of
 # `guard metrics --fail-on alarm` -> bench/alarm_results.json (about an hour on two cores).

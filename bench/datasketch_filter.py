@@ -12,7 +12,7 @@ after the most senior one it matches. Output rows carry the same ``guard_*`` col
     python bench/datasketch_filter.py IN.jsonl --out KEPT.jsonl --rejected REJECTED.jsonl
 
 Defaults (threshold, permutations, n-gram sizes, LSH false-positive/negative weights) are
-``guard.config.NearConfig``'s; ``bench/run.py`` passes the values of the config it times.
+``guard.config.NearConfig``'s; ``bench/end_to_end_bench.py`` passes the values of the config it times.
 """
 
 from __future__ import annotations

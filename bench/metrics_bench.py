@@ -13,7 +13,7 @@
 How often alarms fire (false alarms and power of the family-wise rule) is bench/alarm_bench.py.
 
 Numeric libraries run on one thread (OMP/OPENBLAS/MKL_NUM_THREADS default to 1, as in
-bench/run.py).
+bench/bench_threads.py).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ from guard.metrics.drift import (  # noqa: E402
     tail_mass,
 )
 from guard.metrics.features import Samples, TokenCoder  # noqa: E402
-from guard.metrics.suite import FixedSample, SuiteOptions, compute_suite  # noqa: E402
+from guard.metrics.sides import FixedSample  # noqa: E402
+from guard.metrics.suite import SuiteOptions, compute_suite  # noqa: E402
 
 WIKITEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
 WINDOW_WORDS = 30  # 13,016 windows: enough for the full sizes
@@ -128,10 +129,10 @@ def suite_section(n: int) -> dict:
         samples[side] = sample
     cand_sample = samples["candidate"]
     _, per_metric["compression_ratio"] = _seconds(
-        compression_ratio, cand_sample.compute(options.compression_sample).texts
+        compression_ratio, cand_sample.rows(options.compression_sample).texts
     )
     _, per_metric["self_bleu"] = _seconds(
-        lambda: self_bleu(coder(cand_sample.compute(options.bleu_sample).texts))
+        lambda: self_bleu(coder(cand_sample.rows(options.bleu_sample).texts))
     )
     _, per_metric["duplicate_rate"] = _seconds(lambda: DuplicateRate().update(candidate.identity_keys()))
     diversity = EmbeddingDiversity()
@@ -146,8 +147,8 @@ def suite_section(n: int) -> dict:
             frechet_from_moments(moments["reference"], moments["candidate"]),
         )
     )
-    ref_rows = samples["reference"].compute().vectors.astype(np.float64)
-    cand_rows = cand_sample.compute().vectors.astype(np.float64)
+    ref_rows = samples["reference"].rows().vectors.astype(np.float64)
+    cand_rows = cand_sample.rows().vectors.astype(np.float64)
     _, per_metric["mmd_with_100_permutations"] = _seconds(mmd_test, ref_rows, cand_rows, seed=SEED)
     _, per_metric["mauve_quantized"] = _seconds(quantized_divergence, ref_rows, cand_rows, seed=SEED)
     _, per_metric["prdc"] = _seconds(prdc, ref_rows, cand_rows)

@@ -25,7 +25,8 @@ from lm_studies import lm_studies
 from guard.harness.config import load_experiment_config
 from guard.harness.families.gaussian import expected_mle_variance
 from guard.harness.families.zipf import expected_missing_mass, expected_support, zipf_probabilities
-from guard.harness.loop import read_ledger, run_experiment
+from guard.harness.loop import run_experiment
+from guard.metrics.ledger import read_ledger
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

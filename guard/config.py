@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from guard.errors import GuardError
+from guard.errors import GuardError, located
 
 # Bumped whenever ``guard.text.normalize`` or shingling changes what keys it produces; part of
 # the store fingerprint so a store built with other keys is refused.
@@ -272,8 +272,8 @@ def _read_yaml(path: Path) -> dict:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise GuardError(f"{path}:{line} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = f"invalid YAML ({getattr(exc, 'problem', exc)})"
+        raise GuardError(located(path, problem, mark.line + 1 if mark else None)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -9,7 +9,7 @@ import pytest
 from conftest import LEXICAL_CONFIG
 
 from guard.data.demo import CYCLE_COPIES, run_cycle_demo, word_chain_texts
-from guard.metrics.tracker import read_ledger
+from guard.metrics.ledger import read_ledger
 
 
 def _run(out_dir, options, capsys):

@@ -8,7 +8,7 @@ import pytest
 from conftest import LEXICAL_CONFIG
 
 from guard.cli import main
-from guard.metrics.tracker import read_ledger
+from guard.metrics.ledger import read_ledger
 
 
 def _write(path, texts, prefix):

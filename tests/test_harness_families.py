@@ -10,7 +10,8 @@ from guard.harness.config import load_experiment_config
 from guard.harness.families import family_module, family_names, sample_categorical
 from guard.harness.families.gaussian import expected_mle_variance
 from guard.harness.families.zipf import expected_missing_mass, expected_support, zipf_probabilities
-from guard.harness.loop import read_ledger, run_experiment
+from guard.harness.loop import run_experiment
+from guard.metrics.ledger import read_ledger
 
 
 def _ledger(tmp_path, config, name="run"):

@@ -11,9 +11,11 @@ import pytest
 from conftest import LEXICAL_CONFIG, ROOT
 
 from guard.errors import GuardError
+from guard.harness.conditions import parse_condition
 from guard.harness.config import load_experiment_config
-from guard.harness.loop import read_ledger, run_experiment
-from guard.harness.policies import Generation, build_policy, parse_condition
+from guard.harness.loop import run_experiment
+from guard.harness.policies import Generation, build_policy
+from guard.metrics.ledger import read_ledger
 
 N = 40
 

@@ -10,7 +10,8 @@ from guard.errors import GuardError
 from guard.harness.config import load_experiment_config
 from guard.harness.families import _textdata, lm
 from guard.harness.families._tinygpt import copy_weights
-from guard.harness.loop import read_ledger, run_experiment
+from guard.harness.loop import run_experiment
+from guard.metrics.ledger import read_ledger
 
 TINY_TEXT_MODEL = {
     "language": "text", "block_len": 16, "n_eval": 40, "n_embd": 32, "n_layer": 1, "n_head": 2,

@@ -16,7 +16,8 @@ import yaml
 from guard.cli import main
 from guard.errors import GuardError
 from guard.harness.config import load_experiment_config
-from guard.harness.loop import read_ledger, run_experiment
+from guard.harness.loop import run_experiment
+from guard.metrics.ledger import read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIGS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))

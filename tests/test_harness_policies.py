@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from guard.errors import GuardError
+from guard.harness.conditions import parse_condition
 from guard.harness.config import load_experiment_config
 from guard.harness.detectors import NeighbourDetector, OracleDetector, Pool
-from guard.harness.policies import Generation, build_policy, first_copies, parse_condition
+from guard.harness.policies import Generation, build_policy, first_copies
 
 CHAINS, N = 3, 200
 

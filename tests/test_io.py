@@ -536,3 +536,6 @@ def test_json_file_helpers_round_trip_and_name_the_path(tmp_path):
     (tmp_path / "plain").write_text("x")
     with pytest.raises(GuardError, match=r"cannot write the state \("):
         write_json_file(tmp_path / "plain" / "state.json", {}, what="the state")
+    with pytest.raises(ValueError):
+        write_json_file(path, {"a": float("nan")}, allow_nan=False)  # strict JSON refuses nan
+    assert read_json_file(path, missing="gone", what="a state file") == {"a": [1, 2.5]}  # unchanged

@@ -128,7 +128,7 @@ def test_duplicate_rate_counts_repeats_and_streams():
     one_shot.update(keys)
     for lo in range(0, 6, 4):
         streamed.update(keys[lo : lo + 4])
-    assert one_shot.compute() == streamed.compute() == pytest.approx(3 / 6)
+    assert one_shot.compute() == streamed.compute() == {"duplicate_rate": pytest.approx(3 / 6)}
 
 
 def test_ngram_stats_in_chunks_equal_one_shot(stdlib_texts):

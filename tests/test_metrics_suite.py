@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from guard.metrics.features import Samples
+from guard.metrics.sides import FixedSample
 from guard.metrics.suite import (
     DIVERSITY_METRICS,
     METRICS,
-    FixedSample,
     StreamingSuite,
     SuiteOptions,
     compute_suite,
@@ -72,14 +72,14 @@ def test_fixed_sample_does_not_depend_on_batches():
     whole.update(rows)
     for lo in range(0, 200, 9):
         pieces.update(rows.take(np.arange(lo, min(lo + 9, 200))))
-    kept = whole.compute().vectors[:, 0]
-    np.testing.assert_array_equal(kept, pieces.compute().vectors[:, 0])
+    kept = whole.rows().vectors[:, 0]
+    np.testing.assert_array_equal(kept, pieces.rows().vectors[:, 0])
     assert len(kept) == 30 and np.all(np.diff(kept) > 0)  # distinct rows, in stream order
-    first_ten = whole.compute(10).vectors[:, 0]
+    first_ten = whole.rows(10).vectors[:, 0]
     assert set(first_ten) <= set(kept)
     other_seed = FixedSample(30, seed=6)
     other_seed.update(rows)
-    assert not np.array_equal(kept, other_seed.compute().vectors[:, 0])
+    assert not np.array_equal(kept, other_seed.rows().vectors[:, 0])
 
 
 def test_vector_suite_sees_variance_collapse():

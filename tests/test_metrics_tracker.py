@@ -1,19 +1,12 @@
-"""Reference bands, levels and the ledger."""
+"""Reference bands and levels."""
 
-import json
 import math
 
 import numpy as np
 import pytest
 
 from guard.errors import GuardError
-from guard.metrics.tracker import (
-    Band,
-    append_ledger,
-    read_ledger,
-    split_reference,
-    worst_level,
-)
+from guard.metrics.tracker import Band, split_reference, worst_level
 
 
 @pytest.mark.parametrize(
@@ -58,26 +51,3 @@ def test_split_reference_is_disjoint_and_fixed():
     assert not np.array_equal(chunk, other)
     with pytest.raises(GuardError, match="twice the candidate size"):
         split_reference(30, 20)
-
-
-def test_ledger_round_trip(tmp_path):
-    path = tmp_path / "runs" / "ledger.jsonl"
-    append_ledger(path, [{"generation": 0, "seed": 1, "recall": np.float64(0.9), "js_1": math.nan}])
-    append_ledger(path, [{"generation": 1, "seed": 1, "recall": 0.5, "js_1": math.inf}])
-    rows = read_ledger(path)
-    assert rows == [
-        {"generation": 0, "seed": 1, "recall": 0.9, "js_1": None},
-        {"generation": 1, "seed": 1, "recall": 0.5, "js_1": None},
-    ]
-    for line in path.read_text().splitlines():
-        json.loads(line)  # strict JSON: no NaN or Infinity tokens
-
-
-def test_ledger_errors_name_file_and_line(tmp_path):
-    path = tmp_path / "ledger.jsonl"
-    path.write_text('{"generation": 0}\n\n{"generation": "one"}\n')
-    with pytest.raises(GuardError, match=r"ledger.jsonl:3: generation"):
-        read_ledger(path)
-    path.write_text('{"generation": 0}\n{oops\n')
-    with pytest.raises(GuardError, match=r"ledger.jsonl:2: not JSON"):
-        read_ledger(path)

@@ -216,7 +216,7 @@ def run_collapse_demo(run_dir: Path) -> Path:
     from statistics import median
 
     from guard.harness import QUICK_COLLAPSE, quick_collapse_run
-    from guard.harness.loop import read_ledger
+    from guard.metrics.ledger import read_ledger
 
     print(
         f"\nquick collapse run: {QUICK_COLLAPSE['family']} (25-mode grid), "

@@ -37,7 +37,14 @@ from guard import __version__
 from guard.dedup.segments import Segment, SegmentStack
 from guard.dedup.vector_index import sketch_path
 from guard.errors import GuardError
-from guard.io.durable import atomic_path, fsync_path, remove_path, replace_durably, sibling_temp_path
+from guard.io.durable import (
+    atomic_path,
+    fsync_path,
+    json_text,
+    remove_path,
+    replace_durably,
+    sibling_temp_path,
+)
 
 STORE_FORMAT = "collapse-guard-store"
 STORE_FORMAT_VERSION = 2
@@ -120,7 +127,7 @@ def read_manifest(directory: Path) -> dict:
 def write_manifest(directory: Path, manifest: dict) -> None:
     """Replace the manifest atomically and durably: the commit point of every change."""
     with atomic_path(directory / MANIFEST) as temp:
-        temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        temp.write_text(json_text(manifest), encoding="utf-8")
 
 
 def only_guard_files(directory: Path) -> bool:

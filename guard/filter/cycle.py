@@ -46,10 +46,12 @@ def add_cycle_command(commands) -> None:
 def _run_cycle(args) -> int:
     from guard.config import load_config
     from guard.filter.pipeline import Guard
+    from guard.io.durable import write_text_file
     from guard.io.readers import detect_format
-    from guard.metrics.cli import exit_code, ledger_report, load_embedder, read_texts, write_text
+    from guard.metrics.cli import exit_code, ledger_report, load_embedder, read_texts
     from guard.metrics.compare import compare
-    from guard.metrics.tracker import append_ledger, worst_level
+    from guard.metrics.ledger import append_ledger
+    from guard.metrics.tracker import worst_level
     from guard.report import render_html
 
     config = load_config(args.config)
@@ -81,13 +83,13 @@ def _run_cycle(args) -> int:
     )
     if args.html:
         title = f"guard cycle: {rows[-1]['generation']} generation(s) against {Path(args.reference).name}"
-        write_text(args.html, render_html(ledger_report([*ledger, *rows], title)))
+        write_text_file(args.html, render_html(ledger_report([*ledger, *rows], title)))
     return exit_code(comparison.verdicts, args.fail_on, args.min_metrics)
 
 
 def _read_existing(path: str) -> list[dict]:
     """The ledger's rows, or none when it does not exist yet."""
-    from guard.metrics.tracker import read_ledger
+    from guard.metrics.ledger import read_ledger
 
     return read_ledger(path) if Path(path).exists() else []
 

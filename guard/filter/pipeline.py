@@ -367,13 +367,6 @@ def _append_arrow_columns(table, columns: dict[str, list], types: dict[str, str]
 
 
 def _write_summary(summary: Summary, path) -> None:
-    import json
+    from guard.io.durable import write_json_file
 
-    from guard.errors import GuardError
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise GuardError(f"{path}: cannot write summary ({exc.strerror})") from None
+    write_json_file(path, summary.to_dict(), what="summary")

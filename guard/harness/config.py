@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from guard.errors import GuardError
+from guard.errors import GuardError, located
+from guard.harness.conditions import parse_condition
 from guard.harness.families import family_module
-from guard.harness.policies import parse_condition
 
 
 def _condition_name(text: str) -> str:
@@ -177,8 +177,8 @@ def load_experiment_config(source: str | Path | dict, overrides: list[str] | Non
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            line = f"{mark.line + 1}:" if mark else ""
-            raise GuardError(f"{source}:{line} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+            problem = f"invalid YAML ({getattr(exc, 'problem', exc)})"
+            raise GuardError(located(source, problem, mark.line + 1 if mark else None)) from None
         if not isinstance(data, dict):
             raise GuardError(f"{source}: a config must be a mapping, got {type(data).__name__}")
     given = parse_overrides(overrides or [])
@@ -196,7 +196,7 @@ def _validate(data: dict, where: str, text: str | None, given: dict) -> Experime
         if override is not None:
             return GuardError(f"--set {override}={given[override]!r}: {message}")
         line = _key_line(text, location) if text is not None else None
-        return GuardError(f"{where}:{line}: {message}" if line else f"{where}: {message}")
+        return GuardError(located(where, message, line))
 
     if "family" not in data:
         raise fail(("family",), "family: required key missing")

@@ -20,7 +20,6 @@ rows written after it are computed again, identically.
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import sys
@@ -34,11 +33,13 @@ import numpy as np
 import yaml
 
 from guard.errors import GuardError
+from guard.harness.conditions import parse_condition
 from guard.harness.config import ExperimentConfig, dump_config, load_experiment_config
 from guard.harness.families import family_module
 from guard.harness.filter_policy import FILTER_DIRECTIONS
-from guard.harness.policies import POOL_DIRECTIONS, Generation, Policy, build_policy, parse_condition
+from guard.harness.policies import POOL_DIRECTIONS, Generation, Policy, build_policy
 from guard.io.durable import atomic_path
+from guard.metrics.ledger import ledger_line, read_ledger, write_ledger
 
 LEDGER = "ledger.jsonl"
 CONFIG = "config.yaml"
@@ -103,24 +104,17 @@ def _checkpoint_state(path: Path) -> tuple[list[dict], ChainState | None]:
         return pickle.load(handle), pickle.load(handle)
 
 
-def _ledger_line(row: dict) -> str:
-    return json.dumps(row, allow_nan=True) + "\n"
-
-
-def read_ledger(path: str | Path) -> list[dict]:
-    """The rows of a ledger file."""
-    with Path(path).open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def _rewrite_ledger(run_dir: Path, config: ExperimentConfig) -> None:
     """The ledger rebuilt from the checkpoints, in condition x seed x generation order."""
-    with atomic_path(run_dir / LEDGER) as temp, temp.open("w", encoding="utf-8") as handle:
-        for condition in config.conditions:
-            for seed in config.seeds:
-                handle.writelines(
-                    map(_ledger_line, _checkpoint_rows(checkpoint_path(run_dir, condition, seed)))
-                )
+    write_ledger(
+        run_dir / LEDGER,
+        (
+            row
+            for condition in config.conditions
+            for seed in config.seeds
+            for row in _checkpoint_rows(checkpoint_path(run_dir, condition, seed))
+        ),
+    )
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
@@ -209,7 +203,7 @@ def run_chain(run_dir: Path, config: ExperimentConfig, family, policy: Policy, s
             rows.append(row | family.measure(model, measuring_rng) | info)
             if index % config.checkpoint_every == 0 or index == config.generations:
                 _save_checkpoint(path, rows, state)
-            ledger.write(_ledger_line(rows[-1]))
+            ledger.write(ledger_line(rows[-1]))
             ledger.flush()
             progress.update(1)
 

@@ -94,16 +94,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
         remove_path(temp)
 
 
-def write_json_file(path: str | os.PathLike, value, *, what: str = "", indent: int = 2) -> None:
-    """Write ``value`` as indented JSON to ``path`` atomically, creating its folder; a
-    GuardError "PATH: cannot write WHAT (reason)" when the system refuses."""
+def json_text(value, *, indent: int = 2, allow_nan: bool = True) -> str:
+    """``value`` as the JSON files guard writes hold it: indented by ``indent``, a final newline;
+    ``allow_nan=False`` raises ValueError on nan or infinities (strict JSON)."""
+    return json.dumps(value, indent=indent, allow_nan=allow_nan) + "\n"
+
+
+def write_text_file(path: str | os.PathLike, text: str, *, what: str = "") -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, creating its folder; a GuardError
+    "PATH: cannot write WHAT (reason)" when the system refuses."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temp:
-            temp.write_text(json.dumps(value, indent=indent) + "\n", encoding="utf-8")
+            temp.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise GuardError(f"{path}: cannot write {what + ' ' if what else ''}({exc.strerror})") from None
+
+
+def write_json_file(
+    path: str | os.PathLike, value, *, what: str = "", indent: int = 2, allow_nan: bool = True
+) -> None:
+    """Write ``value`` as ``json_text`` to ``path`` atomically (see ``write_text_file``)."""
+    write_text_file(path, json_text(value, indent=indent, allow_nan=allow_nan), what=what)
 
 
 def read_json_file(path: str | os.PathLike, *, missing: str, what: str):

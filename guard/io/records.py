@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from guard.errors import GuardError, one_line
+from guard.errors import GuardError, located, one_line
 from guard.io.compression import CORRUPT_STREAM_ERRORS
 
 REASON_MALFORMED = "malformed"
@@ -57,7 +57,7 @@ def record_from_fields(fields: dict, location: str, *, text_field: str, id_field
         id=_record_id(fields.get(id_field), location),
         text=text if isinstance(text, str) else None,
         reason=reason,
-        error=f"{location}: {problem}" if problem else None,
+        error=located(location, problem) if problem else None,
         raw=None,
         location=location,
     )
@@ -89,7 +89,7 @@ def unparsed_record(location: str, problem: str, raw: str) -> InputRecord:
         id=location,
         text=None,
         reason=REASON_MALFORMED,
-        error=f"{location}: {problem}",
+        error=located(location, problem),
         raw=raw,
         location=location,
     )

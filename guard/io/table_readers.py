@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from guard.errors import GuardError, one_line
+from guard.errors import GuardError, located, one_line
 from guard.io.compression import open_text
 from guard.io.records import (
     BLANK,
@@ -47,7 +47,7 @@ def read_csv(path: Path, build: RecordBuilder, batch_size: int) -> Iterator[Inpu
             problem = one_line(err)
             if "unexpected end of data" in problem:
                 problem = "a quote opened in this row is never closed"
-            raise GuardError(f"{path}:{start_line}: unreadable CSV ({problem})") from err
+            raise GuardError(located(path, f"unreadable CSV ({problem})", start_line)) from err
 
 
 def _rows_with_long_fields(reader) -> Iterator[list[str]]:
@@ -69,10 +69,10 @@ def _csv_header(rows: Iterator[list[str]], path: Path) -> list[str]:
     try:
         header = next((row for row in rows if row), [])
     except csv.Error as err:
-        raise GuardError(f"{path}:1: unreadable CSV header ({one_line(err)})") from err
+        raise GuardError(located(path, f"unreadable CSV header ({one_line(err)})", 1)) from err
     bad_utf8 = bad_utf8_problem(",".join(header), "header is ")
     if bad_utf8 is not None:
-        raise GuardError(f"{path}:1: {bad_utf8}")
+        raise GuardError(located(path, bad_utf8, 1))
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise GuardError(f"{path}:1: duplicate column {duplicates[0]!r} in header")

@@ -1,11 +1,13 @@
 """Diversity and drift metrics across training generations, alarms and the ledger.
 
-Modules: ``features`` (samples, tokens, n-gram keys, kernel helpers), ``diversity`` (one set),
-``drift`` (a candidate against a reference), ``suite`` (every metric at once:
-``compute_suite``, ``StreamingSuite``), ``tracker`` (bands, levels, ledger), ``alarms`` (the
-permutation null and the family-wise alarm rule), ``compare`` (record texts against a
-reference, as the commands do), ``cli`` (``guard metrics``). The names below import their
-module on first use, so importing this package (as the ``guard`` command does) stays cheap.
+Modules: ``streaming`` (the ``StreamingMetric`` base: update, compute, reset, merge),
+``features`` (samples, tokens, n-gram keys, kernel helpers), ``diversity`` (one set), ``drift``
+(a candidate against a reference), ``sides`` (what the suite keeps of one side), ``suite``
+(every metric at once: ``compute_suite``, ``StreamingSuite``), ``ledger`` (ledger files, one
+NaN convention), ``tracker`` (ledger rows, bands, levels), ``alarms`` (the permutation null
+and the family-wise alarm rule), ``compare`` (record texts against a reference, as the
+commands do), ``cli`` (``guard metrics``). The names below import their module on first
+use, so importing this package (as the ``guard`` command does) stays cheap.
 """
 
 import importlib
@@ -22,8 +24,8 @@ _EXPORTS = {
     "Verdict": "guard.metrics.alarms",
     "split_reference": "guard.metrics.tracker",
     "levels": "guard.metrics.tracker",
-    "append_ledger": "guard.metrics.tracker",
-    "read_ledger": "guard.metrics.tracker",
+    "append_ledger": "guard.metrics.ledger",
+    "read_ledger": "guard.metrics.ledger",
 }
 __all__ = list(_EXPORTS)
 

@@ -13,7 +13,6 @@ Exit codes: 0 done; 1 a candidate has at least --min-metrics metrics (default 1)
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -194,7 +193,9 @@ def _finite(value: float) -> float:
 
 
 def _write_outputs(args, rows: list[dict], comparison) -> None:
-    from guard.metrics.tracker import append_ledger, json_row, worst_level
+    from guard.io.durable import write_json_file, write_text_file
+    from guard.metrics.ledger import append_ledger, plain
+    from guard.metrics.tracker import worst_level
     from guard.report import render_html
 
     report = None
@@ -211,14 +212,14 @@ def _write_outputs(args, rows: list[dict], comparison) -> None:
             "seed": args.seed,
             "permutations": args.permutations,
             "generations": [
-                {**json_row(row), "levels": found, "level": worst_level(found.values()) if g else "baseline"}
+                {**plain(row), "levels": found, "level": worst_level(found.values()) if g else "baseline"}
                 for g, (row, found) in enumerate(zip(rows, levels))
             ],
             "report": report.to_json(),
         }
-        write_text(args.json, json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        write_json_file(args.json, summary, indent=1, allow_nan=False)
     if args.html:
-        write_text(args.html, render_html(report))
+        write_text_file(args.html, render_html(report))
 
 
 def ledger_report(rows: list[dict], title: str, *, plots: bool = True):
@@ -230,13 +231,3 @@ def ledger_report(rows: list[dict], title: str, *, plots: bool = True):
     return build_report(
         rows, title=title, bands=ledger_bands(rows), metrics=ledger_metrics(rows), plots=plots
     )
-
-
-def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` (its folder created); GuardError when it cannot."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise GuardError(f"{path}: cannot write ({error.strerror})") from None

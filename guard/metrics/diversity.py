@@ -2,11 +2,12 @@
 n-grams, xz compression ratio, Self-BLEU), in embedding space (Vendi score of orders 1, 2 and
 infinity, mean pairwise cosine distance) and the exact-duplicate rate.
 
-Streaming: ``NgramStats`` (n-gram counts), ``Moments`` / ``EmbeddingDiversity`` (the d x d
-second-moment matrix) and ``DuplicateRate`` (hashes) follow torchmetrics' ``update(batch)`` /
-``compute()``, so they run over data larger than memory and give the same value whatever the
-batches. Self-BLEU and the compression ratio need the texts themselves and are computed on a
-fixed-size sample (see ``guard.metrics.suite``).
+Streaming: ``NgramStats`` (n-gram counts), ``EmbeddingDiversity`` (the d x d second-moment
+matrix, kept by ``Moments``) and ``DuplicateRate`` (hashes) are ``StreamingMetric``s
+(``update`` / ``compute`` / ``reset`` / ``merge``), so they run over data larger than memory,
+give the same value whatever the batches, and combine partials computed on disjoint parts.
+Self-BLEU and the compression ratio need the texts themselves and are computed on a fixed-size
+sample (see ``guard.metrics.suite``).
 
 Entropies are in nats. Most of these values depend on the number of samples: compare sets of
 equal size.
@@ -20,6 +21,7 @@ import math
 import numpy as np
 
 from guard.metrics.features import TokenBatch, unit_rows
+from guard.metrics.streaming import StreamingMetric
 
 VENDI_ORDERS = (1.0, 2.0, math.inf)
 BLEU_ZERO_COUNT = 0.1  # a clipped count of 0 counts as this much (NLTK's smoothing "method1")
@@ -60,11 +62,18 @@ class NgramTable:
         new_pair = new_key.copy()
         new_pair[1:] |= text_index[1:] != text_index[:-1]
         group = np.cumsum(new_key) - 1
-        batch_counts = np.bincount(group)
         batch_texts = np.bincount(group, weights=new_pair).astype(np.int64)
-        merged, inverse = np.unique(np.concatenate([self.keys, keys[new_key]]), return_inverse=True)
-        self.counts = _summed(inverse, [self.counts, batch_counts], len(merged))
-        self.texts = _summed(inverse, [self.texts, batch_texts], len(merged))
+        self._add(keys[new_key], np.bincount(group), batch_texts)
+
+    def merge(self, other: NgramTable) -> None:
+        """Add the counts of ``other`` (a table of the same order over other texts)."""
+        self._add(other.keys, other.counts, other.texts)
+
+    def _add(self, keys: np.ndarray, counts: np.ndarray, texts: np.ndarray) -> None:
+        """Add (k,) distinct ``keys`` with their (k,) ``counts`` and ``texts``."""
+        merged, inverse = np.unique(np.concatenate([self.keys, keys]), return_inverse=True)
+        self.counts = _summed(inverse, [self.counts, counts], len(merged))
+        self.texts = _summed(inverse, [self.texts, texts], len(merged))
         self.keys = merged
 
     @property
@@ -93,7 +102,7 @@ def self_repetition(table: NgramTable) -> float:
     return float(table.counts[table.texts >= 2].sum() / table.total)
 
 
-class NgramStats:
+class NgramStats(StreamingMetric):
     """Streaming n-gram counts of orders 1..max_n, and the lexical diversity they give.
 
     ``update(tokens)`` adds a ``TokenBatch``; ``compute()`` returns ``distinct_<n>`` for every
@@ -104,13 +113,24 @@ class NgramStats:
     def __init__(self, max_n: int = 4, entropy_orders: tuple[int, ...] = (1, 2), repetition_n: int = 4):
         if max(entropy_orders + (repetition_n,)) > max_n:
             raise ValueError("entropy_orders and repetition_n must not exceed max_n")
+        self.max_n = max_n
         self.entropy_orders = entropy_orders
         self.repetition_n = repetition_n
-        self.tables = {n: NgramTable() for n in range(1, max_n + 1)}
+        self.reset()
+
+    def reset(self) -> None:
+        self.tables = {n: NgramTable() for n in range(1, self.max_n + 1)}
 
     def update(self, tokens: TokenBatch) -> None:
         for n, table in self.tables.items():
             table.update(*tokens.ngrams(n))
+
+    def merge(self, other: NgramStats) -> None:
+        self._check_mergeable(other)
+        if other.max_n != self.max_n:
+            raise ValueError(f"cannot merge n-gram counts up to {other.max_n} into counts up to {self.max_n}")
+        for n, table in self.tables.items():
+            table.merge(other.tables[n])
 
     def compute(self) -> dict[str, float]:
         values = {f"distinct_{n}": distinct_n(table) for n, table in self.tables.items()}
@@ -224,6 +244,25 @@ class Moments:
         self._sum: np.ndarray | None = None  # (d,) sum of (x - shift)
         self._outer: np.ndarray | None = None  # (d, d) sum of (x - shift)(x - shift)^T
 
+    def merge(self, other: Moments) -> None:
+        """Add the rows summarised by ``other``: its sums are moved to this shift first
+        (x - s = (x - s') + delta with delta = s' - s)."""
+        if not other.count:
+            return
+        if self._shift is None:
+            self.count, self._shift = other.count, other._shift.copy()
+            self._sum, self._outer = other._sum.copy(), other._outer.copy()
+            return
+        delta = other._shift - self._shift
+        self._outer += (
+            other._outer
+            + np.outer(other._sum, delta)
+            + np.outer(delta, other._sum)
+            + other.count * np.outer(delta, delta)
+        )
+        self._sum += other._sum + other.count * delta
+        self.count += other.count
+
     def update(self, vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors, dtype=np.float64)
         if not len(vectors):
@@ -255,16 +294,23 @@ class Moments:
         return (self._outer + np.outer(s, t) + np.outer(t, s)) / self.count + np.outer(s, s)
 
 
-class EmbeddingDiversity:
+class EmbeddingDiversity(StreamingMetric):
     """Streaming Vendi scores (orders 1, 2, inf; cosine kernel) and mean pairwise cosine
     distance of embeddings: ``update((m, d) vectors)``, ``compute()``. Only the d x d second
     moment of the unit rows is kept."""
 
     def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
         self.moments = Moments()
 
     def update(self, vectors: np.ndarray) -> None:
         self.moments.update(unit_rows(vectors))
+
+    def merge(self, other: EmbeddingDiversity) -> None:
+        self._check_mergeable(other)
+        self.moments.merge(other.moments)
 
     def compute(self) -> dict[str, float]:
         second = self.moments.second_moment
@@ -290,12 +336,15 @@ def mean_cosine_distance(unit_moments: Moments) -> float:
     return float(1 - (total @ total - squared_norms) / (n * (n - 1)))
 
 
-class DuplicateRate:
+class DuplicateRate(StreamingMetric):
     """Streaming share of samples equal to an earlier one: ``update((m,) uint64 identity
-    keys)`` (see ``Samples.identity_keys``), ``compute()`` = (seen - distinct) / seen. Keeps
-    the distinct keys (8 bytes each)."""
+    keys)`` (see ``Samples.identity_keys``), ``compute()`` = ``{"duplicate_rate": (seen -
+    distinct) / seen}`` (nan before any sample). Keeps the distinct keys (8 bytes each)."""
 
     def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
         self.seen = 0
         self.distinct = np.zeros(0, dtype=np.uint64)
 
@@ -303,5 +352,11 @@ class DuplicateRate:
         self.seen += len(keys)
         self.distinct = np.union1d(self.distinct, keys)
 
-    def compute(self) -> float:
-        return (self.seen - len(self.distinct)) / self.seen if self.seen else math.nan
+    def merge(self, other: DuplicateRate) -> None:
+        self._check_mergeable(other)
+        self.seen += other.seen
+        self.distinct = np.union1d(self.distinct, other.distinct)
+
+    def compute(self) -> dict[str, float]:
+        rate = (self.seen - len(self.distinct)) / self.seen if self.seen else math.nan
+        return {"duplicate_rate": rate}

@@ -1,7 +1,8 @@
 """The metric suite: every diversity and drift metric of a candidate set against a reference,
 computed the same way each time. ``compute_suite`` is the one-shot entry point (the harness and
-``guard metrics`` call it); ``StreamingSuite`` is the same with ``update_reference(batch)`` /
-``update(batch)`` / ``compute()`` for data larger than memory.
+``guard metrics`` call it); ``StreamingSuite`` is the same as a ``StreamingMetric``
+(``update_reference(batch)`` / ``update(batch)`` / ``compute()`` / ``reset()`` / ``merge(other)``)
+for data larger than memory or computed in parts.
 
 What streams, exactly (batches change nothing): n-gram counts (distinct-n, entropy,
 self-repetition, JS/KL, tail mass), the embeddings' mean and second moment (Vendi for texts,
@@ -28,10 +29,6 @@ import numpy as np
 
 from guard.metrics.diversity import (
     VENDI_ORDERS,
-    DuplicateRate,
-    EmbeddingDiversity,
-    Moments,
-    NgramStats,
     compression_ratio,
     self_bleu,
     vendi_key,
@@ -52,8 +49,9 @@ from guard.metrics.features import (
     as_samples,
     median_bandwidth,
     rbf_features,
-    splitmix64,
 )
+from guard.metrics.sides import SideSummary
+from guard.metrics.streaming import StreamingMetric
 
 KINDS = ("text", "vectors")
 
@@ -146,74 +144,6 @@ class SuiteOptions:
     batch_size: int = 2000
 
 
-class FixedSample:
-    """A uniform sample of at most ``size`` rows of a stream, fixed by ``seed``: each row gets
-    the priority SplitMix64(position XOR mixed seed) and the ``size`` lowest priorities are
-    kept (bottom-k sampling), so the sample is the same whatever the batch sizes, and its
-    first ``k`` by priority are the stream's own bottom-k sample."""
-
-    def __init__(self, size: int, seed: int = 0):
-        self.size = size
-        self.seen = 0
-        self._salt = splitmix64(np.array([seed], dtype=np.uint64))[0]
-        self._kept: Samples | None = None
-        self._priorities = np.zeros(0, dtype=np.uint64)
-
-    def update(self, batch: Samples) -> None:
-        positions = np.arange(self.seen, self.seen + len(batch), dtype=np.uint64)
-        self.seen += len(batch)
-        kept = batch if self._kept is None else self._kept.concat(batch)
-        priorities = np.concatenate([self._priorities, splitmix64(positions ^ self._salt)])
-        if len(priorities) > self.size:
-            chosen = np.sort(np.argpartition(priorities, self.size - 1)[: self.size])
-            kept, priorities = kept.take(chosen), priorities[chosen]
-        self._kept, self._priorities = kept, priorities
-
-    def compute(self, size: int | None = None) -> Samples:
-        """The ``size`` (default: all kept) lowest-priority rows, in stream order."""
-        if size is None or size >= len(self._priorities):
-            return self._kept
-        return self._kept.take(np.sort(np.argpartition(self._priorities, size - 1)[:size]))
-
-
-class SideSummary:
-    """What the suite keeps of one side (reference or candidate); ``update(Samples)``."""
-
-    def __init__(self, kind: str, options: SuiteOptions, coder: TokenCoder):
-        self.kind = kind
-        self.coder = coder
-        text = kind == "text"
-        self.ngrams = (
-            NgramStats(options.max_n, options.entropy_orders, options.repetition_n) if text else None
-        )
-        self.embedding = EmbeddingDiversity() if text else None  # Vendi with the cosine kernel
-        self.moments = Moments()  # of the vectors as given: Frechet and total variance
-        self.duplicates = DuplicateRate()
-        self.sample = FixedSample(options.sample_size, options.seed)
-        self.scalars: list[np.ndarray] = []  # token lengths (texts) or L2 norms (vectors)
-        self.scores: list[np.ndarray] = []
-
-    def update(self, batch: Samples) -> None:
-        if batch.texts is not None:
-            tokens = self.coder(batch.texts)
-            self.ngrams.update(tokens)
-            self.scalars.append(tokens.lengths.astype(np.float64))
-        else:
-            self.scalars.append(np.linalg.norm(batch.vectors.astype(np.float64), axis=1))
-        if batch.vectors is not None:
-            if self.kind == "text":
-                self.embedding.update(batch.vectors)
-            self.moments.update(batch.vectors)
-        if batch.scores is not None:
-            self.scores.append(np.asarray(batch.scores, dtype=np.float64))
-        self.duplicates.update(batch.identity_keys())
-        self.sample.update(batch)
-
-    @property
-    def has_vectors(self) -> bool:
-        return self.moments.count > 0
-
-
 @functools.cache
 def _default_embedder():
     from guard.models.embedder import Embedder
@@ -221,11 +151,13 @@ def _default_embedder():
     return Embedder()
 
 
-class StreamingSuite:
+class StreamingSuite(StreamingMetric):
     """The suite over streams: ``update_reference(batch)`` and ``update(batch)`` take texts
     (kind "text"), (m, d) arrays (kind "vectors") or ``Samples``; ``compute()`` returns every
     metric of the candidate against the reference, as ``{name: float}`` (nan where a metric
-    cannot be computed, e.g. too few rows). Names and directions: ``METRICS``.
+    cannot be computed, e.g. too few rows). Names and directions: ``METRICS``. ``reset()``
+    forgets both sides; ``merge(other)`` adds a suite that saw the rows following this one's
+    on each side (built with ``starts`` = the first reference and candidate row it sees).
 
     Args:
         kind: "text" or "vectors".
@@ -236,6 +168,8 @@ class StreamingSuite:
         score_fn: texts -> (n,) per-sample scores (e.g. NLL under a reference model) for
             texts given without scores; KS and Wasserstein of the scores are then reported.
         embeddings: False to skip every embedding metric for texts (no model is loaded).
+        starts: stream positions of the first reference and candidate rows this suite sees
+            (non-zero only for a partial suite over later slices, to be merged).
     """
 
     def __init__(
@@ -247,6 +181,7 @@ class StreamingSuite:
         tokenizer=None,
         score_fn: Callable[[list[str]], np.ndarray] | None = None,
         embeddings: bool = True,
+        starts: tuple[int, int] = (0, 0),
     ):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -256,8 +191,19 @@ class StreamingSuite:
         self.score_fn = score_fn
         self.embeddings = embeddings
         coder = TokenCoder(tokenizer)
-        self.reference = SideSummary(kind, self.options, coder)
-        self.candidate = SideSummary(kind, self.options, coder)
+        self.reference = SideSummary(kind, self.options, coder, starts[0])
+        self.candidate = SideSummary(kind, self.options, coder, starts[1])
+
+    def reset(self) -> None:
+        self.reference.reset()
+        self.candidate.reset()
+
+    def merge(self, other: StreamingSuite) -> None:
+        self._check_mergeable(other)
+        if (other.kind, other.options) != (self.kind, self.options):
+            raise ValueError("cannot merge suites of different kinds or options")
+        self.reference.merge(other.reference)
+        self.candidate.merge(other.candidate)
 
     def _prepared(self, data) -> Iterable[Samples]:
         """``data`` as Samples batches of at most ``batch_size`` rows, embedded when needed."""
@@ -284,7 +230,7 @@ class StreamingSuite:
         reference, candidate, options = self.reference, self.candidate, self.options
         if not reference.sample.seen or not candidate.sample.seen:
             raise ValueError("the suite needs at least one reference and one candidate row")
-        values = {"duplicate_rate": candidate.duplicates.compute()}
+        values = candidate.duplicates.compute()
         if self.kind == "text":
             values |= _lexical_metrics(reference, candidate, options)
         if candidate.has_vectors and reference.has_vectors:
@@ -313,8 +259,8 @@ def _lexical_metrics(
         values[f"js_{n}"], values[f"kl_{n}"] = divergences["js"], divergences["kl"]
     values |= tail_mass(reference.ngrams.tables[1], candidate.ngrams.tables[1], options.tail_quantile)
     sample = candidate.sample
-    values["compression_ratio"] = compression_ratio(sample.compute(options.compression_sample).texts)
-    values["self_bleu"] = self_bleu(candidate.coder(sample.compute(options.bleu_sample).texts))
+    values["compression_ratio"] = compression_ratio(sample.rows(options.compression_sample).texts)
+    values["self_bleu"] = self_bleu(candidate.coder(sample.rows(options.bleu_sample).texts))
     return values
 
 
@@ -322,8 +268,8 @@ def _vector_metrics(
     reference: SideSummary, candidate: SideSummary, options: SuiteOptions, kind: str
 ) -> dict[str, float]:
     """Embedding diversity of the candidate and every vector drift metric."""
-    reference_rows = reference.sample.compute().vectors.astype(np.float64)
-    candidate_rows = candidate.sample.compute().vectors.astype(np.float64)
+    reference_rows = reference.sample.rows().vectors.astype(np.float64)
+    candidate_rows = candidate.sample.rows().vectors.astype(np.float64)
     bandwidth = median_bandwidth(reference_rows, seed=options.seed)
     values = {"frechet": frechet_from_moments(reference.moments, candidate.moments)}
     if kind == "text":

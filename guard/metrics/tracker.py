@@ -1,5 +1,5 @@
-"""The generation tracker: a ledger of metric rows, and bands that turn a metric's value into a
-level (ok / watch / alarm).
+"""The generation tracker: the rows of a ledger (``guard.metrics.ledger``), and bands that turn
+a metric's value into a level (ok / watch / alarm).
 
 A band is a metric's null distribution summarised: its mean and standard deviation over
 permuted splits of the reference and candidate (``guard.metrics.alarms``), the direction that
@@ -9,8 +9,8 @@ all metrics at once. A value more than 2 sigma on the bad side of the mean is "w
 rising is fine, drift metrics are one-sided (only high is bad), and a two-sided metric is bad
 either way.
 
-The ledger is JSONL: one object per generation x seed x condition, with ``generation`` (int),
-``seed`` (int), ``condition`` (str) and every metric as a key (nan written as null). Rows written
+A ledger row is one generation x seed x condition, with ``generation`` (int), ``seed`` (int),
+``condition`` (str) and every metric as a key (nan written as null). Rows written
 by ``guard metrics`` and ``guard cycle`` (``ledger_row``) also hold ``file`` (the records
 measured), ``p_value`` (the family-wise p-value; null for generation 0, the baseline) and
 ``bands`` (metric -> the generation's null band), so a report can judge every generation
@@ -20,16 +20,14 @@ their records were kept and rejected, per reason).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 from guard.errors import GuardError
+from guard.metrics.ledger import plain
 from guard.metrics.suite import METRICS
 
 LEVELS = ("ok", "watch", "alarm")  # from best to worst
@@ -118,12 +116,6 @@ def worst_level(found: Iterable[str]) -> str:
     return max(found, key=LEVELS.index, default="ok")
 
 
-def json_row(row: dict) -> dict:
-    """``row`` as strict JSON wants it: numpy scalars as Python ones, nan and infinities as None."""
-    plain = {key: value.item() if isinstance(value, np.generic) else value for key, value in row.items()}
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in plain.items()}
-
-
 def ledger_row(
     generation: int,
     values: dict[str, float],
@@ -138,7 +130,7 @@ def ledger_row(
     with the bookkeeping keys (``LEDGER_KEYS``); ``bands`` stored as plain dicts; ``filtered``
     (``inputs``: the batch files, ``kept``, ``rejected``, ``reasons``: reason -> count) only
     when given."""
-    stored = {metric: json_row(asdict(band)) for metric, band in (bands or {}).items()}
+    stored = {metric: plain(asdict(band)) for metric, band in (bands or {}).items()}
     return {
         "generation": generation, "seed": seed, "condition": "candidate", "file": file,
         "p_value": p_value, "bands": stored, **({"filtered": filtered} if filtered else {}), **values,
@@ -157,31 +149,3 @@ def ledger_bands(rows: list[dict]) -> dict[int, dict[str, Band]]:
         for row in rows
         if row.get("bands")
     }
-
-
-def append_ledger(path: str | os.PathLike, rows: Iterable[dict]) -> None:
-    """Append ``rows`` to the JSONL ledger at ``path`` (created with its folder if absent), one
-    line each, flushed before returning."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as ledger:
-        for row in rows:
-            ledger.write(json.dumps(json_row(row), allow_nan=False) + "\n")
-
-
-def read_ledger(path: str | os.PathLike) -> list[dict]:
-    """The rows of a JSONL ledger; GuardError naming file and line for a line that is not a
-    JSON object with an integer ``generation``."""
-    rows = []
-    with Path(path).open(encoding="utf-8") as ledger:
-        for line_number, line in enumerate(ledger, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise GuardError(f"{path}:{line_number}: not JSON ({error.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("generation"), int):
-                raise GuardError(f"{path}:{line_number}: generation: missing or not an integer")
-            rows.append(row)
-    return rows

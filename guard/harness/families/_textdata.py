@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.errors import GuardError
+from guard.errors import GuardError, one_line
 
 PLAIN_TEXT_SUFFIXES = (".txt", ".text", ".raw")
 HF_PREFIX = "hf:"
@@ -64,8 +64,8 @@ def _read_hub_dataset(name: str, text_field: str, split: str) -> list[str]:
             download_config=datasets.DownloadConfig(local_files_only=True),
         )
     except Exception as error:  # datasets raises many kinds; all mean it is not usable offline
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise GuardError(f"model.corpus: hf:{name} is not available locally ({first_line})") from None
+        reason = one_line(error, first_line=True)
+        raise GuardError(f"model.corpus: hf:{name} is not available locally ({reason})") from None
     if text_field not in dataset.column_names:
         raise GuardError(f"model.text_field: hf:{name} has no column '{text_field}'")
     return [text.strip() for text in dataset[text_field] if isinstance(text, str) and text.strip()]
