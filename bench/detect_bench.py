@@ -295,7 +295,9 @@ def main() -> None:
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        from guard.io.durable import write_json_file
+
+        write_json_file(args.out, results, what="the results", indent=2)
 
 
 if __name__ == "__main__":

@@ -481,9 +481,11 @@ def main() -> None:
     if args.markdown:
         print(markdown(json.loads(Path(args.out).read_text(encoding="utf-8"))))
         return
+    from guard.io.durable import write_json_file
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = run(Path(args.pool), Path(args.shared_data), args.ship)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    write_json_file(args.out, results, what="the results", indent=1)
     print(json.dumps({k: results[k] for k in ("chosen", "threshold", "report")}, indent=1))
 
 

@@ -128,10 +128,11 @@ def test_train_then_eval_the_classifier(labelled, tiny_lm_dir, capsys, tmp_path)
     assert figures["threshold_source"].startswith("P(machine) > 0.5")
     # move the trained detector's threshold: its log-odds calibrated at 5 % FPR on the human texts
     t_json = tmp_path / "T.json"
-    code, out, _ = _run(
+    code, out, err = _run(
         capsys, "calibrate", "--human", files[1], "--classifier", str(tmp_path / "clf"), "--fpr", "0.05",
         "--out", str(t_json), *common,
     )  # fmt: skip
+    assert code == 0, err
     calibration = json.loads(t_json.read_text())
     assert code == 0 and calibration["statistic"] == "detector" and calibration["detector"]["head"] == "mlp"
     code, out, _ = _run(

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from guard.errors import GuardError
+from guard.errors import GuardError, located
 
 Direction = Literal["higher", "lower", "two-sided"]
 DIRECTIONS = ("higher", "lower", "two-sided")
@@ -81,8 +81,11 @@ def check_scorer(saved: dict, scorer, source: str) -> None:
             shown = value.get("vocab_hash") if key == "tokenizer" else value
             was = (saved.get(key) or {}).get("vocab_hash") if key == "tokenizer" else saved.get(key)
             raise ScorerMismatch(
-                f"{source}: {key}: made with {was!r} but the scorer has {shown!r}; "
-                "calibrate or train again with these settings"
+                located(
+                    source,
+                    f"{key}: made with {was!r} but the scorer has {shown!r}; "
+                    "calibrate or train again with these settings",
+                )
             )
 
 
@@ -166,12 +169,16 @@ class Calibration:
         if isinstance(data, dict) and data.get("version") == 1:  # version 1: statistics only
             data = {**data, "detector": None, "version": CALIBRATION_VERSION}
         if not isinstance(data, dict) or set(data) != names:
-            raise GuardError(f"{path}: not a calibration file (expected the keys {', '.join(sorted(names))})")
+            raise GuardError(
+                located(path, f"not a calibration file (expected the keys {', '.join(sorted(names))})")
+            )
         if data["version"] != CALIBRATION_VERSION:
-            raise GuardError(f"{path}: version: {data['version']}, this guard reads {CALIBRATION_VERSION}")
+            raise GuardError(
+                located(path, f"version: {data['version']}, this guard reads {CALIBRATION_VERSION}")
+            )
         if data["direction"] not in DIRECTIONS:
             raise GuardError(
-                f"{path}: direction: {data['direction']!r} is not one of {', '.join(DIRECTIONS)}"
+                located(path, f"direction: {data['direction']!r} is not one of {', '.join(DIRECTIONS)}")
             )
         return cls(**data)
 
@@ -192,7 +199,8 @@ def detector_identity(detector) -> dict:
     "state_hash"} (XXH3-64 of the detector's learned state)."""
     from xxhash import xxh3_64_hexdigest
 
-    state = [detector.feature_names_, detector.mean_, detector.scale_, *detector.weights_, *detector.biases_]
+    head = detector.model_
+    state = [detector.feature_names_, head.mean_, head.scale_, *head.weights_, *head.biases_]
     blob = repr([np.asarray(part).tolist() for part in state]).encode()
     return {"features": detector.features, "head": detector.head, "state_hash": xxh3_64_hexdigest(blob)}
 
@@ -200,7 +208,9 @@ def detector_identity(detector) -> dict:
 def check_detector(calibration: Calibration, detector, source: str) -> None:
     """GuardError when ``calibration`` calibrates DETECTOR for another trained detector."""
     if calibration.statistic == DETECTOR and calibration.detector != detector_identity(detector):
-        raise GuardError(f"{source}: calibrated for another trained detector; calibrate again with this one")
+        raise GuardError(
+            located(source, "calibrated for another trained detector; calibrate again with this one")
+        )
 
 
 def calibrate(

@@ -26,7 +26,7 @@ import numpy as np
 from guard.detect.coherence import COHERENCE_FEATURE, semantic_coherence
 from guard.detect.head import HEADS, LogOddsHead
 from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
-from guard.errors import GuardError
+from guard.errors import GuardError, located
 
 CLASSIFIER_FILE = "classifier.json"
 CLASSIFIER_VERSION = 2
@@ -217,7 +217,7 @@ class MachineTextClassifier:
             path, missing="no such file (train one with `guard detect train`)", what="a classifier file"
         )
         if not isinstance(state, dict) or state.get("version") not in (1, CLASSIFIER_VERSION):
-            raise GuardError(f"{path}: not a classifier file of version {CLASSIFIER_VERSION}")
+            raise GuardError(located(path, f"not a classifier file of version {CLASSIFIER_VERSION}"))
         check_scorer(state["scorer"], scorer, str(path))
         if state["embedding_model"] is not None:
             if embedder is None:
@@ -226,7 +226,10 @@ class MachineTextClassifier:
                 embedder = Embedder(state["embedding_model"])
             if embedder.model_id != state["embedding_model"]:
                 raise GuardError(
-                    f"{path}: trained with the embedder {state['embedding_model']}, given {embedder.model_id}"
+                    located(
+                        path,
+                        f"trained with the embedder {state['embedding_model']}, given {embedder.model_id}",
+                    )
                 )
         if state["version"] == 1:  # logistic regression on the statistics, threshold P > 0.5
             state = {
@@ -252,7 +255,7 @@ class MachineTextClassifier:
         unknown = sorted(set(state["feature_names"]) - set(FEATURES) - {LENGTH_FEATURE, COHERENCE_FEATURE})
         if unknown and state["embedding_model"] is None:
             raise GuardError(
-                f"{path}: unknown features {', '.join(unknown)}; this guard computes {len(FEATURES)}"
+                located(path, f"unknown features {', '.join(unknown)}; this guard computes {len(FEATURES)}")
             )
         classifier.feature_names_ = state["feature_names"]
         classifier.model_ = LogOddsHead.from_state(

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from guard.errors import GuardError
+from guard.errors import GuardError, located
 from guard.io.durable import read_json_file
 
 _WORD = re.compile(r"\S+")
@@ -51,10 +51,13 @@ def read_pairs(
     for key in ("original", "sampled"):
         values = data.get(key)
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise GuardError(f"{path}: {key}: expected a list of strings")
+            raise GuardError(located(path, f"{key}: expected a list of strings"))
     if len(data["original"]) != len(data["sampled"]):
         raise GuardError(
-            f"{path}: original and sampled differ in length ({len(data['original'])}, {len(data['sampled'])})"
+            located(
+                path,
+                f"original and sampled differ in length ({len(data['original'])}, {len(data['sampled'])})",
+            )
         )
     pairs = list(zip(data["original"], data["sampled"]))
     if parity != "all":

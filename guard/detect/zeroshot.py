@@ -237,7 +237,7 @@ class ZeroShotScorer:
         self.word_tokens = word_like_tokens(model.tokenizer)
         self.cache = None
         if cache_dir is not None:
-            from guard.models.embedder import VectorCache
+            from guard.models.vector_cache import VectorCache
 
             width = len(FEATURES) + 1  # the features and n_tokens_scored
             self.cache = VectorCache(cache_dir, self.scores_id, self.max_tokens, width, kind="scores")
@@ -262,7 +262,7 @@ class ZeroShotScorer:
         keys = None
         missing = np.arange(len(unique))
         if self.cache is not None:
-            from guard.models.embedder import VectorCache
+            from guard.models.vector_cache import VectorCache
 
             keys = [VectorCache.key(text) for text in unique]
             found = self.cache.get(keys)
