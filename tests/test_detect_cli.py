@@ -168,7 +168,9 @@ def test_score_writes_every_statistic_and_passes_bad_records_through(labelled, t
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert code == 0 and [row["id"] for row in rows] == [1, 2]
     assert np.isfinite(rows[0]["guard_log_likelihood"]) and rows[0]["guard_tokens_scored"] == 48
-    assert rows[0]["guard_too_short"] is False and "guard_log_likelihood" not in rows[1]
+    # an unusable record passes through with every score column present and null
+    assert rows[0]["guard_too_short"] is False and rows[1]["text"] == ""
+    assert set(rows[1]) == set(rows[0]) and rows[1]["guard_log_likelihood"] is None
 
 
 @pytest.mark.parametrize(

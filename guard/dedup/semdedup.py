@@ -216,17 +216,12 @@ def semdedup_files(inputs, out, rejected, *, embedder, eps: float, n_clusters: i
     Two passes over the inputs: the first embeds every usable text (``embedder.encode``), the
     second writes each record with its decision, so only the (n, dim) embeddings are held.
     """
-    from guard.io.readers import iter_record_batches
-    from guard.io.writers import open_writer, split_rows
+    from guard.io.file_loop import file_batches, run_file_loop
+    from guard.io.writers import open_writer
 
-    def batches():
-        for path in inputs:
-            yield from iter_record_batches(
-                path, text_field=text_field, id_field=id_field, batch_size=batch_size
-            )
-
+    reading = {"text_field": text_field, "id_field": id_field, "batch_size": batch_size}
     chunks, ids = [], []
-    for records in batches():
+    for _, records in file_batches(inputs, **reading):
         usable = [r for r in records if r.reason is None]
         ids += [r.id for r in usable]
         chunks.append(embedder.encode([r.text for r in usable]))
@@ -234,30 +229,32 @@ def semdedup_files(inputs, out, rejected, *, embedder, eps: float, n_clusters: i
     result = semdedup(embeddings, eps=eps, n_clusters=n_clusters, seed=seed)
     counts = {"kept": 0, "semantic_duplicate": 0, "empty": 0, "malformed": 0}
     position = 0
+
+    def annotate(records) -> dict[str, list]:
+        nonlocal position
+        n = len(records)
+        columns = {
+            "guard_id": [r.id for r in records], "guard_semantic_duplicate_of": [None] * n,
+            "guard_semantic_similarity": [None] * n, "guard_semdedup_cluster": [None] * n,
+            "guard_reasons": [[r.reason] if r.reason else [] for r in records],
+            "guard_error": [r.error for r in records],
+        }  # fmt: skip
+        for i in (i for i, r in enumerate(records) if r.reason is None):
+            match = int(result.duplicate_of[position])
+            columns["guard_semdedup_cluster"][i] = int(result.cluster[position])
+            if match >= 0:
+                columns["guard_reasons"][i] = ["semantic_duplicate"]
+                columns["guard_semantic_duplicate_of"][i] = ids[match]
+                columns["guard_semantic_similarity"][i] = float(result.similarity[position])
+            position += 1
+        columns["guard_keep"] = [not reasons for reasons in columns["guard_reasons"]]
+        columns["guard_weight"] = [float(keep) for keep in columns["guard_keep"]]
+        counts["kept"] += sum(columns["guard_keep"])
+        for reasons in columns["guard_reasons"]:
+            if reasons:
+                counts[reasons[0]] += 1
+        return columns
+
     with open_writer(out) as kept_writer, open_writer(rejected) as rejected_writer:
-        for records in batches():
-            n = len(records)
-            columns = {
-                "guard_id": [r.id for r in records], "guard_semantic_duplicate_of": [None] * n,
-                "guard_semantic_similarity": [None] * n, "guard_semdedup_cluster": [None] * n,
-                "guard_reasons": [[r.reason] if r.reason else [] for r in records],
-                "guard_error": [r.error for r in records],
-            }  # fmt: skip
-            for i in (i for i, r in enumerate(records) if r.reason is None):
-                match = int(result.duplicate_of[position])
-                columns["guard_semdedup_cluster"][i] = int(result.cluster[position])
-                if match >= 0:
-                    columns["guard_reasons"][i] = ["semantic_duplicate"]
-                    columns["guard_semantic_duplicate_of"][i] = ids[match]
-                    columns["guard_semantic_similarity"][i] = float(result.similarity[position])
-                position += 1
-            columns["guard_keep"] = [not reasons for reasons in columns["guard_reasons"]]
-            columns["guard_weight"] = [float(keep) for keep in columns["guard_keep"]]
-            counts["kept"] += sum(columns["guard_keep"])
-            for reasons in columns["guard_reasons"]:
-                if reasons:
-                    counts[reasons[0]] += 1
-            kept_rows, rejected_rows = split_rows(records, columns)
-            kept_writer.write(kept_rows)
-            rejected_writer.write(rejected_rows)
+        run_file_loop(inputs, annotate, kept_writer, rejected_writer, **reading)
     return counts

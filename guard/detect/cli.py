@@ -179,23 +179,30 @@ def _make_pool(args) -> int:
 
 def _score(args) -> int:
     from guard.detect.zeroshot import STATISTICS
-    from guard.io.readers import iter_record_batches
+    from guard.io.file_loop import run_file_loop
     from guard.io.writers import open_writer
 
     scorer = build_scorer(args)
     n = 0
+
+    def annotate(records) -> dict[str, list]:
+        nonlocal n
+        n += len(records)
+        usable = [i for i, record in enumerate(records) if record.reason is None]
+        scores = scorer.score([records[i].text for i in usable])
+        names = [*(f"guard_{name}" for name in STATISTICS), "guard_tokens_scored", "guard_too_short"]
+        columns = {name: [None] * len(records) for name in names}
+        for k, i in enumerate(usable):
+            for name in STATISTICS:
+                columns[f"guard_{name}"][i] = _number(scores[name][k])
+            columns["guard_tokens_scored"][i] = int(scores.n_tokens_scored[k])
+            columns["guard_too_short"][i] = bool(scores.too_short[k])
+        return columns
+
     with open_writer(args.out) as writer:
-        for path in args.inputs:
-            for batch in iter_record_batches(path, text_field=args.text_field, batch_size=256):
-                usable = [i for i, record in enumerate(batch) if record.reason is None]
-                scores = scorer.score([batch[i].text for i in usable])
-                rows = [dict(record.fields) for record in batch]
-                for k, i in enumerate(usable):
-                    rows[i].update({f"guard_{name}": _number(scores[name][k]) for name in STATISTICS})
-                    rows[i]["guard_tokens_scored"] = int(scores.n_tokens_scored[k])
-                    rows[i]["guard_too_short"] = bool(scores.too_short[k])
-                writer.write(rows)
-                n += len(rows)
+        run_file_loop(
+            args.inputs, annotate, writer, text_field=args.text_field, id_field="id", batch_size=256
+        )
     print(f"guard detect score: {n} records -> {args.out}")
     return 0
 

@@ -199,9 +199,9 @@ class Guard:
         leaves the store as it is."""
         from guard.filter.progress import filter_bar, stage
         from guard.filter.run_fingerprint import run_fingerprint
+        from guard.io.file_loop import run_file_loop
         from guard.io.inputs import expand_inputs
-        from guard.io.readers import ReadStats, iter_record_batches
-        from guard.io.writers import check_output_paths, open_writer, split_rows
+        from guard.io.writers import check_output_paths, open_writer
 
         given, inputs = inputs, expand_inputs(inputs)
         paths = {"out": out, "rejected": rejected, "summary": summary_path}
@@ -221,31 +221,32 @@ class Guard:
             open_writer(rejected, shard_size=shard_size) as rejected_writer,
             filter_bar(inputs, progress) as bar,
         ):
-            for path in inputs:
-                read = ReadStats()
-                tally = InputTally(path, cfg.text_field)
-                for records in iter_record_batches(
-                    path,
-                    text_field=cfg.text_field,
-                    id_field=cfg.id_field,
-                    batch_size=cfg.batch_size,
-                    stats=read,
-                ):
-                    tally.add(records)
-                    ids.add([r.id for r in records if r.id != r.location])
-                    columns = self.check(
-                        [r.id for r in records],
-                        [r.text for r in records],
-                        [r.reason for r in records],
-                        [r.error for r in records],
-                    )
-                    kept_rows, rejected_rows = split_rows(records, columns)
-                    kept_writer.write(kept_rows)
-                    rejected_writer.write(rejected_rows)
-                    summary.add(len(kept_rows), len(rejected_rows), columns["guard_reasons"])
-                    bar.update(len(records))
-                tally.check()
+            tallies: dict = {}
+
+            def count(path, records, columns):
+                if path not in tallies:
+                    tallies[path] = InputTally(path, cfg.text_field)
+                tallies[path].add(records)
+                ids.add([r.id for r in records if r.id != r.location])
+                kept = sum(columns["guard_keep"])
+                summary.add(kept, len(records) - kept, columns["guard_reasons"])
+                bar.update(len(records))
+
+            def file_done(path, read):
+                tallies.pop(path, InputTally(path, cfg.text_field)).check()
                 summary.n_blank_lines += read.blank_lines
+
+            run_file_loop(
+                inputs,
+                self._check_records,
+                kept_writer,
+                rejected_writer,
+                text_field=cfg.text_field,
+                id_field=cfg.id_field,
+                batch_size=cfg.batch_size,
+                on_batch=count,
+                on_file_done=file_done,
+            )
             kept_writer.finish()
             rejected_writer.finish()
             stage(bar, "committing to the store")
@@ -264,6 +265,15 @@ class Guard:
         if summary_path:
             _write_summary(summary, summary_path)
         return summary
+
+    def _check_records(self, records) -> dict[str, list]:
+        """``check`` of a batch of ``guard.io.records.InputRecord``."""
+        return self.check(
+            [r.id for r in records],
+            [r.text for r in records],
+            [r.reason for r in records],
+            [r.error for r in records],
+        )
 
     def describe_checks(self) -> list[dict]:
         """Each check with ``on`` and its settings (model, thresholds), or why it is off."""

@@ -1,7 +1,6 @@
 """Where outputs go: the writer for a path by its format (JSONL, JSON, CSV, Parquet, Hugging
 Face datasets; ``json_writers``, ``table_writers``, each an atomic ``record_writer.RecordWriter``),
-the checks of output paths before a run, and the split of checked records into kept and
-rejected rows.
+and the checks of output paths before a run.
 """
 
 import os
@@ -13,7 +12,6 @@ from guard.io.compression import compression_of
 from guard.io.json_writers import JsonArrayWriter, JsonLinesWriter
 from guard.io.readers import FORMATS, detect_format, is_saved_dataset
 from guard.io.record_writer import RecordWriter
-from guard.io.records import InputRecord
 from guard.io.table_writers import CsvWriter, DatasetWriter, ParquetWriter
 
 
@@ -85,19 +83,6 @@ def check_output_paths(inputs: Iterable, outputs: dict[str, str | os.PathLike | 
         for source in map(Path, inputs):
             if _same_or_inside(path, source) or _same_or_inside(source, path):
                 raise GuardError(f"{path}: {name} is also an input ({source}); write it elsewhere")
-
-
-def split_rows(records: list[InputRecord], columns: dict[str, list]) -> tuple[list[dict], list[dict]]:
-    """Output rows (original fields, or ``guard_raw`` for unparseable input, plus the guard
-    ``columns``, one value per record), split by ``columns["guard_keep"]`` into kept and
-    rejected."""
-    names = tuple(columns)
-    kept, rejected = [], []
-    for record, values, keep in zip(records, zip(*columns.values()), columns["guard_keep"]):
-        row = type(record.fields)(record.fields) if record.raw is None else {"guard_raw": record.raw}
-        row.update(zip(names, values))
-        (kept if keep else rejected).append(row)
-    return kept, rejected
 
 
 _WRITERS: dict[str, type[RecordWriter]] = {
