@@ -355,12 +355,13 @@ def run(pool_path: Path, shared_data: Path, ship: bool) -> dict:
     log(f"scoring {len(records)} texts (cached ones are read back)")
     table = Table(records, scorer.score([record["text"] for record in records]), embedder)
     results: dict = {"pool": str(pool_path), "n_texts": len(records), "candidates": {}}
+    lodo_scores_of: dict[str, np.ndarray] = {}  # candidate -> (n,) log-odds by the model blind to each domain
     for name, settings in CANDIDATES.items():
         log(f"candidate {name}")
         started = time.perf_counter()
         logo = leave_one_generator_out(table, settings, scorer)
-        lodo, lodo_scores = leave_one_domain_out(table, settings, scorer)
-        nested = nested_domain_fpr(table, lodo_scores)
+        lodo, lodo_scores_of[name] = leave_one_domain_out(table, settings, scorer)
+        nested = nested_domain_fpr(table, lodo_scores_of[name])
         results["candidates"][name] = {
             "logo": logo,
             "lodo": lodo,
@@ -374,7 +375,7 @@ def run(pool_path: Path, shared_data: Path, ship: bool) -> dict:
     chosen = choose(results["candidates"])
     settings = CANDIDATES[chosen]
     results["chosen"] = chosen
-    _, lodo_scores = leave_one_domain_out(table, settings, scorer)
+    lodo_scores = lodo_scores_of[chosen]
     results["nested_domain_fpr"] = results["candidates"][chosen]["nested_domain_fpr"]
 
     fit_human = (table.split == "fit") & (table.label == 0) & table.usable
