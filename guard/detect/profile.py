@@ -83,17 +83,18 @@ def token_profile(
         out[f"entropy_band_{k}"] = mean_of((entropy_band == k).float())
     out["z_confident"] = mean_of(z * confident) / (mean_of(confident) + 1e-9)
     out["z_unsure"] = mean_of(z * (1 - confident)) / (mean_of(1 - confident) + 1e-9)
-    out["repeated_4gram_share"] = _repeated_ngram_share(input_ids, scored).to(per_position.device)
+    repeated, reused = _token_repeats(input_ids, scored, word_tokens)
+    out["repeated_4gram_share"] = repeated.to(per_position.device)
     late = (position >= (count[text] / 2).floor().long()).float()  # (N,) 1 in the text's second half
 
+    late_share, early_share = mean_of(late) + 1e-9, mean_of(1 - late) + 1e-9
+
     def half_change(values):  # (N,) -> (batch,) mean over the second half minus the first
-        return mean_of(values * late) / (mean_of(late) + 1e-9) - mean_of(values * (1 - late)) / (
-            mean_of(1 - late) + 1e-9
-        )
+        return mean_of(values * late) / late_share - mean_of(values * (1 - late)) / early_share
 
     out["entropy_trend"] = half_change(entropy)
     out["log_likelihood_trend"] = half_change(ll)
-    out["reused_word_share"] = _reused_word_share(input_ids, scored, word_tokens).to(per_position.device)
+    out["reused_word_share"] = reused.to(per_position.device)
     return out
 
 
@@ -110,16 +111,28 @@ def word_like_tokens(tokenizer):
     return words
 
 
-def _reused_word_share(input_ids, scored, word_tokens):
-    """(batch,) float32: of the word-like tokens in the second half of each text's scored
-    tokens, the share whose id already occurred earlier in the text (0 when there is none)."""
+def _token_repeats(input_ids, scored, word_tokens):
+    """Two (batch,) float32 tensors from one walk over each text's token ids:
+
+    - the share of scored tokens that close a REPEAT_N-gram already seen earlier in the same
+      text (NaN for a text with no scored token);
+    - of the word-like tokens (``word_tokens``; every token when None) in the second half of
+      the scored tokens, the share whose id already occurred earlier in the text (0 when there
+      is none).
+    """
     import torch
 
     ids = input_ids.cpu().tolist()
     lengths = (scored.sum(dim=1) + 1).cpu().tolist()
     is_word = None if word_tokens is None else word_tokens.cpu().tolist()
-    shares = []
+    repeated_shares, reused_shares = [], []
     for row, length in zip(ids, lengths):
+        grams, repeated = set(), 0
+        for end in range(REPEAT_N, length + 1):
+            gram = tuple(row[end - REPEAT_N : end])
+            repeated += gram in grams
+            grams.add(gram)
+        repeated_shares.append(repeated / (length - 1) if length > 1 else float("nan"))
         start = 1 + (length - 1) // 2  # the first token of the second half of the scored tokens
         seen, reused, words = set(row[:start]), 0, 0
         for token in row[start:length]:
@@ -127,23 +140,7 @@ def _reused_word_share(input_ids, scored, word_tokens):
                 words += 1
                 reused += token in seen
             seen.add(token)
-        shares.append(reused / words if words else 0.0)
-    return torch.tensor(shares, dtype=torch.float32)
-
-
-def _repeated_ngram_share(input_ids, scored):
-    """(batch,) float32: the share of scored tokens that close a REPEAT_N-gram of token ids
-    already seen earlier in the same text (NaN for a text with no scored token)."""
-    import torch
-
-    ids = input_ids.cpu().tolist()
-    lengths = (scored.sum(dim=1) + 1).cpu().tolist()
-    shares = []
-    for row, length in zip(ids, lengths):
-        seen, repeated = set(), 0
-        for end in range(REPEAT_N, length + 1):
-            gram = tuple(row[end - REPEAT_N : end])
-            repeated += gram in seen
-            seen.add(gram)
-        shares.append(repeated / (length - 1) if length > 1 else float("nan"))
-    return torch.tensor(shares, dtype=torch.float32)
+        reused_shares.append(reused / words if words else 0.0)
+    return torch.tensor(repeated_shares, dtype=torch.float32), torch.tensor(
+        reused_shares, dtype=torch.float32
+    )
