@@ -35,13 +35,17 @@ class NearDuplicateCheck(CheckBase):
         """(n, bands) uint32."""
         return band_keys(signatures, self.bands, self.rows)
 
+    def prepare(self, normalized: NormalizedBatch) -> dict[str, np.ndarray]:
+        """``signatures`` (m, num_perm) and ``band_keys`` (m, bands) uint32 of the m records."""
+        signatures = self.signatures(normalized)
+        return {"signatures": signatures, "band_keys": self.band_keys(signatures)}
+
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
         """``near_duplicate`` (also the column ``guard_near_duplicate_of``): the id of the
         matched record or None, and its ``guard_near_duplicate_jaccard``, for the records at
-        ``rows``; the keys ``signatures`` (m, num_perm) and ``band_keys`` (m, bands) uint32
-        of every record, which the run's segments keep."""
-        signatures = self.signatures(batch.normalized)
-        keys = self.band_keys(signatures)
+        ``rows``; the prepared keys ``signatures`` and ``band_keys`` of every record, which the
+        run's segments keep."""
+        signatures, keys = batch.prepared["signatures"], batch.prepared["band_keys"]
         matches, sims = self.match(
             signatures[rows], keys[rows], [batch.ids[r] for r in rows], batch.reference
         )

@@ -7,7 +7,11 @@ The Guard runs its checks in order on one ``BatchContext`` per batch. Each check
   ``UNMATCHED`` (a duplicate check: the records no duplicate check before it matched, not
   counting copies of an earlier record of the batch, which follow their original) or ``KEPT``
   (the records the policy keeps after the checks before it);
-- ``find(batch, rows) -> CheckResult``: its flags and evidence for the records of the batch;
+- ``prepare(normalized) -> dict``: the keys it computes from each record alone (name -> (m, k)
+  array for the m records of a ``guard.text.NormalizedBatch``), which depend on no other record
+  and no state: the work an engine may run anywhere, in parallel (``guard.scale``);
+- ``find(batch, rows) -> CheckResult``: its flags and evidence for the records of the batch,
+  reading its prepared keys from ``batch.prepared``;
 - ``remember(batch, rows)``: adds the records at ``rows``, kept and matched by no duplicate
   check, to what later batches are checked against (its state for this run);
 - ``staged() -> dict``: what it adds to the store's next commit (keyword arguments of
@@ -70,12 +74,12 @@ class BatchContext:
     Attributes:
         ids: m record ids.
         texts: m raw texts.
-        normalized: the normalised texts (``guard.text.normalize_batch``).
         hashes: (m,) uint64 exact hashes of the normalised texts.
         run: the records kept earlier in this run, in seniority order.
         reference: the store's records, then ``run`` (what duplicate checks search).
         store: the store of earlier runs, or None.
         policy: the keep policy (which reasons reject).
+        prepared: every check's ``prepare`` keys for the m records (name -> (m, k) array).
         flags: reason -> (m,) list, the flags of the checks so far (``CheckResult.flags``).
         keys: the ``CheckResult.keys`` of the checks so far.
         first: (m,) int64 first position with the same normalised text; each record its own
@@ -85,12 +89,12 @@ class BatchContext:
 
     ids: list[str]
     texts: list[str]
-    normalized: NormalizedBatch
     hashes: np.ndarray
     run: SegmentStack
     reference: SegmentStack
     store: Store | None
     policy: PolicyConfig
+    prepared: dict[str, np.ndarray] = field(default_factory=dict)
     flags: dict[str, list] = field(default_factory=dict)
     keys: dict[str, np.ndarray] = field(default_factory=dict)
     first: np.ndarray | None = None
@@ -177,6 +181,8 @@ class Check(Protocol):
     columns: dict[str, str]
     sees: str
 
+    def prepare(self, normalized: NormalizedBatch) -> dict[str, np.ndarray]: ...
+
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult: ...
 
     def remember(self, batch: BatchContext, rows: np.ndarray) -> None: ...
@@ -192,6 +198,10 @@ class CheckBase:
     keeps: ``guard.filter.pipeline``)."""
 
     sees = UNMATCHED
+
+    def prepare(self, normalized: NormalizedBatch) -> dict[str, np.ndarray]:
+        """Nothing computed ahead."""
+        return {}
 
     def remember(self, batch: BatchContext, rows: np.ndarray) -> None:
         """Nothing: the Guard keeps the records' segment keys."""

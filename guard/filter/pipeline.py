@@ -122,6 +122,7 @@ class Guard:
         texts: list[str | None],
         input_reasons: list[str | None],
         input_errors: list[str | None],
+        prepared: dict[str, np.ndarray] | None = None,
     ) -> dict[str, list]:
         """Guard columns for one batch, in order: each check in turn on the usable records,
         then the policy; the records kept and matched by no duplicate check become the
@@ -132,22 +133,24 @@ class Guard:
             texts: the text of each usable record; None where ``input_reasons`` is set.
             input_reasons: None, or "empty"/"malformed" for records that cannot be checked.
             input_errors: the one-line explanation for each input reason, else None.
+            prepared: ``prepare`` of the usable texts, in order, when computed elsewhere (an
+                engine's parallel workers); computed here when None.
         """
         n = len(ids)
         valid_rows = np.flatnonzero(np.array([r is None for r in input_reasons], dtype=bool))
         usable = [texts[i] for i in valid_rows]
-        normalized = normalize_batch(usable)
+        prepared = self.prepare(usable) if prepared is None else prepared
         batch = BatchContext(
             ids=[ids[i] for i in valid_rows],
             texts=usable,
-            normalized=normalized,
-            hashes=exact_hashes(normalized),
+            hashes=prepared["hashes"],
             run=self.run,
             reference=SegmentStack(
                 [*(self.store.stack.segments if self.store else []), *self.run.segments], merge=False
             ),
             store=self.store,
             policy=self.config.policy,
+            prepared=prepared,
         )
         results = []
         for check in self.checks:
@@ -166,6 +169,17 @@ class Guard:
         self._remember(batch, np.array([k for k in batch.unmatched() if keep[valid_rows[k]]], dtype=np.int64))
         return columns
 
+    def prepare(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """The keys computed from each of the m ``texts`` alone (usable texts): ``hashes`` (m,)
+        uint64 of the normalised texts, then every check's ``prepare`` keys. Depends on no other
+        record and on no run state, so an engine may compute it in parallel workers
+        (``guard.scale``) and hand it to ``check``."""
+        normalized = normalize_batch(texts)
+        prepared = {"hashes": exact_hashes(normalized)}
+        for check in self.checks:
+            prepared.update(check.prepare(normalized))
+        return prepared
+
     def _remember(self, batch: BatchContext, rows: np.ndarray) -> None:
         """Add the records at ``rows`` of ``batch`` to the run: their segment (exact hashes and
         the near check's keys; zero-width signatures without it), and each check's run state."""
@@ -183,7 +197,14 @@ class Guard:
     # -- files ----------------------------------------------------------------------------
 
     def filter(
-        self, inputs, out, rejected, summary_path=None, progress: bool = True, shard_size: int | None = None
+        self,
+        inputs,
+        out,
+        rejected,
+        summary_path=None,
+        progress: bool = True,
+        shard_size: int | None = None,
+        engine=None,
     ) -> Summary:
         """Check every record of ``inputs`` (files, folders of shards, globs:
         ``guard.io.inputs``); write kept records to ``out`` and the rest to
@@ -191,7 +212,8 @@ class Guard:
         optionally write as JSON) the summary. With ``shard_size``, ``out`` and ``rejected`` are
         folders of part files of at most that many records (``guard.io.sharded``). GuardError,
         with nothing published or committed, when an input has records but none with the text
-        field.
+        field. ``engine`` runs the file loop: None for this process
+        (``guard.io.file_loop.run_file_loop``), or a ``guard.scale.ray_engine.RayEngine``.
 
         Safe to retry after any failure: both outputs are complete on the disk before the store
         commit and published after it, and a retry of a run whose commit happened sees the store
@@ -236,7 +258,7 @@ class Guard:
                 tallies.pop(path, InputTally(path, cfg.text_field)).check()
                 summary.n_blank_lines += read.blank_lines
 
-            run_file_loop(
+            (run_file_loop if engine is None else engine.run)(
                 inputs,
                 self._check_records,
                 kept_writer,
@@ -266,13 +288,14 @@ class Guard:
             _write_summary(summary, summary_path)
         return summary
 
-    def _check_records(self, records) -> dict[str, list]:
-        """``check`` of a batch of ``guard.io.records.InputRecord``."""
+    def _check_records(self, records, prepared: dict[str, np.ndarray] | None = None) -> dict[str, list]:
+        """``check`` of a batch of ``guard.io.records.InputRecord`` (``prepared``: as for ``check``)."""
         return self.check(
             [r.id for r in records],
             [r.text for r in records],
             [r.reason for r in records],
             [r.error for r in records],
+            prepared,
         )
 
     def describe_checks(self) -> list[dict]:
