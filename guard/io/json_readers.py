@@ -34,12 +34,36 @@ _JSON_BLANK = re.compile(r"[ \t\n\r]*")
 def read_jsonl(path: Path, build: RecordBuilder, batch_size: int) -> Iterator[InputRecord]:
     """Yield one record per non-blank line of a JSON Lines file, ``BLANK`` per blank line."""
     with os_errors_as_guard_errors(path, "read"), open_binary(path) as stream:
-        for number, line in enumerate(stream, start=1):
-            if number == 1 and line.startswith(codecs.BOM_UTF8):
-                line = line[len(codecs.BOM_UTF8) :]
-            yield (
-                _jsonl_record(line, f"{path.name}:{number}", build) if line and not line.isspace() else BLANK
-            )
+        yield from _jsonl_lines(stream, path, build, first_line=1)
+
+
+def read_jsonl_range(
+    path: Path, build: RecordBuilder, start: int, end: int, first_line: int
+) -> Iterator[InputRecord]:
+    """``read_jsonl`` of the lines of an uncompressed JSON Lines file that start in the bytes
+    [``start``, ``end``); ``start`` is a line start and ``first_line`` its 1-based number
+    (``guard.scale.ranges``)."""
+    with os_errors_as_guard_errors(path, "read"), open(path, "rb") as stream:
+        stream.seek(start)
+        yield from _jsonl_lines(_lines_before(stream, end - start), path, build, first_line)
+
+
+def _lines_before(stream, size: int) -> Iterator[bytes]:
+    """The lines of ``stream`` from where it stands that start within the next ``size`` bytes."""
+    while size > 0:
+        line = stream.readline()
+        if not line:
+            return
+        size -= len(line)
+        yield line
+
+
+def _jsonl_lines(lines, path: Path, build: RecordBuilder, first_line: int) -> Iterator[InputRecord]:
+    """One record (or ``BLANK``) per line of ``lines``, the first numbered ``first_line``."""
+    for number, line in enumerate(lines, start=first_line):
+        if number == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]
+        yield _jsonl_record(line, f"{path.name}:{number}", build) if line and not line.isspace() else BLANK
 
 
 def _jsonl_record(line: bytes, location: str, build: RecordBuilder) -> InputRecord:

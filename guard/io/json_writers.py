@@ -11,7 +11,7 @@ from guard.io.durable import (
     remove_path,
 )
 from guard.io.record_writer import RecordWriter
-from guard.io.records import StdlibJsonFields
+from guard.io.records import StdlibJsonFields, os_errors_as_guard_errors
 
 
 def jsonable(value: object) -> object:
@@ -46,6 +46,11 @@ def _json_bytes(row: dict) -> bytes:
         return _JSON_ASCII.encode(row).encode("ascii")
 
 
+def encode_lines(rows: list[dict]) -> bytes:
+    """``rows`` as JSON Lines bytes, each line ending in a newline; empty for no rows."""
+    return b"".join(_json_bytes(row) + b"\n" for row in rows)
+
+
 class JsonLinesWriter(RecordWriter):
     """Writes one JSON object per line."""
 
@@ -53,7 +58,13 @@ class JsonLinesWriter(RecordWriter):
         self._file = open(self._temp, "xb", buffering=1 << 20)
 
     def _write(self, rows: list[dict]) -> None:
-        self._file.write(b"\n".join(map(_json_bytes, rows)) + b"\n")
+        self._file.write(encode_lines(rows))
+
+    def write_encoded(self, lines: bytes) -> None:
+        """Append JSON lines already encoded by ``encode_lines`` (by a worker: ``guard.scale``)."""
+        if lines:
+            with os_errors_as_guard_errors(self.path, "write"):
+                self._file.write(lines)
 
     def _finish(self) -> None:
         self._file.close()
@@ -75,6 +86,9 @@ class JsonArrayWriter(JsonLinesWriter):
     def _write(self, rows: list[dict]) -> None:
         self._file.write(self._separator + b",\n".join(map(_json_bytes, rows)))
         self._separator = b",\n"
+
+    def write_encoded(self, lines: bytes) -> None:
+        raise TypeError("a JSON array is not written from encoded JSON lines")
 
     def _finish(self) -> None:
         self._file.write(b"\n]\n")

@@ -1,0 +1,271 @@
+"""The Ray engine of ``guard filter --engine ray``: workers read, prepare and write; the
+driver decides.
+
+The decisions are defined to equal the in-process filter's, and are computed by the same code:
+the driver cuts the records into the same waves as the in-process loop (``input.batch_size``
+records of one input file at a time) and runs ``Guard.check`` on each wave in input order, with
+the store and the run state in the driver. What runs in the workers is what depends on one
+record alone: reading its line (inputs are cut into line ranges, ``guard.scale.ranges``),
+``Guard.prepare`` (normalisation, exact hashes, MinHash signatures and band keys) and encoding
+its output line. A worker's result is a pure function of its range, so Ray may rerun it after a
+worker dies without changing anything.
+
+Where it can differ from the in-process run: nowhere in the decisions (same waves, same code,
+same order); the output files are the same bytes. The semantic and machine checks embed and
+score in the driver (``find``), on the records the checks before them leave, as in-process.
+
+Limits of this engine: outputs are JSON Lines files (the workers encode lines that the driver
+appends in order); the driver holds the store, so the store's size is bounded by its memory as
+in-process.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from guard.config import GuardConfig
+from guard.io.readers import ReadStats
+from guard.io.records import InputRecord
+from guard.scale.ranges import InputRange, input_ranges, read_range
+
+# Bytes of input per range: big enough that a range's overhead (a task, its result) is small,
+# small enough that every worker gets several ranges of a file of a few hundred MB.
+RANGE_BYTES = 8 << 20
+
+
+def preparing_config(config: GuardConfig) -> GuardConfig:
+    """``config`` with only the checks whose ``prepare`` computes something (exact, near): the
+    semantic and machine checks embed and score in ``find``, so a worker needs no model."""
+    return config.model_copy(
+        update={
+            "semantic": config.semantic.model_copy(update={"enabled": False}),
+            "machine": config.machine.model_copy(update={"enabled": False}),
+        }
+    )
+
+
+class RangeWorker:
+    """A Ray actor that reads, prepares and encodes ranges of the inputs.
+
+    Args:
+        config: the run's config (its preparing checks are built once per worker).
+        keep_text: send the texts to the driver (a check there reads them: semantic, machine).
+    """
+
+    def __init__(self, config: GuardConfig, keep_text: bool):
+        import torch
+
+        from guard.filter.pipeline import Guard
+
+        torch.set_num_threads(1)
+        self.guard = Guard(preparing_config(config))
+        self.input = config.input
+        self.keep_text = keep_text
+
+    def prepare(self, part: InputRange) -> tuple[list[InputRecord], dict[str, np.ndarray], int]:
+        """The records of ``part`` as the driver needs them (fields reduced to their names,
+        texts only with ``keep_text``), ``Guard.prepare`` of the usable ones (rows of the other
+        records zero), and the blank lines skipped."""
+        records, blank_lines = read_range(part, self.input.text_field, self.input.id_field)
+        usable = np.flatnonzero([record.reason is None for record in records])
+        prepared = self.guard.prepare([records[i].text for i in usable])
+        full = {}
+        for name, values in prepared.items():
+            full[name] = np.zeros((len(records), *values.shape[1:]), dtype=values.dtype)
+            full[name][usable] = values
+        return [self._slim(record) for record in records], full, blank_lines
+
+    def _slim(self, record: InputRecord) -> InputRecord:
+        text = record.text if self.keep_text or record.text is None else ""
+        return replace(record, fields=dict.fromkeys(record.fields), text=text, raw=None)
+
+    def encode(self, part: InputRange, columns: dict[str, list], split: bool) -> tuple[bytes, bytes]:
+        """The output lines of ``part``'s records with the guard ``columns``: (kept, rejected)
+        when ``split``, else (all, b"")."""
+        from guard.io.file_loop import output_rows
+        from guard.io.json_writers import encode_lines
+
+        records, _ = read_range(part, self.input.text_field, self.input.id_field)
+        rows = output_rows(records, columns)
+        if not split:
+            return encode_lines(rows), b""
+        keep = columns["guard_keep"]
+        return (
+            encode_lines([row for row, k in zip(rows, keep) if k]),
+            encode_lines([row for row, k in zip(rows, keep) if not k]),
+        )
+
+
+@dataclass
+class _RangeColumns:
+    """The guard columns of one range's records, gathered wave by wave."""
+
+    part: InputRange
+    position: int  # of the range among all ranges
+    n_records: int
+    columns: dict[str, list] = field(default_factory=dict)
+    n_filled: int = 0
+
+    def take(self, columns: dict[str, list], start: int) -> int:
+        """Add the values of ``columns`` from ``start`` that belong to this range; how many."""
+        n = min(self.n_records - self.n_filled, len(next(iter(columns.values()))) - start)
+        for name, values in columns.items():
+            self.columns.setdefault(name, []).extend(values[start : start + n])
+        self.n_filled += n
+        return n
+
+
+class RayEngine:
+    """Runs the file loop of ``Guard.filter`` on Ray (see the module doc).
+
+    Args:
+        config: the run's config (the workers build their preparing checks from it).
+        workers: worker actors (one CPU each).
+        range_bytes: bytes of input per range.
+        address: the Ray cluster to join (``ray.init(address=...)``); None starts a local one
+            of ``workers`` CPUs unless Ray is already initialised.
+        keep_text: whether the driver needs the texts (``Guard`` has a check that reads them).
+    """
+
+    def __init__(
+        self,
+        config: GuardConfig,
+        workers: int = 2,
+        range_bytes: int = RANGE_BYTES,
+        address: str | None = None,
+        keep_text: bool = False,
+    ):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.config, self.workers, self.range_bytes = config, workers, range_bytes
+        self.address, self.keep_text = address, keep_text
+
+    def run(
+        self,
+        inputs,
+        annotate: Callable[..., dict[str, list]],
+        kept,
+        rejected=None,
+        *,
+        text_field: str,
+        id_field: str,
+        batch_size: int,
+        on_batch=None,
+        on_file_done=None,
+    ) -> None:
+        """``guard.io.file_loop.run_file_loop`` on Ray: the same waves, annotations, callbacks
+        and output bytes. ``annotate(records, prepared)`` decides a wave; ``kept`` and
+        ``rejected`` are JSON Lines writers (``write_encoded``)."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, num_cpus=None if self.address else self.workers,
+                     include_dashboard=False, log_to_driver=False)  # fmt: skip
+        worker_class = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(RangeWorker)
+        actors = [worker_class.remote(self.config, self.keep_text) for _ in range(self.workers)]
+        inputs = list(inputs)
+        ranges = input_ranges(inputs, self.range_bytes)
+        calls = (actors[i % len(actors)].prepare.remote(part) for i, part in enumerate(ranges))
+        results = _in_order(calls, 2 * self.workers)
+        prepared = _InputOrder((i, part, result) for i, (part, result) in enumerate(zip(ranges, results)))
+        writes: deque = deque()
+        waiting: deque[_RangeColumns] = deque()
+
+        def decide(path, records: list[InputRecord], keys: dict[str, np.ndarray]) -> None:
+            usable = np.flatnonzero([record.reason is None for record in records])
+            columns = annotate(records, {name: values[usable] for name, values in keys.items()})
+            if on_batch is not None:
+                on_batch(path, records, columns)
+            start = 0
+            while start < len(records):
+                start += waiting[0].take(columns, start)
+                if waiting[0].n_filled == waiting[0].n_records:
+                    done = waiting.popleft()
+                    actor = actors[done.position % len(actors)]
+                    writes.append(actor.encode.remote(done.part, done.columns, rejected is not None))
+            while len(writes) > 2 * self.workers:
+                _append(ray.get(writes.popleft()), kept, rejected)
+
+        for index, path in enumerate(inputs):
+            stats = ReadStats()
+            for records, keys in _waves(prepared.of_input(index), batch_size, stats, waiting):
+                decide(path, records, keys)
+            while writes:
+                _append(ray.get(writes.popleft()), kept, rejected)
+            if on_file_done is not None:
+                on_file_done(path, stats)
+        for actor in actors:
+            ray.kill(actor)
+
+
+def _in_order(calls: Iterator, window: int) -> Iterator:
+    """The results of the Ray calls ``calls`` (ObjectRefs, started lazily), in order, with at
+    most ``window`` started and not yet taken."""
+    import ray
+
+    started: deque = deque()
+    for call in calls:
+        started.append(call)
+        if len(started) >= window:
+            yield ray.get(started.popleft())
+    while started:
+        yield ray.get(started.popleft())
+
+
+class _InputOrder:
+    """The (position, range, result) triples of the ranges in input order, one looked at ahead."""
+
+    def __init__(self, pairs: Iterator):
+        self._pairs = pairs
+        self._next = next(pairs, None)
+
+    def of_input(self, index: int) -> Iterator:
+        """The triples of input ``index`` (the next ones, while they belong to it)."""
+        while self._next is not None and self._next[1].file == index:
+            item, self._next = self._next, next(self._pairs, None)
+            yield item
+
+
+def _waves(pairs: Iterator, batch_size: int, stats: ReadStats, waiting: deque):
+    """(records, prepared keys) waves of ``batch_size`` records (the last one may be shorter)
+    from the (position, range, worker result) ``pairs`` of one input; each range taken joins ``waiting``
+    and adds its blank lines to ``stats``."""
+    records: list[InputRecord] = []
+    keys: list[dict[str, np.ndarray]] = []
+    for position, part, (part_records, part_keys, blank_lines) in pairs:
+        stats.blank_lines += blank_lines
+        waiting.append(_RangeColumns(part, position, len(part_records)))
+        records += part_records
+        keys.append(part_keys)
+        while len(records) >= batch_size:
+            merged = _concatenate(keys)
+            yield records[:batch_size], {name: values[:batch_size] for name, values in merged.items()}
+            records = records[batch_size:]
+            keys = [{name: values[batch_size:] for name, values in merged.items()}]
+    if records:
+        yield records, _concatenate(keys)
+
+
+def _concatenate(keys: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The key arrays of consecutive ranges joined row-wise."""
+    if len(keys) == 1:
+        return keys[0]
+    return {name: np.concatenate([k[name] for k in keys]) for name in keys[0]}
+
+
+def _append(encoded: tuple[bytes, bytes], kept, rejected) -> None:
+    """Append a range's encoded (kept, rejected) lines to the writers."""
+    kept_lines, rejected_lines = encoded
+    kept.write_encoded(kept_lines)
+    if rejected is not None:
+        rejected.write_encoded(rejected_lines)
+
+
+def ray_engine_for(guard, workers: int, address: str | None = None) -> RayEngine:
+    """The engine for ``guard``'s config; the driver gets the texts when a check reads them."""
+    reads_text = any(check.name in ("semantic", "machine") for check in guard.checks)
+    return RayEngine(guard.config, workers, address=address, keep_text=reads_text)

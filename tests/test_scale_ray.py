@@ -1,0 +1,136 @@
+"""The Ray engine: the same decisions and output bytes as the in-process filter, whatever the
+ranges and waves, with stores written by one engine and read by the other, and after a failure."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import LEXICAL_CONFIG, guard_env
+
+from guard.data.plant import edit_words, plant_duplicates
+from guard.filter.pipeline import Guard
+
+ray = pytest.importorskip("ray")
+from guard.scale.ranges import input_ranges  # noqa: E402
+from guard.scale.ray_engine import RayEngine  # noqa: E402  (needs ray)
+
+# Small waves (batches) and buckets: copies fall in other waves than their originals, and
+# boilerplate buckets go over the cap.
+CONFIG = {"semantic": {"enabled": False}, "input": {"batch_size": 50}, "near": {"max_pairs_per_bucket": 4}}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, stdlib_texts) -> list[Path]:
+    """Two JSONL inputs: planted exact and near copies (copies across waves and inputs), chains
+    of edits, boilerplate over the bucket cap, and bad lines (malformed, no text, blank)."""
+    rng = random.Random(5)
+    folder = tmp_path_factory.mktemp("ray-inputs")
+    records = plant_duplicates(stdlib_texts[:300], rng, 40, 80, 0.05)
+    vocabulary = sorted({w for t in stdlib_texts[:300] for w in t.split()})
+    chain = [stdlib_texts[400]]
+    for _ in range(6):  # each link near the one before, the ends not near each other
+        chain.append(edit_words(chain[-1], 0.12, rng, vocabulary))
+    records += [{"id": f"chain{i}", "text": t} for i, t in enumerate(chain)]
+    template = "this page was generated automatically from the template of the site footer "
+    records += [{"id": f"boiler{i}", "text": template * 2 + f"item {i}"} for i in range(60)]
+    rng.shuffle(records)
+    lines = [json.dumps(r) for r in records]
+    lines[17] = '{"id": "broken", "text": '  # malformed
+    lines.insert(33, "")  # blank line
+    lines.insert(90, json.dumps({"id": "no-text", "body": "x"}))
+    lines.insert(120, json.dumps({"id": "blank-text", "text": "  "}))
+    first, second = folder / "a.jsonl", folder / "b.jsonl"
+    first.write_text("\n".join(lines[:300]) + "\n")
+    copies = [json.dumps({"id": f"again{i}", "text": records[i]["text"]}) for i in range(0, 120, 3)]
+    second.write_text("\n".join(lines[300:] + copies))  # no final newline
+    return [first, second]
+
+
+def _run(tmp: Path, inputs, engine_parts: int | None, store: Path | None = None, tag: str = "") -> dict:
+    """Filter ``inputs`` in process (``engine_parts`` None) or on Ray with about that many
+    ranges per input; the output files' bytes and the summary's counts."""
+    config = Guard(CONFIG).config
+    engine = None
+    if engine_parts is not None:
+        range_bytes = max(os.path.getsize(p) for p in inputs) // engine_parts + 1
+        engine = RayEngine(config, workers=2, range_bytes=range_bytes)
+    out, rejected = tmp / f"kept{tag}.jsonl", tmp / f"rejected{tag}.jsonl"
+    with Guard(config, store=store) as guard:
+        summary = guard.filter(inputs, out, rejected, progress=False, engine=engine).to_dict()
+    counts = {
+        k: summary[k]
+        for k in ("n_input", "n_kept", "n_rejected", "n_blank_lines", "n_duplicate_ids", "reasons")
+    }
+    return {"kept": out.read_bytes(), "rejected": rejected.read_bytes(), "summary": counts}
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory, inputs) -> dict:
+    return _run(tmp_path_factory.mktemp("in-process"), inputs, None)
+
+
+@pytest.mark.parametrize("parts", [1, 3, 8])
+def test_ray_writes_what_the_in_process_filter_writes(tmp_path, ray_cluster, inputs, in_process, parts):
+    assert len(input_ranges(inputs[:1], os.path.getsize(inputs[0]) // parts + 1)) == parts
+    result = _run(tmp_path, inputs, parts)
+    assert result == in_process
+    rejected = [json.loads(line) for line in result["rejected"].splitlines()]
+    reasons = {reason for row in rejected for reason in row["guard_reasons"]}
+    assert {"exact_duplicate", "near_duplicate", "malformed", "empty"} <= reasons
+    assert any(row["guard_id"].startswith("again") for row in rejected)  # copies across inputs
+
+
+def test_stores_written_by_one_engine_are_read_by_the_other(tmp_path, ray_cluster, inputs):
+    first, second = inputs
+    runs = {}
+    for name, engines in {
+        "process": (None, None),
+        "ray-then-process": (3, None),
+        "process-then-ray": (None, 3),
+    }.items():
+        store = tmp_path / f"store-{name}"
+        runs[name] = [
+            _run(tmp_path, [path], parts, store, f"{name}{i}")
+            for i, (path, parts) in enumerate(zip(inputs, engines))
+        ]
+    assert runs["ray-then-process"] == runs["process"]
+    assert runs["process-then-ray"] == runs["process"]
+    assert runs["process"][1]["summary"]["reasons"]["exact_duplicate"] >= 40  # caught against the store
+
+
+def test_a_run_killed_midway_then_rerun_writes_what_an_uninterrupted_run_writes(
+    tmp_path, ray_cluster, inputs
+):
+    """kill -9 of the driver while the workers are busy; the rerun joins the same cluster."""
+    address = ray.get_runtime_context().gcs_address
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"".join(path.read_bytes().rstrip(b"\n") + b"\n" for path in inputs) * 20)
+
+    def command(tag):
+        return [sys.executable, "-m", "guard.cli", "filter", str(big), "--config", LEXICAL_CONFIG,
+                "--store", str(tmp_path / f"store-{tag}"), "--out", str(tmp_path / f"kept-{tag}.jsonl"),
+                "--rejected", str(tmp_path / f"rejected-{tag}.jsonl"), "--quiet", "--engine", "ray",
+                "--ray-address", address]  # fmt: skip
+
+    started = time.perf_counter()
+    subprocess.run(command("whole"), env=guard_env(), check=True, capture_output=True, timeout=300)
+    whole_seconds = time.perf_counter() - started
+    victim = subprocess.Popen(
+        command("killed"), env=guard_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    time.sleep(random.Random(2).uniform(0.4, 0.8) * whole_seconds)
+    assert victim.poll() is None, "the run ended before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "kept-killed.jsonl").exists()  # nothing published by the killed run
+    subprocess.run(command("killed"), env=guard_env(), check=True, capture_output=True, timeout=300)
+    for name in ("kept", "rejected"):
+        assert (tmp_path / f"{name}-killed.jsonl").read_bytes() == (
+            tmp_path / f"{name}-whole.jsonl"
+        ).read_bytes()
