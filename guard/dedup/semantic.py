@@ -38,6 +38,7 @@ class SemanticDuplicateCheck(CheckBase):
     name = "semantic"
     reasons = ("semantic_duplicate",)
     columns = {"guard_semantic_duplicate_of": "string", "guard_semantic_similarity": "float64"}
+    reads_text = True
 
     def __init__(self, config: SemanticConfig, embedder=None):
         self.config = config

@@ -52,6 +52,7 @@ class MachineCheck(CheckBase):
     reasons = ("machine_generated", "too_short", "watermarked")
     columns = {"guard_machine_score": "float64", "guard_watermark_z": "float64"}
     sees = KEPT
+    reads_text = True
 
     def __init__(self, config: MachineConfig, lm=None):
         from guard.detect.zeroshot import ZeroShotScorer

@@ -6,7 +6,8 @@ The Guard runs its checks in order on one ``BatchContext`` per batch. Each check
   string, float64, bool or list<string>) and which records it ``sees``:
   ``UNMATCHED`` (a duplicate check: the records no duplicate check before it matched, not
   counting copies of an earlier record of the batch, which follow their original) or ``KEPT``
-  (the records the policy keeps after the checks before it);
+  (the records the policy keeps after the checks before it), and whether its ``find`` reads
+  the raw texts (``reads_text``; the lexical checks read only their prepared keys);
 - ``prepare(normalized) -> dict``: the keys it computes from each record alone (name -> (m, k)
   array for the m records of a ``guard.text.NormalizedBatch``), which depend on no other record
   and no state: the work an engine may run anywhere, in parallel (``guard.scale``);
@@ -180,6 +181,7 @@ class Check(Protocol):
     reasons: tuple[str, ...]
     columns: dict[str, str]
     sees: str
+    reads_text: bool
 
     def prepare(self, normalized: NormalizedBatch) -> dict[str, np.ndarray]: ...
 
@@ -198,6 +200,7 @@ class CheckBase:
     keeps: ``guard.filter.pipeline``)."""
 
     sees = UNMATCHED
+    reads_text = False
 
     def prepare(self, normalized: NormalizedBatch) -> dict[str, np.ndarray]:
         """Nothing computed ahead."""

@@ -81,6 +81,10 @@ class Guard:
         None when it is off."""
         return next((check for check in self.checks if check.name == name), None)
 
+    def reads_text(self) -> bool:
+        """Whether a check's ``find`` reads the raw texts (an engine then sends them to ``check``)."""
+        return any(check.reads_text for check in self.checks)
+
     def column_types(self) -> dict[str, str]:
         """Every ``guard_*`` column this Guard can add, with its Arrow type (by name)."""
         types = dict(GUARD_COLUMNS)
@@ -94,27 +98,39 @@ class Guard:
         """The batch with the ``guard_*`` columns added (its own columns untouched)."""
         text_field, id_field = self.config.input.text_field, self.config.input.id_field
         n = len(next(iter(batch.values()))) if batch else 0
-        has_text = text_field in batch
-        texts = batch[text_field] if has_text else [None] * n
-        start = self._rows_annotated
-        self._rows_annotated += n
-        given_ids = batch.get(id_field, [None] * n)
-        ids = [
-            str(given) if given not in (None, "") else f"row:{start + i}" for i, given in enumerate(given_ids)
-        ]
-        problems = [text_problem({text_field: t} if has_text else {}, text_field) for t in texts]
-        columns = self.check(
-            ids,
-            [t if reason is None else None for t, (reason, _) in zip(texts, problems)],
-            [reason for reason, _ in problems],
-            [f"row {start + i}: {problem}" if problem else None for i, (_, problem) in enumerate(problems)],
-        )
+        texts = batch.get(text_field)
+        columns = self.check_rows(batch.get(id_field, [None] * n), texts, row_problems(texts, text_field, n))
         table = getattr(batch, "pa_table", None)
         if table is not None:
             # A datasets LazyBatch: answer with its Arrow table plus typed guard columns, so a
             # column that is all None in the first batch does not freeze as type null.
-            return _append_arrow_columns(table, columns, self.column_types())
+            return append_arrow_columns(table, columns, self.column_types())
         return {**batch, **columns}
+
+    def check_rows(
+        self,
+        given_ids: list,
+        texts: list | None,
+        problems: list[tuple[str | None, str | None]],
+        prepared: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, list]:
+        """``check`` of the next n rows of a column batch: a row's id is its ``given_ids`` value,
+        or ``row:N`` where that is None or empty (N counts the rows of every batch so far);
+        ``problems`` are the rows' ``row_problems``; ``texts`` may be None when every row has a
+        problem; ``prepared`` as for ``check``."""
+        n = len(given_ids)
+        start = self._rows_annotated
+        self._rows_annotated += n
+        ids = [
+            str(given) if given not in (None, "") else f"row:{start + i}" for i, given in enumerate(given_ids)
+        ]
+        return self.check(
+            ids,
+            [texts[i] if reason is None else None for i, (reason, _) in enumerate(problems)],
+            [reason for reason, _ in problems],
+            [f"row {start + i}: {problem}" if problem else None for i, (_, problem) in enumerate(problems)],
+            prepared,
+        )
 
     def check(
         self,
@@ -351,6 +367,14 @@ class Guard:
         self.close()
 
 
+def row_problems(texts: list | None, text_field: str, n: int) -> list[tuple[str | None, str | None]]:
+    """(reason, problem) of each of n rows whose ``text_field`` values are ``texts`` (None: the
+    batch has no such column), by ``guard.io.records.text_problem``."""
+    if texts is None:
+        return [text_problem({}, text_field)] * n
+    return [text_problem({text_field: text}, text_field) for text in texts]
+
+
 def build_checks(config: GuardConfig, embedder=None, lm=None) -> list[Check]:
     """The checks ``config`` turns on, in the order they run: records the store holds,
     exact, near, semantic (also on when an ``embedder`` is given), machine. ``embedder`` and
@@ -383,7 +407,7 @@ def _check(name: str, on: bool, settings: dict | None = None, because: str | Non
     return {"name": name, "on": False, "off_because": because or f"{name}.enabled is false in the config"}
 
 
-def _append_arrow_columns(table, columns: dict[str, list], types: dict[str, str]):
+def append_arrow_columns(table, columns: dict[str, list], types: dict[str, str]):
     """``table`` (a pyarrow Table) with ``columns`` appended (replaced if present), each of the
     Arrow type ``types`` names for it (``Guard.column_types``)."""
     import pyarrow as pa

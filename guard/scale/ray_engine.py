@@ -34,7 +34,7 @@ from guard.scale.ranges import InputRange, input_ranges, read_range
 
 # Bytes of input per range: big enough that a range's overhead (a task, its result) is small,
 # small enough that every worker gets several ranges of a file of a few hundred MB.
-RANGE_BYTES = 8 << 20
+RANGE_BYTES = 4 << 20
 
 
 def preparing_config(config: GuardConfig) -> GuardConfig:
@@ -65,12 +65,14 @@ class RangeWorker:
         self.guard = Guard(preparing_config(config))
         self.input = config.input
         self.keep_text = keep_text
+        self._read: dict[InputRange, list[InputRecord]] = {}  # prepared, not yet encoded
 
     def prepare(self, part: InputRange) -> tuple[list[InputRecord], dict[str, np.ndarray], int]:
         """The records of ``part`` as the driver needs them (fields reduced to their names,
         texts only with ``keep_text``), ``Guard.prepare`` of the usable ones (rows of the other
-        records zero), and the blank lines skipped."""
+        records zero), and the blank lines skipped. The records stay here until ``encode``."""
         records, blank_lines = read_range(part, self.input.text_field, self.input.id_field)
+        self._read[part] = records
         usable = np.flatnonzero([record.reason is None for record in records])
         prepared = self.guard.prepare([records[i].text for i in usable])
         full = {}
@@ -85,11 +87,14 @@ class RangeWorker:
 
     def encode(self, part: InputRange, columns: dict[str, list], split: bool) -> tuple[bytes, bytes]:
         """The output lines of ``part``'s records with the guard ``columns``: (kept, rejected)
-        when ``split``, else (all, b"")."""
+        when ``split``, else (all, b""). The records are read again when this worker did not
+        prepare ``part`` (it was restarted in between)."""
         from guard.io.file_loop import output_rows
         from guard.io.json_writers import encode_lines
 
-        records, _ = read_range(part, self.input.text_field, self.input.id_field)
+        records = self._read.pop(part, None)
+        if records is None:
+            records, _ = read_range(part, self.input.text_field, self.input.id_field)
         rows = output_rows(records, columns)
         if not split:
             return encode_lines(rows), b""
@@ -267,5 +272,4 @@ def _append(encoded: tuple[bytes, bytes], kept, rejected) -> None:
 
 def ray_engine_for(guard, workers: int, address: str | None = None) -> RayEngine:
     """The engine for ``guard``'s config; the driver gets the texts when a check reads them."""
-    reads_text = any(check.name in ("semantic", "machine") for check in guard.checks)
-    return RayEngine(guard.config, workers, address=address, keep_text=reads_text)
+    return RayEngine(guard.config, workers, address=address, keep_text=guard.reads_text())
