@@ -118,14 +118,14 @@ def test_a_run_killed_midway_then_rerun_writes_what_an_uninterrupted_run_writes(
                 "--rejected", str(tmp_path / f"rejected-{tag}.jsonl"), "--quiet", "--engine", "ray",
                 "--ray-address", address]  # fmt: skip
 
-    started = time.perf_counter()
     subprocess.run(command("whole"), env=guard_env(), check=True, capture_output=True, timeout=300)
-    whole_seconds = time.perf_counter() - started
     victim = subprocess.Popen(
         command("killed"), env=guard_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    time.sleep(random.Random(2).uniform(0.4, 0.8) * whole_seconds)
-    assert victim.poll() is None, "the run ended before it could be killed"
+    while not list(tmp_path.glob(".kept-killed.jsonl.*.tmp")) and victim.poll() is None:
+        time.sleep(0.01)  # until the run writes its output
+    time.sleep(random.Random(2).uniform(0.0, 0.3))
+    assert victim.poll() is None and not (tmp_path / "kept-killed.jsonl").exists(), "the run ended first"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "kept-killed.jsonl").exists()  # nothing published by the killed run
@@ -213,3 +213,34 @@ def test_ray_writes_what_the_in_process_filter_writes_on_the_demo(tmp_path, ray_
         outputs[name] = [(tmp_path / f"{out}-{name}.jsonl").read_bytes() for out in ("kept", "rejected")]
     assert outputs["ray"] == outputs["process"]
     assert b"semantic_duplicate" in outputs["ray"][1]
+
+
+def test_a_worker_killed_midway_is_restarted_and_the_output_is_the_same(tmp_path, ray_cluster, inputs):
+    """kill -9 of a worker process while it works: Ray restarts it and reruns its calls (a range
+    is read again when its worker lost it), and the outputs are the in-process run's bytes."""
+    import threading
+
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"".join(path.read_bytes().rstrip(b"\n") + b"\n" for path in inputs) * 10)
+    expected = _run(tmp_path, [big], None, tag="-process")
+    killed = []
+
+    def kill_a_worker():
+        for _ in range(600):
+            found = subprocess.run(
+                ["pgrep", "-f", "ray::RangeWorker"], capture_output=True, text=True
+            ).stdout.split()
+            if found:
+                time.sleep(0.5)  # the worker has started and works on its first ranges
+                os.kill(int(found[0]), signal.SIGKILL)
+                killed.append(time.perf_counter())
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_a_worker)
+    thread.start()
+    result = _run(tmp_path, [big], 100, tag="-ray")
+    finished = time.perf_counter()
+    thread.join()
+    assert killed and killed[0] < finished, "the run ended before a worker was killed"
+    assert result == expected

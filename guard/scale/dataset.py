@@ -25,11 +25,8 @@ class _Prepare:
     (zero rows elsewhere) as extra columns of the batch (a ``pyarrow.Table``)."""
 
     def __init__(self, config: GuardConfig):
-        import torch
-
         from guard.scale.ray_engine import preparing_config
 
-        torch.set_num_threads(1)
         self.guard = Guard(preparing_config(config))
         self.text_field = config.input.text_field
 
