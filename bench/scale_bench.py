@@ -64,12 +64,29 @@ def write_records(path: Path, n: int, seed: int, id_prefix: str = "r") -> None:
 def _filter(source: Path, work: Path, tag: str, extra: list[str]) -> dict:
     """One whole ``guard filter`` process on ``source``: seconds, peak RSS, records/s."""
     summary = work / f"{tag}-summary.json"
-    cmd = [*guard_command(), "filter", str(source), "--config", str(LEXICAL), "--out", str(work / f"{tag}-kept.jsonl"),
-           "--rejected", str(work / f"{tag}-rejected.jsonl"), "--summary", str(summary), "--quiet", *extra]  # fmt: skip
+    cmd = [
+        *guard_command(),
+        "filter",
+        str(source),
+        "--config",
+        str(LEXICAL),
+        "--out",
+        str(work / f"{tag}-kept.jsonl"),
+        "--rejected",
+        str(work / f"{tag}-rejected.jsonl"),
+        "--summary",
+        str(summary),
+        "--quiet",
+        *extra,
+    ]
     run = run_process(cmd, work / f"{tag}.log")
     counts = json.loads(summary.read_text())
-    return {"seconds": round(run["seconds"], 2), "driver_peak_rss_mb": round(run["peak_rss_mb"], 1),
-            "records_per_s": round(counts["n_input"] / run["seconds"], 1), "n_kept": counts["n_kept"]}  # fmt: skip
+    return {
+        "seconds": round(run["seconds"], 2),
+        "driver_peak_rss_mb": round(run["peak_rss_mb"], 1),
+        "records_per_s": round(counts["n_input"] / run["seconds"], 1),
+        "n_kept": counts["n_kept"],
+    }
 
 
 def engines(work: Path, n: int) -> dict:
@@ -112,9 +129,8 @@ def store_growth(work: Path, runs: int, n: int) -> dict:
         figures = _filter(source, work, "growth", ["--store", str(store)])
         stored = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
         rows.append({"store_records_before": before, **figures, "store_bytes": stored})
-        log(
-            f"  store {before:,} -> {before + figures['n_kept']:,} records: {figures['records_per_s']:,.0f} rec/s"
-        )
+        after, rate = before + figures["n_kept"], figures["records_per_s"]
+        log(f"  store {before:,} -> {after:,} records: {rate:,.0f} rec/s")
     last = rows[-1]
     stored_records = sum(row["n_kept"] for row in rows)
     return {
@@ -169,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         results = {"machine": machine_info(), "rss": rss_method(), "mode": "quick" if args.quick else "full"}
         results["engines"] = engines(work, sizes["engines"])
         costs = work / "costs.json"
-        run_process([sys.executable, __file__, "--costs-of", str(work / "engines.jsonl"), "--out", str(costs)],
-                    work / "costs.log")  # fmt: skip
+        run_process(
+            [sys.executable, __file__, "--costs-of", str(work / "engines.jsonl"), "--out", str(costs)],
+            work / "costs.log",
+        )
         results["ray_costs"] = json.loads(costs.read_text())
         log(f"store growth: {sizes['growth_runs']} runs of {sizes['growth_records']:,} records")
         results["store_growth"] = store_growth(work, sizes["growth_runs"], sizes["growth_records"])
@@ -179,12 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.perf_counter() - started, 1)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     e = results["engines"]
-    print(f"engines ({e['records']:,} records): in process {e['in_process']['seconds']} s, Ray 1 worker "
-          f"{e['ray_1_worker']['seconds']} s, 2 workers {e['ray_2_workers']['seconds']} s "
-          f"(x{e['ratio_2_workers_over_1']} over 1 worker); same bytes: {e['same_output_bytes']}")  # fmt: skip
+    print(
+        f"engines ({e['records']:,} records): in process {e['in_process']['seconds']} s, Ray 1 worker "
+        f"{e['ray_1_worker']['seconds']} s, 2 workers {e['ray_2_workers']['seconds']} s "
+        f"(x{e['ratio_2_workers_over_1']} over 1 worker); same bytes: {e['same_output_bytes']}"
+    )
     g = results["store_growth"]
-    print(f"store growth: {g['runs'][0]['records_per_s']:,.0f} -> {g['runs'][-1]['records_per_s']:,.0f} rec/s, "
-          f"{g['store_bytes_per_record']} B/record on disk")  # fmt: skip
+    print(
+        f"store growth: {g['runs'][0]['records_per_s']:,.0f} -> {g['runs'][-1]['records_per_s']:,.0f} rec/s, "
+        f"{g['store_bytes_per_record']} B/record on disk"
+    )
     return 0
 
 
