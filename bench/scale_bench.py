@@ -170,9 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100k records, 4 store runs of 100k")
     parser.add_argument("--out", required=True, help="results JSON")
-    parser.add_argument(
-        "--costs-of", metavar="JSONL", help="(internal) print ray_costs of this input as JSON"
-    )
+    parser.add_argument("--sections", default="engines,growth", help="engines, growth or both (default)")
+    parser.add_argument("--costs-of", metavar="JSONL", help="(internal) ray_costs of this input")
     args = parser.parse_args(argv)
     if args.costs_of:
         Path(args.out).write_text(json.dumps(ray_costs(Path(args.costs_of))))
@@ -180,33 +179,43 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SIZES["quick" if args.quick else "full"]
     work = Path(tempfile.mkdtemp(prefix="guard-scale-"))
     started = time.perf_counter()
+    sections = args.sections.split(",")
+    results = {"machine": machine_info(), "rss": rss_method(), "mode": "quick" if args.quick else "full"}
     try:
-        log(f"engines: {sizes['engines']:,} records, in process / Ray 1 worker / Ray 2 workers")
-        results = {"machine": machine_info(), "rss": rss_method(), "mode": "quick" if args.quick else "full"}
-        results["engines"] = engines(work, sizes["engines"])
-        costs = work / "costs.json"
-        run_process(
-            [sys.executable, __file__, "--costs-of", str(work / "engines.jsonl"), "--out", str(costs)],
-            work / "costs.log",
-        )
-        results["ray_costs"] = json.loads(costs.read_text())
-        log(f"store growth: {sizes['growth_runs']} runs of {sizes['growth_records']:,} records")
-        results["store_growth"] = store_growth(work, sizes["growth_runs"], sizes["growth_records"])
+        if "engines" in sections:
+            log(f"engines: {sizes['engines']:,} records, in process / Ray 1 worker / Ray 2 workers")
+            results["engines"] = engines(work, sizes["engines"])
+            costs = work / "costs.json"
+            command = [
+                sys.executable,
+                __file__,
+                "--costs-of",
+                str(work / "engines.jsonl"),
+                "--out",
+                str(costs),
+            ]
+            run_process(command, work / "costs.log")
+            results["ray_costs"] = json.loads(costs.read_text())
+        if "growth" in sections:
+            log(f"store growth: {sizes['growth_runs']} runs of {sizes['growth_records']:,} records")
+            results["store_growth"] = store_growth(work, sizes["growth_runs"], sizes["growth_records"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = round(time.perf_counter() - started, 1)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    e = results["engines"]
-    print(
-        f"engines ({e['records']:,} records): in process {e['in_process']['seconds']} s, Ray 1 worker "
-        f"{e['ray_1_worker']['seconds']} s, 2 workers {e['ray_2_workers']['seconds']} s "
-        f"(x{e['ratio_2_workers_over_1']} over 1 worker); same bytes: {e['same_output_bytes']}"
-    )
-    g = results["store_growth"]
-    print(
-        f"store growth: {g['runs'][0]['records_per_s']:,.0f} -> {g['runs'][-1]['records_per_s']:,.0f} rec/s, "
-        f"{g['store_bytes_per_record']} B/record on disk"
-    )
+    if "engines" in results:
+        e = results["engines"]
+        print(
+            f"engines ({e['records']:,} records): in process {e['in_process']['seconds']} s, Ray 1 worker "
+            f"{e['ray_1_worker']['seconds']} s, 2 workers {e['ray_2_workers']['seconds']} s "
+            f"(x{e['ratio_2_workers_over_1']} over 1 worker); same bytes: {e['same_output_bytes']}"
+        )
+    if "store_growth" in results:
+        g = results["store_growth"]
+        first, last = g["runs"][0]["records_per_s"], g["runs"][-1]["records_per_s"]
+        print(
+            f"store growth: {first:,.0f} -> {last:,.0f} rec/s, {g['store_bytes_per_record']} B/record on disk"
+        )
     return 0
 
 
