@@ -77,14 +77,14 @@ def _engine(args, guard):
     if args.engine == "process":
         return None
     from guard.io.readers import detect_format
-    from guard.scale.ray_engine import ray_engine_for
+    from guard.scale.ray_engine import RayEngine
 
     for flag, path in (("--out", args.out), ("--rejected", args.rejected)):
         if detect_format(path) != "jsonl" or str(path).endswith((".gz", ".bz2", ".zst")):
             raise GuardError(f"{flag} {path}: --engine ray writes uncompressed JSON Lines (.jsonl)")
     if args.shard_size is not None:
         raise GuardError("--engine ray writes one file per output; leave out --shard-size")
-    return ray_engine_for(guard, args.workers, args.ray_address)
+    return RayEngine(guard.config, args.workers, address=args.ray_address)
 
 
 def _semdedup(args) -> int:

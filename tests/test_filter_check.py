@@ -9,14 +9,18 @@ from guard.config import PolicyConfig
 from guard.dedup.segments import SegmentStack
 from guard.filter.check import KEPT, UNMATCHED, BatchContext, CheckBase, CheckResult, follow_originals
 from guard.filter.pipeline import Guard
-from guard.text import normalize_batch
 
 
 def _context(ids, first=None):
     texts = [f"text of {i}" for i in ids]
     empty = SegmentStack()
     batch = BatchContext(
-        ids, texts, normalize_batch(texts), np.zeros(len(ids), np.uint64), empty, empty, None, PolicyConfig()
+        ids=ids,
+        texts=texts,
+        hashes=np.zeros(len(ids), np.uint64),
+        run=empty,
+        store=None,
+        policy=PolicyConfig(),
     )
     if first is not None:
         batch.first = np.array(first)

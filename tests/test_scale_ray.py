@@ -200,7 +200,7 @@ def test_ray_writes_what_the_in_process_filter_writes_on_the_demo(tmp_path, ray_
     outputs = {}
     for name, engine in (
         ("process", None),
-        ("ray", RayEngine(Guard().config, workers=2, range_bytes=200_000, keep_text=True)),
+        ("ray", RayEngine(Guard().config, workers=2, range_bytes=200_000)),
     ):
         with Guard() as guard:
             guard.filter(

@@ -1,4 +1,4 @@
-"""Exact duplicates: equal normalised text, against the reference and earlier in the batch;
+"""Exact duplicates: equal normalised text, against the store, the run and earlier in the batch;
 and records the store already holds (same id, same text: ingested by an earlier run)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from guard.dedup.hashing import key_hash
-from guard.dedup.keep import first_of_equal
+from guard.dedup.keep import first_of_equal, senior_source_first
 from guard.filter.check import BatchContext, CheckBase, CheckResult, scatter
 from guard.text import NormalizedBatch
 
@@ -21,14 +21,15 @@ class IngestedCheck(CheckBase):
 
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
         """``already_ingested``: the record's own id where the store holds it, else None."""
-        stored = batch.store.stack.find_exact(batch.hashes[rows]) if batch.store is not None else []
+        stored = batch.stored_ids(batch.prepared["stored_exact"][rows])
         ingested = [own if match == own else None for own, match in zip([batch.ids[r] for r in rows], stored)]
         return CheckResult({"already_ingested": scatter(ingested, rows, len(batch.ids))})
 
 
 class ExactDuplicateCheck(CheckBase):
     """Flags a record whose normalised text equals that of a record kept before it: in the
-    reference (``SegmentStack.find_exact``, the most senior holder), or else the first record
+    store (prepared: ``Guard.prepare``), else in the run (``SegmentStack.find_exact``; the most
+    senior holder each time), or else the first record
     of the batch with that text (``guard.dedup.keep.first_of_equal``), which its copies follow
     (``guard.filter.check.follow_originals``)."""
 
@@ -39,7 +40,10 @@ class ExactDuplicateCheck(CheckBase):
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
         """``exact_duplicate`` (also the column): the id of the matched record or None; and
         ``first``, the first position of the batch with each record's text."""
-        duplicate_of = scatter(batch.reference.find_exact(batch.hashes[rows]), rows, len(batch.ids))
+        duplicate_of = batch.stored_ids(batch.prepared["stored_exact"][rows])
+        in_run = batch.run.find_exact(batch.hashes[rows])
+        senior_source_first(duplicate_of, None, range(len(rows)), in_run)
+        duplicate_of = scatter(duplicate_of, rows, len(batch.ids))
         first = first_of_equal(batch.hashes)
         for copy in np.flatnonzero(first != np.arange(len(first))):
             if duplicate_of[first[copy]] is None:

@@ -7,8 +7,9 @@ matches that is kept (not itself a duplicate); a record that matches nothing kep
 One rule, its entry points by where the earlier side of a match lies:
 - ``most_senior``: against a reference whose rows are all kept (the store, the run so far),
   where seniority is the row number;
-- ``senior_source_first``: against several references searched most senior first (the
-  store's segments, then the run's), where a match in an earlier one stands;
+- ``senior_source_first`` (``senior_source_first_rows`` on arrays): against several references
+  searched most senior first (the store's segments, then the run's), where a match in an
+  earlier one stands;
 - ``resolve_in_order``: among the records being decided (a batch, a cluster), where a later
   record's earlier match counts only if that match was itself kept;
 - ``first_of_equal``: among records with equal keys (exact copies), the first one.
@@ -85,6 +86,18 @@ def senior_source_first(duplicate_of: list, similarity: list | None, positions, 
             duplicate_of[position] = match
             if similarity is not None:
                 similarity[position] = sims[k]
+
+
+def senior_source_first_rows(
+    found: np.ndarray, similarity: np.ndarray | None, queries, rows, sims=None
+) -> None:
+    """``senior_source_first`` on arrays: ``found`` ((n,) int64, -1 where unmatched) takes
+    ``rows[k]`` at ``queries[k]`` only where it is still -1, and ``similarity`` ((n,) float64,
+    or None) ``sims[k]`` beside it; both changed in place."""
+    new = found[queries] < 0
+    found[queries[new]] = rows[new]
+    if similarity is not None:
+        similarity[queries[new]] = sims[new]
 
 
 def first_of_equal(keys: np.ndarray) -> np.ndarray:

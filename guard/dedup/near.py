@@ -7,7 +7,7 @@ import numpy as np
 
 from guard.config import NearConfig
 from guard.dedup.hashing import MinHasher, band_keys, estimated_jaccard, text_signatures
-from guard.dedup.keep import resolve_in_order
+from guard.dedup.keep import resolve_in_order, senior_source_first
 from guard.dedup.segments import SegmentStack
 from guard.filter.check import BatchContext, CheckBase, CheckResult, matched
 from guard.text import NormalizedBatch
@@ -35,35 +35,52 @@ class NearDuplicateCheck(CheckBase):
         """(n, bands) uint32."""
         return band_keys(signatures, self.bands, self.rows)
 
-    def prepare(self, normalized: NormalizedBatch) -> dict[str, np.ndarray]:
-        """``signatures`` (m, num_perm) and ``band_keys`` (m, bands) uint32 of the m records."""
+    def prepare(self, normalized: NormalizedBatch, stored: SegmentStack) -> dict[str, np.ndarray]:
+        """``signatures`` (m, num_perm) and ``band_keys`` (m, bands) uint32 of the m records,
+        and their matches in the store: ``stored_near`` (m,) int64 stack row (-1: none) and
+        ``stored_near_jaccard`` (m,) float64."""
         signatures = self.signatures(normalized)
-        return {"signatures": signatures, "band_keys": self.band_keys(signatures)}
+        keys = self.band_keys(signatures)
+        rows, jaccard = stored.near_match_rows(signatures, keys, self.config.threshold)
+        return {
+            "signatures": signatures,
+            "band_keys": keys,
+            "stored_near": rows,
+            "stored_near_jaccard": jaccard,
+        }
 
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
         """``near_duplicate`` (also the column ``guard_near_duplicate_of``): the id of the
         matched record or None, and its ``guard_near_duplicate_jaccard``, for the records at
-        ``rows``; the prepared keys ``signatures`` and ``band_keys`` of every record, which the
-        run's segments keep."""
-        signatures, keys = batch.prepared["signatures"], batch.prepared["band_keys"]
-        matches, sims = self.match(
-            signatures[rows], keys[rows], [batch.ids[r] for r in rows], batch.reference
+        ``rows``, matched in the store (prepared), else in the run, else earlier in the batch;
+        the prepared keys ``signatures`` and ``band_keys`` of every record, which the run's
+        segments keep."""
+        prepared = batch.prepared
+        signatures, keys = prepared["signatures"], prepared["band_keys"]
+        stored = prepared["stored_near"][rows]
+        duplicate_of = batch.stored_ids(stored)
+        jaccard = [
+            float(j) if row >= 0 else None for row, j in zip(stored, prepared["stored_near_jaccard"][rows])
+        ]
+        pending = np.flatnonzero(stored < 0)
+        in_run, run_jaccard = batch.run.near_matches(
+            signatures[rows[pending]], keys[rows[pending]], self.config.threshold
         )
+        senior_source_first(duplicate_of, jaccard, pending, in_run, run_jaccard)
+        self.match_within(signatures[rows], keys[rows], [batch.ids[r] for r in rows], duplicate_of, jaccard)
         return matched(
-            self, matches, sims, rows, len(batch.ids), {"signatures": signatures, "band_keys": keys}
+            self, duplicate_of, jaccard, rows, len(batch.ids), {"signatures": signatures, "band_keys": keys}
         )
 
-    def match(self, signatures, keys, ids: list[str], reference: SegmentStack):
-        """Match each record against ``reference`` and against earlier records of the batch
-        that were not themselves matched.
+    def match_within(self, signatures, keys, ids: list[str], duplicate_of: list, jaccard: list) -> None:
+        """Match the records that nothing earlier matched (None in ``duplicate_of``) against
+        earlier records of the batch that were not themselves matched; ``duplicate_of`` and
+        ``jaccard`` are filled in place.
 
         Args:
             signatures: (n, num_perm) uint32; keys: (n, bands) uint32; ids: n record ids.
-            reference: records kept before this batch, searched first.
-        Returns:
-            (duplicate_of, jaccard): lists of length n, None where not a near duplicate.
+            duplicate_of, jaccard: lists of length n, the matches found before this batch.
         """
-        duplicate_of, jaccard = reference.near_matches(signatures, keys, self.config.threshold)
         unmatched = np.array([i for i, m in enumerate(duplicate_of) if m is None], dtype=np.int64)
         earlier, later = bucket_pairs(keys[unmatched], self.config.max_pairs_per_bucket)
         earlier, later = unmatched[earlier], unmatched[later]
@@ -72,7 +89,6 @@ class NearDuplicateCheck(CheckBase):
         kept = np.array([m is None for m in duplicate_of], dtype=bool)
         for record, match, sim in zip(*resolve_in_order(earlier[hit], later[hit], sims[hit], kept)):
             duplicate_of[record], jaccard[record] = ids[match], float(sim)
-        return duplicate_of, jaccard
 
 
 def bucket_pairs(keys: np.ndarray, max_pairs_per_bucket: int) -> tuple[np.ndarray, np.ndarray]:

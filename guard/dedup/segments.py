@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from guard.dedup.keep import most_senior, senior_source_first
+from guard.dedup.keep import most_senior, senior_source_first_rows
 from guard.io.durable import fsync_path
 
 _ARRAYS = ("exact_hashes", "exact_rows", "signatures", "band_keys", "band_rows", "id_offsets")
@@ -329,11 +329,19 @@ class SegmentStack:
 
     def find_exact(self, hashes: np.ndarray) -> list[str | None]:
         """Id of the most senior record holding each hash, or None."""
-        found: list[str | None] = [None] * len(hashes)
+        return self.ids_at(self.find_exact_rows(hashes))
+
+    def find_exact_rows(self, hashes: np.ndarray) -> np.ndarray:
+        """(m,) int64 row, in seniority order across the stack, of the most senior record
+        holding each of the (m,) uint64 ``hashes``, or -1."""
+        found = np.full(len(hashes), -1, dtype=np.int64)
+        offset = 0
         for segment in self.segments:
-            rows = segment.find_exact(hashes)
+            pending = np.flatnonzero(found < 0)
+            rows = segment.find_exact(hashes[pending])
             hit = np.flatnonzero(rows >= 0)
-            senior_source_first(found, None, hit, [segment.id_of(row) for row in rows[hit]])
+            senior_source_first_rows(found, None, pending[hit], rows[hit] + offset)
+            offset += segment.n
         return found
 
     def near_matches(self, signatures, keys, threshold):
@@ -345,21 +353,31 @@ class SegmentStack:
         Returns:
             (ids, similarities): lists of length m, None where nothing matched.
         """
+        rows, jaccard = self.near_match_rows(signatures, keys, threshold)
+        return self.ids_at(rows), [float(j) if row >= 0 else None for row, j in zip(rows, jaccard)]
+
+    def near_match_rows(self, signatures, keys, threshold) -> tuple[np.ndarray, np.ndarray]:
+        """``near_matches`` as (m,) int64 rows in seniority order across the stack (-1 where
+        nothing matched) and (m,) float64 estimated Jaccard (NaN there)."""
         from guard.dedup.hashing import estimated_jaccard
 
-        ids: list[str | None] = [None] * len(signatures)
-        similarities: list[float | None] = [None] * len(signatures)
+        found = np.full(len(signatures), -1, dtype=np.int64)
+        similarity = np.full(len(signatures), np.nan)
         query_keys = QueryKeys.of(keys)
+        offset = 0
         for segment in self.segments:
             queries, rows = segment.band_matches(query_keys)
-            if not len(queries):
-                continue
-            jaccard = estimated_jaccard(signatures[queries], segment.signatures.take(rows))
-            hit = jaccard >= threshold
-            queries, rows, jaccard = most_senior(queries[hit], rows[hit], jaccard[hit])
-            matches = [segment.id_of(row) for row in rows]
-            senior_source_first(ids, similarities, queries, matches, jaccard.tolist())
-        return ids, similarities
+            if len(queries):
+                jaccard = estimated_jaccard(signatures[queries], segment.signatures.take(rows))
+                hit = jaccard >= threshold
+                queries, rows, jaccard = most_senior(queries[hit], rows[hit], jaccard[hit])
+                senior_source_first_rows(found, similarity, queries, rows + offset, jaccard)
+            offset += segment.n
+        return found, similarity
+
+    def ids_at(self, rows: np.ndarray) -> list[str | None]:
+        """The id at each of the (m,) stack ``rows``, None where a row is -1."""
+        return [self.id_at(row) if row >= 0 else None for row in rows.tolist()]
 
 
 def _write_durably(path: Path, pieces: list) -> None:

@@ -203,6 +203,7 @@ class Store:
 
     Attributes:
         stack: the segments searched by this run (the store's, or before a replayed run).
+        segment_paths: their folders, in order (workers load them: ``guard.scale``).
         vectors: the matching ``VectorIndex``, or None without embeddings.
         replaying: True when ``begin_run`` found this run already committed.
     """
@@ -246,6 +247,7 @@ class Store:
 
     def _open_state(self, state: dict) -> None:
         """Search ``state``'s segments and vectors from now on."""
+        self.segment_paths = [self.directory / SEGMENTS / entry["name"] for entry in state["segments"]]
         self.stack = SegmentStack([self._load_segment(entry) for entry in state["segments"]], merge=False)
         self.state_records = state["n_records"]
         self.vectors = None

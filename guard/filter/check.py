@@ -8,9 +8,10 @@ The Guard runs its checks in order on one ``BatchContext`` per batch. Each check
   counting copies of an earlier record of the batch, which follow their original) or ``KEPT``
   (the records the policy keeps after the checks before it), and whether its ``find`` reads
   the raw texts (``reads_text``; the lexical checks read only their prepared keys);
-- ``prepare(normalized) -> dict``: the keys it computes from each record alone (name -> (m, k)
-  array for the m records of a ``guard.text.NormalizedBatch``), which depend on no other record
-  and no state: the work an engine may run anywhere, in parallel (``guard.scale``);
+- ``prepare(normalized, stored) -> dict``: the keys it computes from each record alone (name ->
+  (m, k) array for the m records of a ``guard.text.NormalizedBatch``), its matches in the
+  store included (``stored``: the store's segments, fixed during a run), which depend on no
+  other record of the run: the work an engine may run anywhere, in parallel (``guard.scale``);
 - ``find(batch, rows) -> CheckResult``: its flags and evidence for the records of the batch,
   reading its prepared keys from ``batch.prepared``;
 - ``remember(batch, rows)``: adds the records at ``rows``, kept and matched by no duplicate
@@ -76,8 +77,8 @@ class BatchContext:
         ids: m record ids.
         texts: m raw texts.
         hashes: (m,) uint64 exact hashes of the normalised texts.
-        run: the records kept earlier in this run, in seniority order.
-        reference: the store's records, then ``run`` (what duplicate checks search).
+        run: the records kept earlier in this run, in seniority order (the duplicate checks
+            search it; their matches in the store come prepared).
         store: the store of earlier runs, or None.
         policy: the keep policy (which reasons reject).
         prepared: every check's ``prepare`` keys for the m records (name -> (m, k) array).
@@ -92,7 +93,6 @@ class BatchContext:
     texts: list[str]
     hashes: np.ndarray
     run: SegmentStack
-    reference: SegmentStack
     store: Store | None
     policy: PolicyConfig
     prepared: dict[str, np.ndarray] = field(default_factory=dict)
@@ -105,6 +105,10 @@ class BatchContext:
         m = len(self.ids)
         self.first = np.arange(m) if self.first is None else self.first
         self.matched = np.zeros(m, dtype=bool) if self.matched is None else self.matched
+
+    def stored_ids(self, rows: np.ndarray) -> list[str | None]:
+        """The ids of the store's records at (k,) stack ``rows`` (-1: None)."""
+        return self.store.stack.ids_at(rows) if self.store is not None else [None] * len(rows)
 
     def unmatched(self) -> np.ndarray:
         """(k,) int64 positions of the records no duplicate check matched and that are no copy
@@ -183,7 +187,7 @@ class Check(Protocol):
     sees: str
     reads_text: bool
 
-    def prepare(self, normalized: NormalizedBatch) -> dict[str, np.ndarray]: ...
+    def prepare(self, normalized: NormalizedBatch, stored: SegmentStack) -> dict[str, np.ndarray]: ...
 
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult: ...
 
@@ -202,7 +206,7 @@ class CheckBase:
     sees = UNMATCHED
     reads_text = False
 
-    def prepare(self, normalized: NormalizedBatch) -> dict[str, np.ndarray]:
+    def prepare(self, normalized: NormalizedBatch, stored: SegmentStack) -> dict[str, np.ndarray]:
         """Nothing computed ahead."""
         return {}
 

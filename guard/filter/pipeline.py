@@ -161,9 +161,6 @@ class Guard:
             texts=usable,
             hashes=prepared["hashes"],
             run=self.run,
-            reference=SegmentStack(
-                [*(self.store.stack.segments if self.store else []), *self.run.segments], merge=False
-            ),
             store=self.store,
             policy=self.config.policy,
             prepared=prepared,
@@ -185,15 +182,20 @@ class Guard:
         self._remember(batch, np.array([k for k in batch.unmatched() if keep[valid_rows[k]]], dtype=np.int64))
         return columns
 
-    def prepare(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """The keys computed from each of the m ``texts`` alone (usable texts): ``hashes`` (m,)
-        uint64 of the normalised texts, then every check's ``prepare`` keys. Depends on no other
-        record and on no run state, so an engine may compute it in parallel workers
-        (``guard.scale``) and hand it to ``check``."""
+    def prepare(self, texts: list[str], stored: SegmentStack | None = None) -> dict[str, np.ndarray]:
+        """The keys computed from each of the m ``texts`` alone (usable texts), with their
+        matches among the ``stored`` segments (default: this Guard's store, which stays fixed
+        during a run): ``hashes`` (m,) uint64 of the normalised texts, ``stored_exact`` (m,)
+        int64 stack row of the most senior stored record with the same text (-1: none), then
+        every check's ``prepare`` keys. Depends on no other record of the run, so an engine may
+        compute it in parallel workers (``guard.scale``) and hand it to ``check``."""
+        if stored is None:
+            stored = self.store.stack if self.store is not None else SegmentStack()
         normalized = normalize_batch(texts)
-        prepared = {"hashes": exact_hashes(normalized)}
+        hashes = exact_hashes(normalized)
+        prepared = {"hashes": hashes, "stored_exact": stored.find_exact_rows(hashes)}
         for check in self.checks:
-            prepared.update(check.prepare(normalized))
+            prepared.update(check.prepare(normalized, stored))
         return prepared
 
     def _remember(self, batch: BatchContext, rows: np.ndarray) -> None:
@@ -274,7 +276,7 @@ class Guard:
                 tallies.pop(path, InputTally(path, cfg.text_field)).check()
                 summary.n_blank_lines += read.blank_lines
 
-            (run_file_loop if engine is None else engine.run)(
+            (run_file_loop if engine is None else engine.loop_for(self))(
                 inputs,
                 self._check_records,
                 kept_writer,

@@ -24,10 +24,11 @@ class _Prepare:
     """The Ray Data worker: each row's (reason, problem) and ``Guard.prepare`` of the usable rows
     (zero rows elsewhere) as extra columns of the batch (a ``pyarrow.Table``)."""
 
-    def __init__(self, config: GuardConfig):
-        from guard.scale.ray_engine import preparing_config
+    def __init__(self, config: GuardConfig, stored_paths: list[str]):
+        from guard.scale.ray_engine import preparing_config, stored_stack
 
         self.guard = Guard(preparing_config(config))
+        self.stored = stored_stack(stored_paths)
         self.text_field = config.input.text_field
 
     def __call__(self, table):
@@ -37,7 +38,7 @@ class _Prepare:
         texts = table.column(self.text_field).to_pylist() if self.text_field in table.column_names else None
         problems = row_problems(texts, self.text_field, n)
         usable = np.array([i for i, (reason, _) in enumerate(problems) if reason is None], dtype=np.int64)
-        prepared = self.guard.prepare([texts[i] for i in usable])
+        prepared = self.guard.prepare([texts[i] for i in usable], self.stored)
         table = table.append_column(_REASON, pa.array([reason for reason, _ in problems], pa.string()))
         table = table.append_column(_PROBLEM, pa.array([problem for _, problem in problems], pa.string()))
         for name, values in prepared.items():
@@ -81,15 +82,20 @@ def filter_dataset(ds, config=None, store=None, *, workers: int = 2):
     import ray
 
     config = load_config(config)
-    ds = ds.map_batches(
-        _Prepare, fn_constructor_args=(config,), batch_format="pyarrow", concurrency=workers, num_cpus=1
-    )
-    ds.context.execution_options.preserve_order = True
     text_field, id_field = config.input.text_field, config.input.id_field
     tables = []
     with Guard(config, store=store) as guard:
+        stored = [str(path) for path in guard.store.segment_paths] if guard.store is not None else []
+        prepared_ds = ds.map_batches(
+            _Prepare,
+            fn_constructor_args=(config, stored),
+            batch_format="pyarrow",
+            concurrency=workers,
+            num_cpus=1,
+        )
+        prepared_ds.context.execution_options.preserve_order = True
         reads_text = guard.reads_text()
-        for wave in ds.iter_batches(batch_size=config.input.batch_size, batch_format="pyarrow"):
+        for wave in prepared_ds.iter_batches(batch_size=config.input.batch_size, batch_format="pyarrow"):
             n = wave.num_rows
             given_ids = wave.column(id_field).to_pylist() if id_field in wave.column_names else [None] * n
             reasons = wave.column(_REASON).to_pylist()

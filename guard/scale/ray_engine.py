@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -54,12 +56,15 @@ class RangeWorker:
     Args:
         config: the run's config (its preparing checks are built once per worker).
         keep_text: send the texts to the driver (a check there reads them: semantic, machine).
+        stored_paths: the folders of the store's segments the run searches (memory-mapped here:
+            the workers find the matches in the store).
     """
 
-    def __init__(self, config: GuardConfig, keep_text: bool):
+    def __init__(self, config: GuardConfig, keep_text: bool, stored_paths: list[str]):
         from guard.filter.pipeline import Guard
 
         self.guard = Guard(preparing_config(config))
+        self.stored = stored_stack(stored_paths)
         self.input = config.input
         self.keep_text = keep_text
         self._read: dict[InputRange, list[InputRecord]] = {}  # prepared, not yet encoded
@@ -71,7 +76,7 @@ class RangeWorker:
         records, blank_lines = read_range(part, self.input.text_field, self.input.id_field)
         self._read[part] = records
         usable = np.flatnonzero([record.reason is None for record in records])
-        prepared = self.guard.prepare([records[i].text for i in usable])
+        prepared = self.guard.prepare([records[i].text for i in usable], self.stored)
         full = {}
         for name, values in prepared.items():
             full[name] = np.zeros((len(records), *values.shape[1:]), dtype=values.dtype)
@@ -96,6 +101,13 @@ class RangeWorker:
             encode_lines([row for row, k in zip(rows, keep) if k]),
             encode_lines([row for row, k in zip(rows, keep) if not k]),
         )
+
+
+def stored_stack(paths: list[str]):
+    """The ``SegmentStack`` of the store segments in ``paths`` (``Store.segment_paths``)."""
+    from guard.dedup.segments import Segment, SegmentStack
+
+    return SegmentStack([Segment.load(Path(path)) for path in paths], merge=False)
 
 
 def _record_columns(records: list[InputRecord], keep_text: bool) -> dict[str, list]:
@@ -157,7 +169,6 @@ class RayEngine:
         range_bytes: bytes of input per range.
         address: the Ray cluster to join (``ray.init(address=...)``); None starts a local one
             of ``workers`` CPUs unless Ray is already initialised.
-        keep_text: whether the driver needs the texts (``Guard`` has a check that reads them).
     """
 
     def __init__(
@@ -166,12 +177,17 @@ class RayEngine:
         workers: int = 2,
         range_bytes: int = RANGE_BYTES,
         address: str | None = None,
-        keep_text: bool = False,
     ):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
-        self.config, self.workers, self.range_bytes = config, workers, range_bytes
-        self.address, self.keep_text = address, keep_text
+        self.config, self.workers, self.range_bytes, self.address = config, workers, range_bytes, address
+
+    def loop_for(self, guard):
+        """``run`` for ``guard``'s run (``Guard.filter`` calls it after opening the run): the
+        workers search the store's segments as the run sees them, and send the texts when a
+        check of ``guard`` reads them."""
+        stored = [str(path) for path in guard.store.segment_paths] if guard.store is not None else []
+        return partial(self.run, stored_paths=stored, keep_text=guard.reads_text())
 
     def run(
         self,
@@ -185,17 +201,22 @@ class RayEngine:
         batch_size: int,
         on_batch=None,
         on_file_done=None,
+        stored_paths: list[str] = (),
+        keep_text: bool = False,
     ) -> None:
         """``guard.io.file_loop.run_file_loop`` on Ray: the same waves, annotations, callbacks
         and output bytes. ``annotate(records, prepared)`` decides a wave; ``kept`` and
-        ``rejected`` are JSON Lines writers (``write_encoded``)."""
+        ``rejected`` are JSON Lines writers (``write_encoded``); ``stored_paths`` and
+        ``keep_text``: as for ``RangeWorker`` (``loop_for`` sets them)."""
         import ray
 
         if not ray.is_initialized():
             ray.init(address=self.address, num_cpus=None if self.address else self.workers,
                      include_dashboard=False, log_to_driver=False)  # fmt: skip
         worker_class = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(RangeWorker)
-        actors = [worker_class.remote(self.config, self.keep_text) for _ in range(self.workers)]
+        actors = [
+            worker_class.remote(self.config, keep_text, list(stored_paths)) for _ in range(self.workers)
+        ]
         inputs = list(inputs)
         ranges = input_ranges(inputs, self.range_bytes)
         calls = (actors[i % len(actors)].prepare.remote(part) for i, part in enumerate(ranges))
@@ -293,8 +314,3 @@ def _append(encoded: tuple[bytes, bytes], kept, rejected) -> None:
     kept.write_encoded(kept_lines)
     if rejected is not None:
         rejected.write_encoded(rejected_lines)
-
-
-def ray_engine_for(guard, workers: int, address: str | None = None) -> RayEngine:
-    """The engine for ``guard``'s config; the driver gets the texts when a check reads them."""
-    return RayEngine(guard.config, workers, address=address, keep_text=guard.reads_text())
