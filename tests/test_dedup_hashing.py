@@ -10,7 +10,117 @@ from guard.dedup.hashing import (
     span_hashes,
     text_signatures,
 )
-from guard.text import normalize_batch
+from guard.text import normalize_batch, shingle_spans
+
+# -- NumPy uint32 reference of the compiled kernels (the implementation they replaced; stores
+# on disk hold signatures, so the kernels must reproduce it bit for bit) -----------------------
+
+_U32 = np.uint32
+
+
+def _ref_fmix32(values: np.ndarray) -> np.ndarray:
+    values ^= values >> _U32(16)
+    values *= _U32(0x85EBCA6B)
+    values ^= values >> _U32(13)
+    values *= _U32(0xC2B2AE35)
+    values ^= values >> _U32(16)
+    return values
+
+
+def _ref_span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(n_spans,) uint32: polynomial prefix-sum hash of each span, length mixed in, fmix32."""
+    n = len(values)
+    powers = np.full(n + 1, 0x01000193, dtype=_U32)
+    powers[0] = 1
+    np.cumprod(powers, out=powers)
+    inverse = np.full(n + 1, pow(0x01000193, -1, 2**32), dtype=_U32)
+    inverse[0] = 1
+    np.cumprod(inverse, out=inverse)
+    prefix = np.zeros(n + 1, dtype=_U32)
+    np.cumsum(values * powers[:n], dtype=_U32, out=prefix[1:])
+    hashes = prefix[ends]
+    hashes -= prefix[starts]
+    hashes *= inverse[starts]
+    hashes ^= (ends - starts).astype(_U32) * _U32(0x9E3779B9)
+    return _ref_fmix32(hashes)
+
+
+def _ref_signatures(multipliers: np.ndarray, hashes: np.ndarray, text_index: np.ndarray, n_texts: int):
+    """(n_texts, num_perm) uint32: minimum of ``multipliers * hash`` over each text's shingles."""
+    minima = np.full((n_texts, len(multipliers)), 2**32 - 1, dtype=_U32)
+    np.minimum.at(minima, text_index, (multipliers[None, :] * hashes[:, None]).astype(_U32))
+    return minima
+
+
+def _ref_band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    weights = np.random.default_rng(rows).integers(0, 2**32, size=rows, dtype=_U32) | _U32(1)
+    grouped = signatures[:, : bands * rows].reshape(len(signatures), bands, rows)
+    return _ref_fmix32((grouped * weights).sum(axis=2, dtype=_U32))
+
+
+def _random_text(rng) -> str:
+    """One character (a single shingle), one word, short (char-shingled), CJK, or long texts
+    with repeated words. (The filter never shingles an empty text: it is rejected first;
+    texts with no shingle and empty spans are covered at the kernel level.)"""
+    kind = rng.integers(6)
+    words = [f"w{rng.integers(30)}" for _ in range(rng.integers(1, 60))]
+    if kind == 0:
+        return "x"
+    if kind == 1:
+        return words[0]
+    if kind == 2:
+        return " ".join(words[:4])
+    if kind == 3:
+        return "".join(chr(0x4E00 + int(c)) for c in rng.integers(0, 50, size=rng.integers(1, 40)))
+    if kind == 4:
+        return "é " + " ".join(words)
+    return " ".join(words)
+
+
+def test_compiled_span_hashes_equal_the_numpy_reference():
+    rng = np.random.default_rng(11)
+    for dtype in (np.uint8, np.uint32):
+        values = rng.integers(0, np.iinfo(dtype).max, size=5000, dtype=dtype, endpoint=True)
+        starts = rng.integers(0, 5001, size=3000)
+        ends = np.minimum(starts + rng.integers(0, 40, size=3000), 5000)  # empty spans included
+        expected = _ref_span_hashes(values, starts, ends)
+        np.testing.assert_array_equal(span_hashes(values, starts, ends), expected)
+
+
+def test_compiled_signatures_equal_the_numpy_reference():
+    rng = np.random.default_rng(12)
+    hasher = MinHasher(96, seed=4)
+    for n_texts in (0, 1, 7, 300):
+        # texts with no shingle, with one, with many; hashes cover the extremes of uint32
+        counts = rng.choice([0, 1, 2, 50], size=n_texts)
+        text_index = np.repeat(np.arange(n_texts), counts)
+        hashes = rng.integers(0, 2**32, size=len(text_index), dtype=np.uint32)
+        hashes[: min(2, len(hashes))] = [0, 2**32 - 1][: min(2, len(hashes))]
+        np.testing.assert_array_equal(
+            hasher.signatures(hashes, text_index, n_texts),
+            _ref_signatures(hasher.multipliers, hashes, text_index, n_texts),
+        )
+
+
+def test_compiled_text_signatures_equal_the_numpy_reference():
+    rng = np.random.default_rng(13)
+    batch = normalize_batch([_random_text(rng) for _ in range(400)])
+    hasher = MinHasher(64, seed=9)
+    spans = shingle_spans(batch, word_k=3, char_k=5, min_words=10)
+    hashes = _ref_span_hashes(spans.data, spans.starts, spans.ends)
+    reference = _ref_signatures(hasher.multipliers, hashes, spans.text_index, len(batch))
+    np.testing.assert_array_equal(text_signatures(batch, hasher, 3, 5, 10), reference)
+    np.testing.assert_array_equal(hasher.span_signatures(spans, len(batch)), reference)
+
+
+def test_compiled_band_keys_equal_the_numpy_reference():
+    rng = np.random.default_rng(14)
+    signatures = rng.integers(0, 2**32, size=(500, 128), dtype=np.uint32)
+    for bands, rows in ((30, 4), (1, 1), (16, 8), (5, 7)):
+        np.testing.assert_array_equal(
+            band_keys(signatures, bands, rows), _ref_band_keys(signatures, bands, rows)
+        )
+    assert band_keys(signatures[:0], 30, 4).shape == (0, 30)
 
 
 def test_equal_spans_hash_equal_anywhere():
@@ -62,7 +172,6 @@ def test_signatures_do_not_depend_on_batching_or_chunking(monkeypatch):
     hasher = MinHasher(64, seed=3)
     together = text_signatures(normalize_batch(texts), hasher, 3, 5, 10)
     monkeypatch.setattr(hashing, "CHUNK_CHARS", 50)
-    monkeypatch.setattr(hashing, "SHINGLE_BLOCK", 7)
     apart = text_signatures(normalize_batch(texts), hasher, 3, 5, 10)
     np.testing.assert_array_equal(together, apart)
 

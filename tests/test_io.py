@@ -2,6 +2,8 @@
 
 import csv
 import json
+import random
+import re
 import tracemalloc
 
 import pytest
@@ -10,7 +12,7 @@ from guard.errors import GuardError
 from guard.io import json_readers, table_writers
 from guard.io.durable import read_json_file, write_json_file
 from guard.io.readers import detect_format, iter_record_batches
-from guard.io.records import REASON_EMPTY, REASON_MALFORMED
+from guard.io.records import ORJSON_UNSAFE, REASON_EMPTY, REASON_MALFORMED, orjson_unsafe_bytes
 from guard.io.writers import open_writer
 
 HETEROGENEOUS_ROWS = [
@@ -539,3 +541,13 @@ def test_json_file_helpers_round_trip_and_name_the_path(tmp_path):
     with pytest.raises(ValueError):
         write_json_file(path, {"a": float("nan")}, allow_nan=False)  # strict JSON refuses nan
     assert read_json_file(path, missing="gone", what="a state file") == {"a": [1, 2.5]}  # unchanged
+
+
+def test_orjson_unsafe_bytes_matches_the_regular_expression():
+    pattern = re.compile(ORJSON_UNSAFE.encode())
+    rng = random.Random(3)
+    alphabet = b'0123456789 NaInfity"{}:,\xd9\xa0\xef\xbc\x91'  # and bytes of non-ASCII digits
+    lines = [b"", b"NaN", b"Infinity", b"1" * 19, b"1" * 20, b'{"id": 12345678901234567890}']
+    lines += [bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(20_000)]
+    for line in lines:
+        assert orjson_unsafe_bytes(line) == bool(pattern.search(line)), line

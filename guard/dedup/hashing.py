@@ -1,8 +1,11 @@
-"""Vectorised 64-bit hashing: shingle hashes, MinHash signatures, LSH bands.
+"""Hashing for dedup: shingle hashes, MinHash signatures, LSH bands.
 
-All arithmetic is NumPy uint32 and wraps modulo 2**32 on purpose.
+The loops are compiled with numba (``cache=True``: compiled once per machine, then loaded from
+``__pycache__``). All arithmetic wraps modulo 2**32 on purpose; the kernels compute in uint64
+and keep the low 32 bits (tests/test_dedup_hashing.py checks them against a NumPy uint32
+reference, bit for bit).
 
-- Shingle hashes are 32-bit polynomial hashes of spans of one code-point array, read off a
+- Shingle hashes are 32-bit polynomial hashes of spans of one byte array, read off a
   prefix sum in O(1) per span, then passed through the murmur3 finaliser.
 - A MinHash "permutation" is multiplication of a shingle's 32-bit hash by a random odd
   32-bit constant, a bijection of the 32-bit space; the estimator's bias and spread match
@@ -16,31 +19,32 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numba import njit
 from xxhash import xxh3_64_intdigest
 
-from guard.text import shingle_spans
+from guard.text import ShingleSpans, shingle_spans
 
-_U32 = np.uint32
-_GOLDEN32 = _U32(0x9E3779B9)
-_FMIX1 = _U32(0x85EBCA6B)
-_FMIX2 = _U32(0xC2B2AE35)
-_BASE = 0x01000193  # odd, so invertible modulo 2**32
-_BASE_INV = pow(_BASE, -1, 2**32)
+# Constants of the compiled kernels, uint64 so that numba keeps every operation unsigned
+# (uint64 with int64 would give float64); products are truncated to 32 bits with _MASK32.
+_U64 = np.uint64
+_GOLDEN32 = _U64(0x9E3779B9)
+_FMIX1 = _U64(0x85EBCA6B)
+_FMIX2 = _U64(0xC2B2AE35)
+_MASK32 = _U64(0xFFFFFFFF)
+_BASE = _U64(0x01000193)  # odd, so invertible modulo 2**32
+_BASE_INV = _U64(pow(0x01000193, -1, 2**32))
+_S13, _S16 = _U64(13), _U64(16)
 
-# Shingles multiplied per block when computing signatures: a (num_perm, block) uint32
-# array of 2 MB at 128 permutations, which stays in cache (measured fastest here).
-SHINGLE_BLOCK = 4096
 
-
-def fmix32(values: np.ndarray) -> np.ndarray:
-    """The murmur3 32-bit finaliser, in place on a uint32 array: a bijection that spreads
-    every input bit over the output."""
-    values ^= values >> _U32(16)
-    values *= _FMIX1
-    values ^= values >> _U32(13)
-    values *= _FMIX2
-    values ^= values >> _U32(16)
-    return values
+@njit(cache=True, nogil=True, inline="always")
+def _fmix32(value):
+    """The murmur3 32-bit finaliser of one value below 2**32 (given as uint64): a bijection
+    that spreads every input bit over the output; returns uint64 below 2**32."""
+    value ^= value >> _S16
+    value = (value * _FMIX1) & _MASK32
+    value ^= value >> _S13
+    value = (value * _FMIX2) & _MASK32
+    return value ^ (value >> _S16)
 
 
 def key_hash(key: bytes) -> int:
@@ -49,41 +53,78 @@ def key_hash(key: bytes) -> int:
     return xxh3_64_intdigest(key)
 
 
+@njit(cache=True, nogil=True)
+def _prefix_hashes(values):
+    """(prefix, inverse_powers): (n + 1,) uint64 arrays below 2**32 for the (n,) unsigned
+    ``values``: ``prefix[i]`` = sum of ``values[j] * BASE**j`` over j < i, and
+    ``inverse_powers[i]`` = BASE**-i, both modulo 2**32."""
+    n = values.shape[0]
+    prefix = np.empty(n + 1, dtype=np.uint64)
+    inverse = np.empty(n + 1, dtype=np.uint64)
+    prefix[0] = 0
+    inverse[0] = 1
+    power = _U64(1)
+    for i in range(n):
+        prefix[i + 1] = (prefix[i] + _U64(values[i]) * power) & _MASK32
+        power = (power * _BASE) & _MASK32
+        inverse[i + 1] = (inverse[i] * _BASE_INV) & _MASK32
+    return prefix, inverse
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _span_hash(prefix, inverse, start, end):
+    """The uint64 (below 2**32) hash of the span [start, end) read off ``_prefix_hashes``."""
+    h = ((prefix[end] - prefix[start]) * inverse[start]) & _MASK32
+    return _fmix32(h ^ ((_U64(end - start) * _GOLDEN32) & _MASK32))
+
+
+@njit(cache=True, nogil=True)
+def _span_hashes(values, starts, ends):
+    """(n_spans,) uint32 hashes of the spans [starts[i], ends[i]) of ``values``."""
+    prefix, inverse = _prefix_hashes(values)
+    out = np.empty(starts.shape[0], dtype=np.uint32)
+    for i in range(starts.shape[0]):
+        out[i] = _span_hash(prefix, inverse, starts[i], ends[i])
+    return out
+
+
 def span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """(n_spans,) uint32 hashes of the spans ``values[starts[i]:ends[i]]`` of an array of
-    unsigned integers (UTF-8 bytes here).
+    unsigned integers (UTF-8 bytes here); ``starts``, ``ends``: (n_spans,) int64.
 
     A polynomial hash modulo 2**32 read off one prefix sum, with the span length mixed in and
     the murmur3 finaliser on top. Equal spans anywhere in ``values`` get equal hashes. 32 bits
     are all MinHash uses; two distinct shingles collide with probability ~2**-32.
     """
-    n = len(values)
-    powers, inverse_powers = _powers(n + 1)
-    prefix = np.zeros(n + 1, dtype=_U32)
-    np.cumsum(values * powers[:n], dtype=_U32, out=prefix[1:])
-    hashes = prefix[ends]
-    hashes -= prefix[starts]
-    hashes *= inverse_powers[starts]
-    hashes ^= (ends - starts).astype(_U32) * _GOLDEN32
-    return fmix32(hashes)
+    return _span_hashes(values, starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False))
 
 
-@lru_cache(maxsize=4)
-def _powers_cached(size: int) -> tuple[np.ndarray, np.ndarray]:
-    powers = np.full(size, _BASE, dtype=_U32)
-    powers[0] = 1
-    np.cumprod(powers, out=powers)
-    inverse = np.full(size, _BASE_INV, dtype=_U32)
-    inverse[0] = 1
-    np.cumprod(inverse, out=inverse)
-    return powers, inverse
+@njit(cache=True, nogil=True, inline="always")
+def _take_minimum(row, multipliers, shingle_hash):
+    """``row[p] = min(row[p], multipliers[p] * shingle_hash mod 2**32)`` for every
+    permutation p; ``row``, ``multipliers``: (num_perm,) uint32, ``shingle_hash``: uint32.
+    (The product is typed uint64; LLVM narrows it to a vectorised 32-bit multiply.)"""
+    for p in range(row.shape[0]):
+        row[p] = min(row[p], np.uint32(multipliers[p] * shingle_hash))
 
 
-def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """BASE**i and BASE**-i modulo 2**32 for i < size; sizes are rounded up to a power of
-    two so that consecutive batches reuse the cached arrays."""
-    rounded = 1 << max(size - 1, 1).bit_length()
-    return _powers_cached(rounded)
+@njit(cache=True, nogil=True)
+def _hash_signatures(shingle_hashes, text_index, multipliers, out):
+    """Take each (n_shingles,) uint32 shingle hash into row ``text_index[i]`` of ``out``
+    ((n_texts, num_perm) uint32)."""
+    for i in range(shingle_hashes.shape[0]):
+        _take_minimum(out[text_index[i]], multipliers, shingle_hashes[i])
+
+
+@njit(cache=True, nogil=True)
+def _span_signatures(values, starts, ends, text_index, multipliers, out):
+    """``_hash_signatures`` of the span hashes of ``values`` (``span_hashes``), each hash
+    taken into its text's row as it is computed: no array of hashes."""
+    prefix, inverse = _prefix_hashes(values)
+    for i in range(starts.shape[0]):
+        _take_minimum(
+            out[text_index[i]], multipliers, np.uint32(_span_hash(prefix, inverse, starts[i], ends[i]))
+        )
 
 
 class MinHasher:
@@ -91,8 +132,8 @@ class MinHasher:
 
     Each of the ``num_perm`` permutations maps a shingle's 32-bit hash ``x`` to
     ``a * x mod 2**32`` for a random odd ``a`` (a bijection); a signature entry is the
-    minimum over the text's shingles. The products are formed block by block as a
-    (num_perm, block) array and reduced per text with ``np.minimum.reduceat``.
+    minimum over the text's shingles. A compiled loop (numba) takes, shingle by shingle,
+    the minimum into the text's signature row.
 
     Args:
         num_perm: signature length (number of permutations).
@@ -107,27 +148,28 @@ class MinHasher:
         rng = np.random.default_rng(seed)
         self.multipliers = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32) | np.uint32(1)
 
+    def _empty(self, n_texts: int) -> np.ndarray:
+        """(n_texts, num_perm) uint32 all 0xFFFFFFFF: the signature of no shingle."""
+        return np.full((n_texts, self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+
     def signatures(self, shingle_hashes: np.ndarray, text_index: np.ndarray, n_texts: int):
         """(n_texts, num_perm) uint32 signatures.
 
         Args:
-            shingle_hashes: (n_shingles,) uint32 from ``span_hashes``; shingles of one text
-                contiguous.
-            text_index: (n_shingles,) non-decreasing index of each shingle's text.
+            shingle_hashes: (n_shingles,) uint32 from ``span_hashes``.
+            text_index: (n_shingles,) int64 index of each shingle's text, in any order.
             n_texts: number of texts; a text with no shingle gets an all-0xFFFFFFFF row.
         """
-        minima = np.full((n_texts, self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
-        product = np.empty((self.num_perm, SHINGLE_BLOCK), dtype=np.uint32)
-        for lo in range(0, len(shingle_hashes), SHINGLE_BLOCK):
-            block = shingle_hashes[lo : lo + SHINGLE_BLOCK]
-            block_texts = text_index[lo : lo + SHINGLE_BLOCK]
-            out = product[:, : len(block)]
-            np.multiply(self.multipliers[:, None], block[None, :], out=out)
-            firsts = np.flatnonzero(np.concatenate(([True], block_texts[1:] != block_texts[:-1])))
-            texts = block_texts[firsts]
-            block_minima = np.minimum.reduceat(out, firsts, axis=1).T
-            minima[texts] = np.minimum(minima[texts], block_minima)
-        return minima
+        out = self._empty(n_texts)
+        _hash_signatures(shingle_hashes, text_index.astype(np.int64, copy=False), self.multipliers, out)
+        return out
+
+    def span_signatures(self, spans: ShingleSpans, n_texts: int) -> np.ndarray:
+        """(n_texts, num_perm) uint32 signatures of the shingles of ``spans`` (hashed as
+        ``span_hashes`` does, without storing the hashes)."""
+        out = self._empty(n_texts)
+        _span_signatures(spans.data, spans.starts, spans.ends, spans.text_index, self.multipliers, out)
+        return out
 
 
 def estimated_jaccard(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -160,17 +202,32 @@ def candidate_probability(similarity: float, bands: int, rows: int) -> float:
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(n_texts, bands) uint32 key of each band of ``rows`` consecutive signature entries."""
-    n = signatures.shape[0]
-    grouped = signatures[:, : bands * rows].reshape(n, bands, rows)
-    return fmix32((grouped * _row_weights(rows)).sum(axis=2, dtype=_U32))
+    """(n_texts, bands) uint32 key of each band of ``rows`` consecutive entries of the
+    (n_texts, >= bands * rows) uint32 ``signatures``: the murmur3 finaliser of the sum
+    modulo 2**32 of the band's entries times random odd weights."""
+    out = np.empty((signatures.shape[0], bands), dtype=np.uint32)
+    _band_keys(signatures, _row_weights(rows), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _band_keys(signatures, weights, out):
+    """Fill ``out`` ((n, bands) uint32) from ``signatures`` ((n, >= bands * rows) uint32)
+    and the (rows,) uint64 ``weights``."""
+    rows = weights.shape[0]
+    for i in range(out.shape[0]):
+        for band in range(out.shape[1]):
+            total = _U64(0)
+            for r in range(rows):
+                total += _U64(signatures[i, band * rows + r]) * weights[r]
+            out[i, band] = _fmix32(total & _MASK32)
 
 
 @lru_cache(maxsize=8)
 def _row_weights(rows: int) -> np.ndarray:
-    """(rows,) random odd uint32 weights that combine a band's rows into one key."""
+    """(rows,) random odd weights below 2**32 (uint64) that combine a band's rows into one key."""
     rng = np.random.default_rng(rows)
-    return rng.integers(0, 2**32, size=rows, dtype=np.uint32) | _U32(1)
+    return (rng.integers(0, 2**32, size=rows, dtype=np.uint32) | np.uint32(1)).astype(np.uint64)
 
 
 # Characters hashed per chunk: keeps the prefix-sum and power arrays of one chunk in cache.
@@ -187,7 +244,6 @@ def text_signatures(batch, hasher: MinHasher, word_k: int, char_k: int, min_word
     while lo < len(batch):
         hi = max(int(np.searchsorted(ends, batch.starts[lo] + CHUNK_CHARS, side="right")), lo + 1)
         spans = shingle_spans(batch.slice(lo, hi), word_k=word_k, char_k=char_k, min_words=min_words)
-        hashes = span_hashes(spans.data, spans.starts, spans.ends)
-        result[lo:hi] = hasher.signatures(hashes, spans.text_index, hi - lo)
+        result[lo:hi] = hasher.span_signatures(spans, hi - lo)
         lo = hi
     return result

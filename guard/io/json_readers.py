@@ -13,7 +13,6 @@ from guard.errors import GuardError
 from guard.io.compression import open_binary
 from guard.io.records import (
     BLANK,
-    ORJSON_UNSAFE_BYTES,
     ORJSON_UNSAFE_TEXT,
     InputRecord,
     RecordBuilder,
@@ -21,6 +20,7 @@ from guard.io.records import (
     bad_utf8_problem,
     json_error,
     json_kind,
+    orjson_unsafe_bytes,
     os_errors_as_guard_errors,
     readable_raw,
     unparsed_record,
@@ -73,7 +73,7 @@ def _jsonl_record(line: bytes, location: str, build: RecordBuilder) -> InputReco
     that line, and what orjson refuses (escaped lone surrogates, and real errors), goes
     through the standard library, which keeps every value exactly and words the errors."""
     value = None
-    if not ORJSON_UNSAFE_BYTES.search(line):
+    if not orjson_unsafe_bytes(line):
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError:

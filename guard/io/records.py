@@ -22,7 +22,16 @@ BLANK = None  # what a reader yields for a blank line: counted, not a record
 # when read, written as null). Text that may hold one is read and written by the standard library.
 ORJSON_UNSAFE = r"\d{20}|NaN|Infinity"
 ORJSON_UNSAFE_TEXT = re.compile(ORJSON_UNSAFE)
-ORJSON_UNSAFE_BYTES = re.compile(ORJSON_UNSAFE.encode())
+# Every ASCII digit to "0", every other byte to ".": a run of 20 digits becomes 20 zeros.
+_DIGITS_AS_ZEROS = bytes(48 if 48 <= b <= 57 else 46 for b in range(256))
+_TWENTY_DIGITS = b"0" * 20
+
+
+def orjson_unsafe_bytes(line: bytes) -> bool:
+    """Whether UTF-8 JSON text matches ``ORJSON_UNSAFE`` (for bytes, ``\\d`` is an ASCII
+    digit). Substring tests and one ``bytes.translate``: ~7x faster than the regular
+    expression on JSONL lines of ~900 bytes."""
+    return b"NaN" in line or b"Infinity" in line or _TWENTY_DIGITS in line.translate(_DIGITS_AS_ZEROS)
 
 
 class StdlibJsonFields(dict):
