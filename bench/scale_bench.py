@@ -149,7 +149,7 @@ def ray_costs(source: Path) -> dict:
     from guard.scale.ranges import input_ranges
     from guard.scale.ray_engine import RANGE_BYTES, RangeWorker
 
-    worker = RangeWorker(load_config(LEXICAL), keep_text=False)
+    worker = RangeWorker(load_config(LEXICAL), keep_text=False, stored_paths=[])
     sent = returned = records = 0
     for part in input_ranges([source], RANGE_BYTES):
         result = worker.prepare(part)
