@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 
 from guard.config import NearConfig
 
@@ -94,6 +95,27 @@ def _write_batch(batch, counts, dedup, kept_out, rejected_out) -> None:
         kept_out.write("\n".join(kept_lines) + "\n")
     if rejected_lines:
         rejected_out.write("\n".join(rejected_lines) + "\n")
+
+
+@dataclass(frozen=True)
+class NearSettings:
+    """guard's near-duplicate settings as a baseline takes them (defaults: guard's)."""
+
+    threshold: float = NearConfig().threshold
+    num_perm: int = NearConfig().num_perm
+    weights: tuple[float, float] = (NearConfig().false_positive_weight, NearConfig().false_negative_weight)
+    word_k: int = NearConfig().word_ngram
+    char_k: int = NearConfig().char_ngram
+    min_words: int = NearConfig().min_words
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> NearSettings:
+        """The settings ``parse_args`` read."""
+        return cls(args.threshold, args.num_perm, tuple(args.weights), args.word_ngram, args.char_ngram,
+                   args.min_words)  # fmt: skip
+
+
+GUARD_SETTINGS = NearSettings()
 
 
 def parse_args(description: str, argv: list[str] | None, lsh: bool = False) -> argparse.Namespace:

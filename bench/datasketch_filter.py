@@ -21,10 +21,9 @@ import hashlib
 import sys
 import time
 
-from baseline_filter_io import parse_args, run, shingles
+from baseline_filter_io import GUARD_SETTINGS, NearSettings, parse_args, run, shingles
 from datasketch import MinHash, MinHashLSH
 
-from guard.config import NearConfig
 from guard.text import normalize
 
 
@@ -35,19 +34,10 @@ class DatasketchDedup:
     a duplicate) and remembers the records that were neither.
     """
 
-    def __init__(
-        self,
-        threshold: float = NearConfig().threshold,
-        num_perm: int = NearConfig().num_perm,
-        weights: tuple[float, float] = (
-            NearConfig().false_positive_weight, NearConfig().false_negative_weight,
-        ),
-        word_k: int = NearConfig().word_ngram,
-        char_k: int = NearConfig().char_ngram,
-        min_words: int = NearConfig().min_words,
-    ):  # fmt: skip
+    def __init__(self, settings: NearSettings = GUARD_SETTINGS):
+        threshold, num_perm, weights = settings.threshold, settings.num_perm, settings.weights
         self.threshold = threshold
-        self.word_k, self.char_k, self.min_words = word_k, char_k, min_words
+        self.word_k, self.char_k, self.min_words = settings.word_k, settings.char_k, settings.min_words
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
         # One MinHash built once; copies share its permutations (what MinHash.bulk does).
         self.template = MinHash(num_perm=num_perm)
@@ -90,10 +80,7 @@ class DatasketchDedup:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv)
     start = time.perf_counter()
-    dedup = DatasketchDedup(
-        args.threshold, args.num_perm, tuple(args.weights), args.word_ngram, args.char_ngram,
-        args.min_words,
-    )  # fmt: skip
+    dedup = DatasketchDedup(NearSettings.from_args(args))
     return run("datasketch", args, dedup, (dedup.lsh.b, dedup.lsh.r), start)
 
 

@@ -25,7 +25,7 @@ import sys
 import time
 
 import numpy as np
-from baseline_filter_io import parse_args, run, shingles
+from baseline_filter_io import GUARD_SETTINGS, NearSettings, parse_args, run, shingles
 from rensa import RMinHash
 
 from guard.config import NearConfig
@@ -41,19 +41,13 @@ class RensaDedup:
 
     def __init__(
         self,
-        threshold: float = NearConfig().threshold,
-        num_perm: int = NearConfig().num_perm,
-        weights: tuple[float, float] = (
-            NearConfig().false_positive_weight, NearConfig().false_negative_weight,
-        ),
-        word_k: int = NearConfig().word_ngram,
-        char_k: int = NearConfig().char_ngram,
-        min_words: int = NearConfig().min_words,
+        settings: NearSettings = GUARD_SETTINGS,
         seed: int = NearConfig().seed,
         lsh: tuple[int, int] | None = None,
-    ):  # fmt: skip
+    ):
+        threshold, num_perm, weights = settings.threshold, settings.num_perm, settings.weights
         self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
-        self.word_k, self.char_k, self.min_words = word_k, char_k, min_words
+        self.word_k, self.char_k, self.min_words = settings.word_k, settings.char_k, settings.min_words
         if lsh is None:
             from guard.dedup.hashing import lsh_params
 
@@ -118,10 +112,7 @@ class RensaDedup:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv, lsh=True)
     start = time.perf_counter()
-    dedup = RensaDedup(
-        args.threshold, args.num_perm, tuple(args.weights), args.word_ngram, args.char_ngram,
-        args.min_words, lsh=tuple(args.lsh) if args.lsh else None,
-    )  # fmt: skip
+    dedup = RensaDedup(NearSettings.from_args(args), lsh=tuple(args.lsh) if args.lsh else None)
     return run("rensa", args, dedup, (dedup.bands, dedup.rows), start)
 
 
