@@ -81,3 +81,27 @@ def test_a_run_peaks_within_one_and_a_half_times_its_segments():
     finally:
         tracemalloc.stop()
     assert len(stack) == 40 * 2100
+
+
+def test_the_key_filter_changes_no_band_match():
+    """A segment big enough for its key filter finds the same (query, row) pairs with it as
+    without it: planted shared keys in every band, and random keys that miss."""
+    from guard.dedup.segments import KeyFilter, QueryKeys, Segment
+
+    rng = np.random.default_rng(1)
+    n = KeyFilter.MIN_RECORDS * 2
+    bands = rng.integers(0, 2**32, size=(n, 30), dtype=np.uint32)
+    segment = Segment.build(
+        [str(i) for i in range(n)], rng.integers(0, 2**63, size=n, dtype=np.uint64),
+        rng.integers(0, 2**32, size=(n, 8), dtype=np.uint32), bands,
+    )  # fmt: skip
+    queries = rng.integers(0, 2**32, size=(3000, 30), dtype=np.uint32)
+    queries[::7] = bands[rng.integers(0, n, size=len(queries[::7]))]  # every band shared
+    queries[1::9, 3] = bands[rng.integers(0, n, size=len(queries[1::9])), 3]  # one band shared
+    keys = QueryKeys.of(queries)
+    assert segment.key_filter is not None
+    filtered = segment.band_matches(keys)
+    segment.__dict__["key_filter"] = None  # the cached filter off: a plain binary search
+    plain = segment.band_matches(keys)
+    assert len(plain[0]) > 400
+    assert np.array_equal(filtered[0], plain[0]) and np.array_equal(filtered[1], plain[1])

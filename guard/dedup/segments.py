@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,43 @@ class QueryKeys:
         """From (m, n_bands) uint32 band keys."""
         order = np.argsort(keys, axis=0, kind="stable")
         return cls(np.take_along_axis(keys, order, axis=0), order)
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """Which band keys a segment may hold: per band, a bitset indexed by a key's top ``bits``
+    bits (band keys are murmur-mixed, so uniform), with 16-32 bits per record: a key the segment
+    lacks passes with probability ~3-6 %, one it holds always. Most band keys of a new record
+    are in no segment, and a bit test costs one memory read where a binary search costs ~20.
+
+    Attributes:
+        bits: log2 of the bits per band.
+        sets: (bands, 2**bits / 8) uint8.
+    """
+
+    MIN_RECORDS = 1 << 16
+
+    bits: int
+    sets: np.ndarray
+
+    @classmethod
+    def of(cls, band_keys: np.ndarray) -> KeyFilter:
+        """From (bands, n) uint32 band keys."""
+        bits = max(int(band_keys.shape[1] * 16 - 1).bit_length(), 3)
+        sets = np.empty((band_keys.shape[0], 1 << (bits - 3)), dtype=np.uint8)
+        present = np.empty(1 << bits, dtype=bool)
+        for band, keys in enumerate(band_keys):
+            present[:] = False
+            present[np.asarray(keys) >> np.uint32(32 - bits)] = True
+            sets[band] = np.packbits(present, bitorder="little")
+        return cls(bits, sets)
+
+    def may_hold(self, band: int, keys: np.ndarray) -> np.ndarray:
+        """(k,) int64 positions of the (m,) uint32 ``keys`` whose bit is set in ``band``."""
+        index = keys >> np.uint32(32 - self.bits)
+        return np.flatnonzero(
+            (self.sets[band][index >> np.uint32(3)] >> (index & np.uint32(7)).astype(np.uint8)) & 1
+        )
 
 
 @dataclass(frozen=True)
@@ -215,19 +253,30 @@ class Segment:
         rows[found] = self.exact_rows[left[found]]
         return rows
 
+    @cached_property
+    def key_filter(self) -> KeyFilter | None:
+        """The band keys' membership filter, for segments of at least ``KeyFilter.MIN_RECORDS``
+        (built at the first search: ~0.3 s and 2-4 MB per band per million records, 60-120 bytes
+        a record at 30 bands)."""
+        return KeyFilter.of(self.band_keys) if self.n >= KeyFilter.MIN_RECORDS else None
+
     def band_matches(self, query_keys: QueryKeys) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (query, row) sharing at least one band key, each pair once, sorted by query
-        then row."""
+        then row. Only the query keys the segment's ``key_filter`` may hold are searched for."""
         queries, rows = [], []
+        key_filter = self.key_filter
         for band in range(self.band_keys.shape[0]):
             sorted_keys = self.band_keys[band]
             wanted = query_keys.sorted[:, band]
-            left = np.searchsorted(sorted_keys, wanted, side="left")
-            found = np.flatnonzero(left < self.n)
-            found = found[sorted_keys[left[found]] == wanted[found]]
+            found = np.arange(len(wanted)) if key_filter is None else key_filter.may_hold(band, wanted)
+            left = np.searchsorted(sorted_keys, wanted[found], side="left")
+            inside = left < self.n
+            found, left = found[inside], left[inside]
+            equal = sorted_keys[left] == wanted[found]
+            found = found[equal]
             if not found.size:
                 continue
-            left = left[found]
+            left = left[equal]
             counts = np.searchsorted(sorted_keys, wanted[found], side="right") - left
             position = np.repeat(left - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
             queries.append(np.repeat(query_keys.order[found, band], counts))
