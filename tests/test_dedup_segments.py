@@ -86,7 +86,8 @@ def test_a_run_peaks_within_one_and_a_half_times_its_segments():
 def test_the_key_filter_changes_no_band_match():
     """A segment big enough for its key filter finds the same (query, row) pairs with it as
     without it: planted shared keys in every band, and random keys that miss."""
-    from guard.dedup.segments import KeyFilter, QueryKeys, Segment
+    from guard.dedup.band_search import KeyFilter, QueryKeys
+    from guard.dedup.segments import Segment
 
     rng = np.random.default_rng(1)
     n = KeyFilter.MIN_RECORDS * 2

@@ -18,9 +18,9 @@ from guard.dedup.exact import exact_hashes
 from guard.dedup.segments import Segment, SegmentStack
 from guard.dedup.store import Store
 from guard.filter.check import BatchContext, Check, scatter
+from guard.filter.columns import append_arrow_columns, row_problems
 from guard.filter.policy import decide
 from guard.filter.summary import IdTally, InputTally, Summary
-from guard.io.records import text_problem
 from guard.text import normalize_batch
 
 # The columns every record gets, whatever the checks; each check declares its own (``columns``:
@@ -369,14 +369,6 @@ class Guard:
         self.close()
 
 
-def row_problems(texts: list | None, text_field: str, n: int) -> list[tuple[str | None, str | None]]:
-    """(reason, problem) of each of n rows whose ``text_field`` values are ``texts`` (None: the
-    batch has no such column), by ``guard.io.records.text_problem``."""
-    if texts is None:
-        return [text_problem({}, text_field)] * n
-    return [text_problem({text_field: text}, text_field) for text in texts]
-
-
 def build_checks(config: GuardConfig, embedder=None, lm=None) -> list[Check]:
     """The checks ``config`` turns on, in the order they run: records the store holds,
     exact, near, semantic (also on when an ``embedder`` is given), machine. ``embedder`` and
@@ -407,22 +399,6 @@ def _check(name: str, on: bool, settings: dict | None = None, because: str | Non
     if on:
         return {"name": name, "on": True, "settings": settings}
     return {"name": name, "on": False, "off_because": because or f"{name}.enabled is false in the config"}
-
-
-def append_arrow_columns(table, columns: dict[str, list], types: dict[str, str]):
-    """``table`` (a pyarrow Table) with ``columns`` appended (replaced if present), each of the
-    Arrow type ``types`` names for it (``Guard.column_types``)."""
-    import pyarrow as pa
-
-    arrow_types = {
-        "string": pa.string(), "float64": pa.float64(), "bool": pa.bool_(),
-        "list<string>": pa.list_(pa.string()),
-    }  # fmt: skip
-    for name, values in columns.items():
-        if name in table.column_names:
-            table = table.drop_columns(name)
-        table = table.append_column(name, pa.array(values, type=arrow_types[types[name]]))
-    return table
 
 
 def _write_summary(summary: Summary, path) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from guard.config import GuardConfig, load_config
-from guard.filter.pipeline import Guard, append_arrow_columns, row_problems
+from guard.filter.columns import append_arrow_columns, row_problems
+from guard.filter.pipeline import Guard
 
 # Columns the workers add and the driver removes.
 _PREFIX = "_guard_prepared_"
