@@ -277,11 +277,20 @@ def shingle_spans(
     first = first_char[char_texts] + offset[by_char]
     last = first + char_k  # the character after the shingle, if inside the text
     inside = offset[by_char] + char_k < char_lengths[char_texts]
-    starts[by_char] = char_positions[first]
-    ends[by_char] = np.where(
-        inside, char_positions[np.minimum(last, len(char_positions) - 1)], text_ends[char_texts]
+    # An empty text's one shingle is the empty span at its end (it may be the batch's end).
+    starts[by_char] = np.where(
+        char_lengths[char_texts] > 0, _at(char_positions, first), text_ends[char_texts]
     )
+    ends[by_char] = np.where(inside, _at(char_positions, last), text_ends[char_texts])
     return ShingleSpans(data, starts, ends, text_index, char_mode)
+
+
+def _at(positions: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``positions[index]`` with indices past the end clipped to the last position (callers
+    replace those values); zeros when there are no positions."""
+    if not len(positions):
+        return np.zeros(len(index), dtype=np.int64)
+    return positions[np.minimum(index, len(positions) - 1)]
 
 
 def _mostly_unspaced(data: np.ndarray, text_starts: np.ndarray, char_lengths: np.ndarray):

@@ -112,3 +112,24 @@ def test_clean_undoes_disguises_but_keeps_case_and_punctuation():
 
     assert clean("Thе quiсk\u200b fox, ｊｕｍｐｓ!") == "The quick fox, jumps!"
     assert clean("Plain ASCII, untouched.") == "Plain ASCII, untouched."
+
+
+@pytest.mark.parametrize(
+    "texts", [["one two three four five six", ""], [""], ["", "é è"], ["日本語のテキスト", ""]]
+)
+def test_an_empty_text_anywhere_in_a_batch_is_one_empty_shingle(texts):
+    """An empty text (also the batch's last, where there is no character after it) gets one
+    empty span at its end; the other texts' spans are those they get alone."""
+    spans = shingle_spans(normalize_batch(texts), word_k=3, char_k=3, min_words=3)
+    batch = normalize_batch(texts)
+    for i, text in enumerate(texts):
+        mine = spans.text_index == i
+        if not text:
+            assert mine.sum() == 1
+            start, end = spans.starts[mine][0], spans.ends[mine][0]
+            assert start == end == batch.starts[i] + batch.lengths[i]
+        else:
+            alone = shingle_spans(normalize_batch([text]), word_k=3, char_k=3, min_words=3)
+            offset = batch.starts[i]
+            assert (spans.starts[mine] - offset).tolist() == alone.starts.tolist()
+            assert (spans.ends[mine] - offset).tolist() == alone.ends.tolist()
