@@ -236,8 +236,8 @@ CHUNK_CHARS = 1 << 17
 
 def text_signatures(batch, hasher: MinHasher, word_k: int, char_k: int, min_words: int) -> np.ndarray:
     """(len(batch), num_perm) uint32 MinHash signatures of a ``guard.text.NormalizedBatch``
-    of texts (an empty one is one empty shingle), shingled by ``guard.text.shingle_spans`` and hashed in chunks of
-    ~CHUNK_CHARS characters."""
+    of texts (an empty one is one empty shingle), shingled by ``guard.text.shingle_spans`` and
+    hashed in chunks of ~CHUNK_CHARS characters."""
     result = np.empty((len(batch), hasher.num_perm), dtype=np.uint32)
     ends = batch.starts + batch.lengths
     lo = 0
