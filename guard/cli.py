@@ -72,18 +72,11 @@ def _filter(args) -> int:
 
 
 def _engine(args, guard):
-    """None (this process) or the Ray engine ``--engine`` asks for; GuardError when the
-    outputs are not what it writes (JSON Lines files)."""
+    """None (this process) or the Ray engine ``--engine`` asks for."""
     if args.engine == "process":
         return None
-    from guard.io.readers import detect_format
     from guard.scale.ray_engine import RayEngine
 
-    for flag, path in (("--out", args.out), ("--rejected", args.rejected)):
-        if detect_format(path) != "jsonl" or str(path).endswith((".gz", ".bz2", ".zst")):
-            raise GuardError(f"{flag} {path}: --engine ray writes uncompressed JSON Lines (.jsonl)")
-    if args.shard_size is not None:
-        raise GuardError("--engine ray writes one file per output; leave out --shard-size")
     return RayEngine(guard.config, args.workers, address=args.ray_address)
 
 

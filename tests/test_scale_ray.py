@@ -244,3 +244,22 @@ def test_a_worker_killed_midway_is_restarted_and_the_output_is_the_same(tmp_path
     thread.join()
     assert killed and killed[0] < finished, "the run ended before a worker was killed"
     assert result == expected
+
+
+@pytest.mark.parametrize(("suffix", "shard_size"), [(".parquet", None), (".csv", None), (".jsonl", 70)])
+def test_ray_writes_other_formats_as_the_in_process_filter_does(
+    tmp_path, ray_cluster, inputs, suffix, shard_size
+):
+    """Parquet, CSV and folders of part files: the driver's writer gets the workers' rows."""
+    config = Guard(CONFIG).config
+    written = {}
+    for name, engine in (("process", None), ("ray", RayEngine(config, workers=2, range_bytes=5_000))):
+        out, rejected = tmp_path / name / f"kept{suffix}", tmp_path / name / f"rejected{suffix}"
+        with Guard(config) as guard:
+            guard.filter(inputs, out, rejected, progress=False, shard_size=shard_size, engine=engine)
+        written[name] = {
+            path.relative_to(tmp_path / name): path.read_bytes()
+            for path in sorted((tmp_path / name).rglob("*"))
+            if path.is_file()
+        }
+    assert len(written["ray"]) >= 2 and written["ray"] == written["process"]

@@ -14,9 +14,10 @@ Where it can differ from the in-process run: nowhere in the decisions (same wave
 same order); the output files are the same bytes. The semantic and machine checks embed and
 score in the driver (``find``), on the records the checks before them leave, as in-process.
 
-Limits of this engine: outputs are JSON Lines files (the workers encode lines that the driver
-appends in order); the driver holds the store, so the store's size is bounded by its memory as
-in-process.
+Outputs in any format: JSON Lines files are encoded by the workers and appended in order by
+the driver; other formats (Parquet, CSV, JSON arrays, HF datasets, folders of part files) get the
+workers' rows through their usual writer in the driver. The workers memory-map the store; the
+driver holds this run's records, as in-process.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from guard.config import GuardConfig
+from guard.io.json_writers import JsonLinesWriter
 from guard.io.readers import ReadStats
 from guard.io.records import InputRecord
 from guard.scale.ranges import InputRange, input_ranges, read_range
@@ -83,10 +85,11 @@ class RangeWorker:
             full[name][usable] = values
         return _record_columns(records, self.keep_text), full, blank_lines
 
-    def encode(self, part: InputRange, columns: dict[str, list], split: bool) -> tuple[bytes, bytes]:
-        """The output lines of ``part``'s records with the guard ``columns``: (kept, rejected)
-        when ``split``, else (all, b""). The records are read again when this worker did not
-        prepare ``part`` (it was restarted in between)."""
+    def encode(self, part: InputRange, columns: dict[str, list], split: bool, as_lines: bool) -> tuple:
+        """The output rows of ``part``'s records with the guard ``columns``: (kept, rejected)
+        when ``split``, else (all, nothing); with ``as_lines`` as JSON Lines bytes
+        (``encode_lines``), else as lists of rows for the driver's writer. The records are read
+        again when this worker did not prepare ``part`` (it was restarted in between)."""
         from guard.io.file_loop import output_rows
         from guard.io.json_writers import encode_lines
 
@@ -94,13 +97,12 @@ class RangeWorker:
         if records is None:
             records, _ = read_range(part, self.input.text_field, self.input.id_field)
         rows = output_rows(records, columns)
-        if not split:
-            return encode_lines(rows), b""
-        keep = columns["guard_keep"]
-        return (
-            encode_lines([row for row, k in zip(rows, keep) if k]),
-            encode_lines([row for row, k in zip(rows, keep) if not k]),
-        )
+        if split:
+            keep = columns["guard_keep"]
+            sides = ([row for row, k in zip(rows, keep) if k], [row for row, k in zip(rows, keep) if not k])
+        else:
+            sides = (rows, [])
+        return tuple(encode_lines(side) for side in sides) if as_lines else sides
 
 
 def stored_stack(paths: list[str]):
@@ -206,7 +208,7 @@ class RayEngine:
     ) -> None:
         """``guard.io.file_loop.run_file_loop`` on Ray: the same waves, annotations, callbacks
         and output bytes. ``annotate(records, prepared)`` decides a wave; ``kept`` and
-        ``rejected`` are JSON Lines writers (``write_encoded``); ``stored_paths`` and
+        ``rejected`` are record writers (``guard.io.writers``); ``stored_paths`` and
         ``keep_text``: as for ``RangeWorker`` (``loop_for`` sets them)."""
         import ray
 
@@ -222,6 +224,8 @@ class RayEngine:
         calls = (actors[i % len(actors)].prepare.remote(part) for i, part in enumerate(ranges))
         results = _in_order(calls, 2 * self.workers)
         prepared = _InputOrder((i, part, result) for i, (part, result) in enumerate(zip(ranges, results)))
+        # Workers encode JSON Lines themselves; other formats are written here from their rows.
+        as_lines = all(type(w) is JsonLinesWriter for w in (kept, rejected) if w is not None)
         writes: deque = deque()
         waiting: deque[_RangeColumns] = deque()
 
@@ -236,7 +240,9 @@ class RayEngine:
                 if waiting[0].n_filled == waiting[0].n_records:
                     done = waiting.popleft()
                     actor = actors[done.position % len(actors)]
-                    writes.append(actor.encode.remote(done.part, done.columns, rejected is not None))
+                    writes.append(
+                        actor.encode.remote(done.part, done.columns, rejected is not None, as_lines)
+                    )
             while len(writes) > 2 * self.workers:
                 _append(ray.get(writes.popleft()), kept, rejected)
 
@@ -308,9 +314,9 @@ def _concatenate(keys: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {name: np.concatenate([k[name] for k in keys]) for name in keys[0]}
 
 
-def _append(encoded: tuple[bytes, bytes], kept, rejected) -> None:
-    """Append a range's encoded (kept, rejected) lines to the writers."""
-    kept_lines, rejected_lines = encoded
-    kept.write_encoded(kept_lines)
-    if rejected is not None:
-        rejected.write_encoded(rejected_lines)
+def _append(encoded: tuple, kept, rejected) -> None:
+    """Append a range's (kept, rejected) output to the writers: JSON Lines bytes
+    (``write_encoded``) or lists of rows (``write``)."""
+    for writer, side in zip((kept, rejected), encoded):
+        if writer is not None:
+            (writer.write_encoded if isinstance(side, bytes) else writer.write)(side)
