@@ -15,6 +15,7 @@ import numpy as np
 from guard.config import GuardConfig, load_config
 from guard.filter.columns import append_arrow_columns, row_problems
 from guard.filter.pipeline import Guard
+from guard.scale.preparer import Preparer, store_segment_paths
 
 # Columns the workers add and the driver removes.
 _PREFIX = "_guard_prepared_"
@@ -26,10 +27,7 @@ class _Prepare:
     (zero rows elsewhere) as extra columns of the batch (a ``pyarrow.Table``)."""
 
     def __init__(self, config: GuardConfig, stored_paths: list[str]):
-        from guard.scale.ray_engine import preparing_config, stored_stack
-
-        self.guard = Guard(preparing_config(config))
-        self.stored = stored_stack(stored_paths)
+        self.preparer = Preparer(config, stored_paths)
         self.text_field = config.input.text_field
 
     def __call__(self, table):
@@ -39,13 +37,11 @@ class _Prepare:
         texts = table.column(self.text_field).to_pylist() if self.text_field in table.column_names else None
         problems = row_problems(texts, self.text_field, n)
         usable = np.array([i for i, (reason, _) in enumerate(problems) if reason is None], dtype=np.int64)
-        prepared = self.guard.prepare([texts[i] for i in usable], self.stored)
+        keys = self.preparer.prepare_rows(texts if texts is not None else [None] * n, usable)
         table = table.append_column(_REASON, pa.array([reason for reason, _ in problems], pa.string()))
         table = table.append_column(_PROBLEM, pa.array([problem for _, problem in problems], pa.string()))
-        for name, values in prepared.items():
-            full = np.zeros((n, *values.shape[1:]), dtype=values.dtype)
-            full[usable] = values
-            table = table.append_column(_PREFIX + name, _arrow_rows(full))
+        for name, values in keys.items():
+            table = table.append_column(_PREFIX + name, _arrow_rows(values))
         return table
 
 
@@ -86,10 +82,9 @@ def filter_dataset(ds, config=None, store=None, *, workers: int = 2):
     text_field, id_field = config.input.text_field, config.input.id_field
     tables = []
     with Guard(config, store=store) as guard:
-        stored = [str(path) for path in guard.store.segment_paths] if guard.store is not None else []
         prepared_ds = ds.map_batches(
             _Prepare,
-            fn_constructor_args=(config, stored),
+            fn_constructor_args=(config, store_segment_paths(guard)),
             batch_format="pyarrow",
             concurrency=workers,
             num_cpus=1,

@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
@@ -34,22 +33,12 @@ from guard.config import GuardConfig
 from guard.io.json_writers import JsonLinesWriter
 from guard.io.readers import ReadStats
 from guard.io.records import InputRecord
+from guard.scale.preparer import Preparer, store_segment_paths
 from guard.scale.ranges import InputRange, input_ranges, read_range
 
 # Bytes of input per range: big enough that a range's overhead (a task, its result) is small,
 # small enough that every worker gets several ranges of a file of a few hundred MB.
 RANGE_BYTES = 4 << 20
-
-
-def preparing_config(config: GuardConfig) -> GuardConfig:
-    """``config`` with only the checks whose ``prepare`` computes something (exact, near): the
-    semantic and machine checks embed and score in ``find``, so a worker needs no model."""
-    return config.model_copy(
-        update={
-            "semantic": config.semantic.model_copy(update={"enabled": False}),
-            "machine": config.machine.model_copy(update={"enabled": False}),
-        }
-    )
 
 
 class RangeWorker:
@@ -63,10 +52,7 @@ class RangeWorker:
     """
 
     def __init__(self, config: GuardConfig, keep_text: bool, stored_paths: list[str]):
-        from guard.filter.pipeline import Guard
-
-        self.guard = Guard(preparing_config(config))
-        self.stored = stored_stack(stored_paths)
+        self.preparer = Preparer(config, stored_paths)
         self.input = config.input
         self.keep_text = keep_text
         self._read: dict[InputRange, list[InputRecord]] = {}  # prepared, not yet encoded
@@ -78,12 +64,8 @@ class RangeWorker:
         records, blank_lines = read_range(part, self.input.text_field, self.input.id_field)
         self._read[part] = records
         usable = np.flatnonzero([record.reason is None for record in records])
-        prepared = self.guard.prepare([records[i].text for i in usable], self.stored)
-        full = {}
-        for name, values in prepared.items():
-            full[name] = np.zeros((len(records), *values.shape[1:]), dtype=values.dtype)
-            full[name][usable] = values
-        return _record_columns(records, self.keep_text), full, blank_lines
+        keys = self.preparer.prepare_rows([record.text for record in records], usable)
+        return _record_columns(records, self.keep_text), keys, blank_lines
 
     def encode(self, part: InputRange, columns: dict[str, list], split: bool, as_lines: bool) -> tuple:
         """The output rows of ``part``'s records with the guard ``columns``: (kept, rejected)
@@ -103,13 +85,6 @@ class RangeWorker:
         else:
             sides = (rows, [])
         return tuple(encode_lines(side) for side in sides) if as_lines else sides
-
-
-def stored_stack(paths: list[str]):
-    """The ``SegmentStack`` of the store segments in ``paths`` (``Store.segment_paths``)."""
-    from guard.dedup.segments import Segment, SegmentStack
-
-    return SegmentStack([Segment.load(Path(path)) for path in paths], merge=False)
 
 
 def _record_columns(records: list[InputRecord], keep_text: bool) -> dict[str, list]:
@@ -188,8 +163,7 @@ class RayEngine:
         """``run`` for ``guard``'s run (``Guard.filter`` calls it after opening the run): the
         workers search the store's segments as the run sees them, and send the texts when a
         check of ``guard`` reads them."""
-        stored = [str(path) for path in guard.store.segment_paths] if guard.store is not None else []
-        return partial(self.run, stored_paths=stored, keep_text=guard.reads_text())
+        return partial(self.run, stored_paths=store_segment_paths(guard), keep_text=guard.reads_text())
 
     def run(
         self,
