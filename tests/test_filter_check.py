@@ -17,10 +17,10 @@ def _context(ids, first=None):
     batch = BatchContext(
         ids=ids,
         texts=texts,
-        hashes=np.zeros(len(ids), np.uint64),
         run=empty,
         store=None,
         policy=PolicyConfig(),
+        prepared={"hashes": np.zeros(len(ids), np.uint64)},
     )
     if first is not None:
         batch.first = np.array(first)

@@ -40,9 +40,10 @@ class ExactDuplicateCheck(CheckBase):
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
         """``exact_duplicate`` (also the column): the id of the matched record or None; and
         ``first``, the first position of the batch with each record's text."""
-        duplicate_of = batch.stored_ids(batch.prepared["stored_exact"][rows])
-        in_run = batch.run.find_exact(batch.hashes[rows])
-        senior_source_first(duplicate_of, None, range(len(rows)), in_run)
+        stored = batch.prepared["stored_exact"][rows]
+        duplicate_of = batch.stored_ids(stored)
+        pending = np.flatnonzero(stored < 0)  # the run is searched only where the store has no match
+        senior_source_first(duplicate_of, None, pending, batch.run.find_exact(batch.hashes[rows[pending]]))
         duplicate_of = scatter(duplicate_of, rows, len(batch.ids))
         first = first_of_equal(batch.hashes)
         for copy in np.flatnonzero(first != np.arange(len(first))):

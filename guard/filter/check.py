@@ -76,12 +76,12 @@ class BatchContext:
     Attributes:
         ids: m record ids.
         texts: m raw texts.
-        hashes: (m,) uint64 exact hashes of the normalised texts.
         run: the records kept earlier in this run, in seniority order (the duplicate checks
             search it; their matches in the store come prepared).
         store: the store of earlier runs, or None.
         policy: the keep policy (which reasons reject).
-        prepared: every check's ``prepare`` keys for the m records (name -> (m, k) array).
+        prepared: ``Guard.prepare`` of the m records (name -> (m, k) array): ``hashes``, (m,)
+            uint64 exact hashes of the normalised texts, ``stored_exact``, then every check's keys.
         flags: reason -> (m,) list, the flags of the checks so far (``CheckResult.flags``).
         keys: the ``CheckResult.keys`` of the checks so far.
         first: (m,) int64 first position with the same normalised text; each record its own
@@ -91,11 +91,10 @@ class BatchContext:
 
     ids: list[str]
     texts: list[str]
-    hashes: np.ndarray
     run: SegmentStack
     store: Store | None
     policy: PolicyConfig
-    prepared: dict[str, np.ndarray] = field(default_factory=dict)
+    prepared: dict[str, np.ndarray]
     flags: dict[str, list] = field(default_factory=dict)
     keys: dict[str, np.ndarray] = field(default_factory=dict)
     first: np.ndarray | None = None
@@ -105,6 +104,11 @@ class BatchContext:
         m = len(self.ids)
         self.first = np.arange(m) if self.first is None else self.first
         self.matched = np.zeros(m, dtype=bool) if self.matched is None else self.matched
+
+    @property
+    def hashes(self) -> np.ndarray:
+        """(m,) uint64 exact hashes of the normalised texts (prepared)."""
+        return self.prepared["hashes"]
 
     def stored_ids(self, rows: np.ndarray) -> list[str | None]:
         """The ids of the store's records at (k,) stack ``rows`` (-1: None)."""

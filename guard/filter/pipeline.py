@@ -159,7 +159,6 @@ class Guard:
         batch = BatchContext(
             ids=[ids[i] for i in valid_rows],
             texts=usable,
-            hashes=prepared["hashes"],
             run=self.run,
             store=self.store,
             policy=self.config.policy,
