@@ -1,6 +1,7 @@
 """Crash safety of ``guard filter --store``: kill -9 at random moments, then retry.
 
     python bench/kill_bench.py [--kills 100] [--records 20000] [--seed 0] [--out bench/kill_results.json]
+    python bench/kill_bench.py --checkpoint-every 2000 --out bench/kill_checkpoint_results.json
 
 Each trial starts from the same store (two earlier runs, ``store.max_segments: 2``, so every
 commit merges) and no outputs, runs ``guard filter`` as a subprocess, kills it (SIGKILL) at a
@@ -12,6 +13,12 @@ exited 0 and that the final KEPT, REJECTED and every store file (but ``.lock``) 
 byte-identical to an uninterrupted run's. Where the kill landed is read off the disk: before the
 commit (store unchanged), during it (new store files, the manifest not yet replaced), after it
 (outputs not published), during publication (one output published) or after it.
+
+``--checkpoint-every N``: the runs under test make checkpoints (``guard filter
+--checkpoint-every``), a fifth of the kills land within 5 ms of a checkpoint's journal file being
+replaced, and every trial's last run says after how many batches it resumed; the reference is
+still the uninterrupted run *without* checkpoints, so identical also means that checkpoints and
+resuming change no output byte and no store file.
 
 ``tests/test_filter_crash_safety.py`` runs a few trials through ``trial``. Records are synthetic: random
 words, every tenth record followed by an upper-cased exact copy and every seventh by a near copy,
@@ -54,14 +61,17 @@ def write_records(path: Path, n: int, prefix: str, seed: int) -> None:
                 out.write(json.dumps({"id": f"{prefix}{i}-near", "text": " ".join(near)}) + "\n")
 
 
-def filter_command(folder: Path, store: Path) -> list[str]:
+def filter_command(folder: Path, store: Path, checkpoint_every: int | None = None) -> list[str]:
     """``guard filter`` of ``folder``'s input (and some records the store already holds) into
-    ``folder``'s KEPT and REJECTED, with the bench config, run by this interpreter."""
-    return [
+    ``folder``'s KEPT and REJECTED, with the bench config, run by this interpreter; its summary
+    goes to ``folder/summary.json``."""
+    command = [
         sys.executable, "-m", "guard.cli", "filter", str(folder / "input.jsonl"), str(folder / "seen.jsonl"),
         "--out", str(folder / "kept.jsonl"), "--rejected", str(folder / "rejected.jsonl"),
         "--store", str(store), "--config", str(folder / "config.yaml"), "--quiet",
+        "--summary", str(folder / "summary.json"),
     ]  # fmt: skip
+    return command + (["--checkpoint-every", str(checkpoint_every)] if checkpoint_every else [])
 
 
 def child_env(folder: Path) -> dict:
@@ -71,12 +81,13 @@ def child_env(folder: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(folder / "code"), "OMP_NUM_THREADS": "1", "GUARD_DEBUG": "1"}
 
 
-def prepare(folder: Path, n_records: int, seed: int) -> Path:
-    """A snapshot of the code, inputs, config and a store of two earlier runs under ``folder``;
-    returns the store."""
+def prepare(folder: Path, n_records: int, seed: int, batch_size: int | None = None) -> Path:
+    """A snapshot of the code, inputs, config (batches of ``batch_size`` records, default the
+    config's) and a store of two earlier runs under ``folder``; returns the store."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "guard", folder / "code" / "guard", ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    batches = f"input:\n  batch_size: {batch_size}\n" if batch_size else ""
+    (folder / "config.yaml").write_text(CONFIG + batches, encoding="utf-8")
     store = folder / "store-start"
     for run in range(2):
         batch = folder / f"earlier{run}.jsonl"
@@ -108,7 +119,7 @@ def fresh_run(folder: Path, start_store: Path) -> Path:
     store = folder / "store"
     shutil.rmtree(store, ignore_errors=True)
     shutil.copytree(start_store, store)
-    for name in ("kept.jsonl", "rejected.jsonl"):
+    for name in ("kept.jsonl", "rejected.jsonl", "summary.json"):
         (folder / name).unlink(missing_ok=True)
     return store
 
@@ -124,9 +135,12 @@ class KillPlan:
     seconds: float
 
     @classmethod
-    def draw(cls, timeline: dict, rng: random.Random) -> KillPlan:
+    def draw(cls, timeline: dict, rng: random.Random, checkpoints: bool = False) -> KillPlan:
         """Half at a uniform time over an uninterrupted run, a fifth within 20 ms of the commit
-        starting to write, the rest within 10 ms of the manifest's replacement."""
+        starting to write, the rest within 10 ms of the manifest's replacement; with
+        ``checkpoints``, first a fifth within 5 ms of a checkpoint (the journal file replaced)."""
+        if checkpoints and rng.random() < 0.2:
+            return cls("checkpoint", rng.uniform(0.0, 0.005))
         draw = rng.random()
         if draw < 0.5:
             return cls("time", rng.uniform(0.0, timeline["end"]))
@@ -134,25 +148,46 @@ class KillPlan:
             return cls("staging", rng.uniform(0.0, 0.02))
         return cls("commit", rng.uniform(0.0, 0.01))
 
-    def fired(self, store: Path, manifest: bytes) -> bool:
-        """Whether the event happened (always, for "time")."""
+    def fired(self, store: Path, manifest: bytes, journal: tuple | None) -> bool:
+        """Whether the event happened (always, for "time"); ``manifest`` and ``journal``
+        (``journal_mark``) as they were when the run started."""
         if self.trigger == "staging":
             return any(p.name.startswith(".staging-") for p in store.iterdir())
         if self.trigger == "commit":
             return (store / "manifest.json").read_bytes() != manifest
+        if self.trigger == "checkpoint":
+            return journal_mark(store) not in (None, journal)
         return True
+
+
+def journal_mark(store: Path) -> tuple | None:
+    """(inode, mtime in ns) of the store's run journal file, None when there is none: it changes
+    at every checkpoint (``guard.filter.journal``)."""
+    try:
+        stat = (store / "journal" / "journal.json").stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def journal_batches(store: Path) -> int | None:
+    """The batches done at the journal's last checkpoint, None without a journal."""
+    try:
+        return json.loads((store / "journal" / "journal.json").read_text())["batches_done"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
 
 
 def run_once(command: list[str], env: dict, store: Path, plan: KillPlan | None) -> tuple[bool, int, str]:
     """Run ``command``, SIGKILLed as ``plan`` says if still running, polling the disk every
     millisecond. Returns (killed, exit code, stderr's last line)."""
-    manifest = (store / "manifest.json").read_bytes()
+    manifest, journal = (store / "manifest.json").read_bytes(), journal_mark(store)
     with tempfile.TemporaryFile() as stderr:
         began = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         fired_at = None
         while process.poll() is None:
-            if plan is not None and fired_at is None and plan.fired(store, manifest):
+            if plan is not None and fired_at is None and plan.fired(store, manifest, journal):
                 fired_at = time.perf_counter() if plan.trigger != "time" else began
             if fired_at is not None and time.perf_counter() - fired_at >= plan.seconds:
                 process.send_signal(signal.SIGKILL)
@@ -176,14 +211,22 @@ def phase(folder: Path, store: Path, start: dict, reference: dict) -> str:
     return {0: "committed, not published", 1: "committed, partly published", 2: "published"}[published]
 
 
-def trial(folder: Path, start_store: Path, reference: dict, timeline: dict, rng: random.Random) -> dict:
-    """One kill and retries until a run exits 0. Returns what happened and whether the final
-    state is the reference."""
+def trial(
+    folder: Path,
+    start_store: Path,
+    reference: dict,
+    timeline: dict,
+    rng: random.Random,
+    checkpoint_every: int | None = None,
+) -> dict:
+    """One kill and retries until a run exits 0 (``checkpoint_every``: runs that make
+    checkpoints). Returns what happened and whether the final state is the reference."""
     store = fresh_run(folder, start_store)
     start = snapshot(folder, store)
-    command = filter_command(folder, store)
+    command = filter_command(folder, store, checkpoint_every)
+    checkpoints = checkpoint_every is not None
     runs = []
-    plan = KillPlan.draw(timeline, rng)
+    plan = KillPlan.draw(timeline, rng, checkpoints)
     while True:
         killed, code, last_line = run_once(command, child_env(folder), store, plan)
         runs.append(
@@ -191,12 +234,17 @@ def trial(folder: Path, start_store: Path, reference: dict, timeline: dict, rng:
         )
         if killed:
             runs[-1]["phase"] = phase(folder, store, start, reference)
+            if checkpoints:
+                runs[-1]["journal_batches"] = journal_batches(store)
         elif code != 0:
             runs[-1]["stderr"] = last_line
             break
         else:
+            if checkpoints:
+                summary = json.loads((folder / "summary.json").read_text())
+                runs[-1]["resumed_after_batches"] = summary["store"]["checkpoints"]["resumed_after_batches"]
             break
-        plan = KillPlan.draw(timeline, rng) if rng.random() < 1 / 3 else None
+        plan = KillPlan.draw(timeline, rng, checkpoints) if rng.random() < 1 / 3 else None
     final = snapshot(folder, store)
     return {
         "runs": runs,
@@ -237,15 +285,17 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000, help="records of the run under test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "bench" / "kill_results.json"))
+    parser.add_argument("--checkpoint-every", type=int, help="the runs make checkpoints every N records")
+    parser.add_argument("--batch-size", type=int, help="records per batch (default: the config's, 4,000)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        start_store = prepare(folder, args.records, args.seed)
+        start_store = prepare(folder, args.records, args.seed, args.batch_size)
         reference, timeline = reference_run(folder, start_store)
         trials = []
         while sum(r["killed"] for t in trials for r in t["runs"]) < args.kills:
-            trials.append(trial(folder, start_store, reference, timeline, rng))
+            trials.append(trial(folder, start_store, reference, timeline, rng, args.checkpoint_every))
             print(
                 f"trial {len(trials)}: {trials[-1]['runs']} identical={trials[-1]['identical']}", flush=True
             )
@@ -253,8 +303,11 @@ def main() -> None:
     phases: dict[str, int] = {}
     for run in kills:
         phases[run["phase"]] = phases.get(run["phase"], 0) + 1
+    resumed = [r["resumed_after_batches"] for t in trials for r in t["runs"] if "resumed_after_batches" in r]
     result = {
         "records": args.records,
+        "checkpoint_every": args.checkpoint_every,
+        "batch_size": args.batch_size or 4000,
         "uninterrupted_timeline_s": timeline,
         "n_trials": len(trials),
         "kills": len(kills),
@@ -262,6 +315,7 @@ def main() -> None:
         "runs_not_killed": sum(not r["killed"] for t in trials for r in t["runs"]),
         "every_unkilled_run_succeeded": all(t["every_unkilled_run_succeeded"] for t in trials),
         "trials_identical_to_uninterrupted": sum(t["identical"] for t in trials),
+        "final_runs_resumed_after_a_checkpoint": sum(n > 0 for n in resumed),
         "trials": trials,
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

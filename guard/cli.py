@@ -55,6 +55,8 @@ def _filter(args) -> int:
     for key, value in overrides.items():
         setattr(config.input, key, value)
     _check_paths(args)
+    if args.checkpoint_every is not None and (args.store is None or args.engine != "process"):
+        raise GuardError("--checkpoint-every needs --store (it keeps the run's progress), --engine process")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, also those of libraries (GGUF loading)
     with Guard(config, store=args.store) as guard:
@@ -66,6 +68,7 @@ def _filter(args) -> int:
             progress=not args.quiet,
             shard_size=args.shard_size,
             engine=_engine(args, guard),
+            checkpoint_every=args.checkpoint_every,
         )
     print(summary.format())
     return 0
@@ -140,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="write KEPT and REJECTED as folders of part files of at most N records each "
         "(KEPT.jsonl/part-00000.jsonl, ...)",
+    )
+    filt.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="with --store: make the run durable every N records (in STORE/journal), so that the "
+        "same command run again after a crash continues after the last checkpoint",
     )
     filt.add_argument(
         "--engine",

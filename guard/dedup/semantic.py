@@ -69,6 +69,25 @@ class SemanticDuplicateCheck(CheckBase):
         remembered since the last commit."""
         return {"vectors": np.concatenate(self._run_rows), "sketches": self.run_vectors.sketches}
 
+    def run_state(self) -> dict[str, np.ndarray]:
+        """``staged()`` and ``added`` (b,) int64, the rows of each of the b ``remember`` calls
+        (nothing when none was made)."""
+        if not self._run_rows:
+            return {}
+        return {**self.staged(), "added": np.array([len(v) for v in self._run_rows], dtype=np.int64)}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """The run state ``run_state`` gave: the rows added to the run's index in the same
+        steps, so that it turns from exact to IVF at the same record as it did."""
+        self.committed()
+        if not state:
+            return
+        bounds = np.concatenate([[0], np.cumsum(state["added"])])
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            vectors = state["vectors"][lo:hi]
+            self.run_vectors.add(vectors, state["sketches"][lo:hi])
+            self._run_rows.append(vectors)
+
     @property
     def model_id(self) -> str:
         return self.embedder.model_id

@@ -52,6 +52,7 @@ READABLE_FORMAT_VERSIONS = (1, 2)  # version 1 (no last run, timestamps) is read
 MANIFEST = "manifest.json"
 SEGMENTS = "segments"
 LOCK = ".lock"
+JOURNAL = "journal"  # the progress of a run under way (guard.filter.journal)
 
 
 def empty_manifest(settings: dict) -> dict:
@@ -81,7 +82,7 @@ def named_files(manifest: dict) -> tuple[set[str], set[str]]:
     if manifest.get("last_run"):
         states.append(manifest["last_run"]["before"])
     segments = {entry["name"] for state in states for entry in state["segments"]}
-    files = {MANIFEST, SEGMENTS, LOCK}
+    files = {MANIFEST, SEGMENTS, LOCK, JOURNAL}
     for state in states:
         if state["vector_index"]:
             files |= {state["vector_index"], sketch_path(Path(state["vector_index"])).name}
@@ -134,7 +135,8 @@ def only_guard_files(directory: Path) -> bool:
     """Whether a folder holds nothing but what guard writes into a store (segments, vector
     indexes, staging folders, temporary files): a store whose first manifest was never written."""
     return all(
-        path.name in (SEGMENTS, LOCK) or path.name.startswith((".staging-", f".{MANIFEST}.", "vectors-"))
+        path.name in (SEGMENTS, LOCK, JOURNAL)
+        or path.name.startswith((".staging-", f".{MANIFEST}.", "vectors-"))
         for path in directory.iterdir()
     )
 
@@ -203,6 +205,7 @@ class Store:
 
     Attributes:
         stack: the segments searched by this run (the store's, or before a replayed run).
+        searched_state: the ``state_of`` a manifest those segments come from.
         segment_paths: their folders, in order (workers load them: ``guard.scale``).
         vectors: the matching ``VectorIndex``, or None without embeddings.
         replaying: True when ``begin_run`` found this run already committed.
@@ -247,6 +250,7 @@ class Store:
 
     def _open_state(self, state: dict) -> None:
         """Search ``state``'s segments and vectors from now on."""
+        self.searched_state = state
         self.segment_paths = [self.directory / SEGMENTS / entry["name"] for entry in state["segments"]]
         self.stack = SegmentStack([self._load_segment(entry) for entry in state["segments"]], merge=False)
         self.state_records = state["n_records"]
@@ -323,7 +327,8 @@ class Store:
         their (segment.n, dim) ``vectors`` and the (segment.n, width) ``sketches`` that go with
         them (see ``VectorIndex``). Segments are merged into one when there would be more than
         ``max_segments``. Nothing happens when replaying a committed run or when ``segment``
-        is empty."""
+        is empty. A commit deletes the journal of a run under way (``guard.filter.journal``),
+        which holds decisions made against the state before it."""
         if self.replaying or segment.n == 0:
             return
         if (self.vectors is None) != (vectors is None) or (vectors is not None and len(vectors) != segment.n):
@@ -338,6 +343,7 @@ class Store:
         self.manifest = manifest
         for path in unnamed_paths(self.directory, manifest):
             remove_path(path)
+        remove_path(self.directory / JOURNAL)  # a run's progress is only valid on the state it began on
         self.stack = SegmentStack([self._load_segment(e) for e in manifest["segments"]], merge=False)
         self.state_records = manifest["n_records"]  # self.vectors already holds the new rows
 

@@ -17,7 +17,10 @@ The Guard runs its checks in order on one ``BatchContext`` per batch. Each check
 - ``remember(batch, rows)``: adds the records at ``rows``, kept and matched by no duplicate
   check, to what later batches are checked against (its state for this run);
 - ``staged() -> dict``: what it adds to the store's next commit (keyword arguments of
-  ``Store.commit``), and ``committed()``: the store took it, start the run state afresh.
+  ``Store.commit``), and ``committed()``: the store took it, start the run state afresh;
+- ``run_state() -> dict`` (name -> array) and ``restore(state)``: its run state written at a
+  checkpoint and read back by a resumed run (``guard.filter.journal``), so that the resumed run
+  goes on exactly as the uninterrupted one.
 
 ``CheckBase`` gives the defaults of a check without run state.
 """
@@ -201,6 +204,10 @@ class Check(Protocol):
 
     def committed(self) -> None: ...
 
+    def run_state(self) -> dict[str, np.ndarray]: ...
+
+    def restore(self, state: dict[str, np.ndarray]) -> None: ...
+
 
 class CheckBase:
     """The defaults of a check: a duplicate check (``sees`` unmatched records) without run
@@ -222,3 +229,10 @@ class CheckBase:
 
     def committed(self) -> None:
         """Nothing to start afresh."""
+
+    def run_state(self) -> dict[str, np.ndarray]:
+        """No run state of its own."""
+        return {}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Nothing to restore."""

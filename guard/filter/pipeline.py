@@ -17,8 +17,10 @@ from guard.config import GuardConfig, load_config
 from guard.dedup.exact import exact_hashes
 from guard.dedup.segments import Segment, SegmentStack
 from guard.dedup.store import Store
+from guard.errors import GuardError
 from guard.filter.check import BatchContext, Check, scatter
 from guard.filter.columns import append_arrow_columns, row_problems
+from guard.filter.journal import Checkpoints
 from guard.filter.policy import decide
 from guard.filter.summary import IdTally, InputTally, Summary
 from guard.text import normalize_batch
@@ -222,6 +224,7 @@ class Guard:
         progress: bool = True,
         shard_size: int | None = None,
         engine=None,
+        checkpoint_every: int | None = None,
     ) -> Summary:
         """Check every record of ``inputs`` (files, folders of shards, globs:
         ``guard.io.inputs``); write kept records to ``out`` and the rest to
@@ -231,6 +234,9 @@ class Guard:
         with nothing published or committed, when an input has records but none with the text
         field. ``engine`` runs the file loop: None for this process
         (``guard.io.file_loop.run_file_loop``), or a ``guard.scale.ray_engine.RayEngine``.
+        ``checkpoint_every``: with a store, make the run durable every that many records
+        (``guard.filter.journal``), so that a run killed part-way and started again continues
+        after its last checkpoint; the outputs are the same.
 
         Safe to retry after any failure: both outputs are complete on the disk before the store
         commit and published after it, and a retry of a run whose commit happened sees the store
@@ -249,8 +255,14 @@ class Guard:
         )
         summary = Summary(inputs=[str(p) for p in inputs], checks=self.describe_checks())
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
+        checkpoints = None
         if self.store is not None and not self._rows_annotated:
-            self.store.begin_run(run_fingerprint(inputs, self.config))
+            fingerprint = run_fingerprint(inputs, self.config)
+            if checkpoint_every is not None:
+                checkpoints = Checkpoints(self, fingerprint, checkpoint_every, engine)
+            self.store.begin_run(fingerprint)
+        elif checkpoint_every is not None:
+            raise GuardError("checkpoints need a store and a Guard that has checked no rows before")
         before = self.store.n_records if self.store else 0
         start = time.perf_counter()
         cfg = self.config.input
@@ -261,15 +273,21 @@ class Guard:
             filter_bar(inputs, progress) as bar,
         ):
             tallies: dict = {}
+            skip = checkpoints.restore(summary) if checkpoints else 0
 
-            def count(path, records, columns):
+            def read(path, records):
                 if path not in tallies:
                     tallies[path] = InputTally(path, cfg.text_field)
                 tallies[path].add(records)
                 ids.add([r.id for r in records if r.id != r.location])
+                bar.update(len(records))
+
+            def count(path, records, columns):
+                read(path, records)
                 kept = sum(columns["guard_keep"])
                 summary.add(kept, len(records) - kept, columns["guard_reasons"])
-                bar.update(len(records))
+                if checkpoints:
+                    checkpoints.after_batch(summary, len(records))
 
             def file_done(path, read):
                 tallies.pop(path, InputTally(path, cfg.text_field)).check()
@@ -278,14 +296,16 @@ class Guard:
             (run_file_loop if engine is None else engine.loop_for(self))(
                 inputs,
                 self._check_records,
-                kept_writer,
-                rejected_writer,
+                *(checkpoints.writers() if checkpoints else (kept_writer, rejected_writer)),
                 text_field=cfg.text_field,
                 id_field=cfg.id_field,
                 batch_size=cfg.batch_size,
                 on_batch=count,
                 on_file_done=file_done,
+                **({"skip_batches": skip, "on_skipped": read} if skip else {}),
             )
+            if checkpoints:
+                checkpoints.finish(summary, kept_writer, rejected_writer)
             kept_writer.finish()
             rejected_writer.finish()
             stage(bar, "committing to the store")
@@ -300,6 +320,9 @@ class Guard:
                 "records_after": self.store.n_records_committed,
                 "committed_by_an_earlier_attempt": self.store.replaying,
             }
+            if checkpoints:
+                checkpoints.remove()
+                summary.store["checkpoints"] = {"every": checkpoint_every, "resumed_after_batches": skip}
             self.store.end_run()
         if summary_path:
             _write_summary(summary, summary_path)

@@ -59,6 +59,8 @@ def run_file_loop(
     batch_size: int,
     on_batch: Callable[[str | os.PathLike, list[InputRecord], dict[str, list]], None] | None = None,
     on_file_done: Callable[[str | os.PathLike, ReadStats], None] | None = None,
+    skip_batches: int = 0,
+    on_skipped: Callable[[str | os.PathLike, list[InputRecord]], None] | None = None,
 ) -> None:
     """Annotate every batch of ``inputs`` and write its rows: split by ``guard_keep`` between
     ``kept`` and ``rejected``, or all to ``kept`` when there is no ``rejected`` writer. Every
@@ -68,10 +70,18 @@ def run_file_loop(
         annotate: records -> guard columns, each a list with one value per record.
         on_batch: called with (input path, records, columns) after each batch is written.
         on_file_done: called with (input path, its ReadStats) after each input.
+        skip_batches: the first batches (counted over all inputs) are read but neither
+            annotated nor written (a run resumed after them: ``guard.filter.journal``);
+            ``on_skipped(input path, records)`` is called for each instead of ``on_batch``.
     """
-    for path, records in file_batches(
+    batches = file_batches(
         inputs, text_field=text_field, id_field=id_field, batch_size=batch_size, on_file_done=on_file_done
-    ):
+    )
+    for number, (path, records) in enumerate(batches):
+        if number < skip_batches:
+            if on_skipped is not None:
+                on_skipped(path, records)
+            continue
         columns = annotate(records)
         rows = output_rows(records, columns)
         if rejected is None:

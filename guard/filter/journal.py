@@ -1,0 +1,297 @@
+"""A filter run's progress, kept in its store so that a run killed part-way continues after its
+last checkpoint (``guard filter --checkpoint-every N``) and ends as an uninterrupted run would.
+
+``STORE/journal/`` holds
+  * ``journal.json`` -- the only truth, replaced atomically at each checkpoint (that rename is
+    the checkpoint): the run's fingerprint, the store state it searches, the input batches done,
+    the summary counts so far, and the names of the files below that hold the run at that point;
+  * ``segments/NNNNNN/`` -- the Guard's run segments (the records kept so far: ids, exact hashes,
+    near keys), each written once, the first checkpoint after it exists;
+  * ``rows/NNNNNN.kept`` and ``NNNNNN.rejected`` -- the output rows of the batches between two
+    checkpoints (pickled lists of row dicts, so every value comes back as the reader gave it);
+  * ``state-NNNNNN.npz`` -- each check's own run state (``Check.run_state``: the semantic check's
+    vectors).
+Anything ``journal.json`` does not name was written after the last checkpoint and is deleted when
+the journal is next opened. The store's manifest does not change until the run ends, so no other
+run sees this run's records before its outputs are published. A journal belongs to one run on one
+store state: when another run begins, or the store has changed since, it is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from guard.dedup.segments import Segment
+from guard.dedup.store import JOURNAL
+from guard.errors import GuardError
+from guard.io.durable import atomic_path, fsync_path, json_text, remove_path, sibling_temp_path
+
+JOURNAL_FILE = "journal.json"
+JOURNAL_FORMAT = "collapse-guard-run-journal"
+KINDS = ("kept", "rejected")
+
+
+@dataclass
+class Checkpoint:
+    """Where a run stood at its last checkpoint.
+
+    Attributes:
+        batches_done: input batches (``input.batch_size`` records each, per input) decided.
+        counts: ``n_kept``, ``n_rejected`` and ``reasons`` (reason -> records) so far.
+        segments: the run's segments, in seniority order (memory-mapped).
+        states: check name -> that check's ``run_state`` arrays.
+    """
+
+    batches_done: int
+    counts: dict
+    segments: list[Segment]
+    states: dict[str, dict[str, np.ndarray]]
+
+
+class RunJournal:
+    """The journal of one run (``fingerprint``) searching one store state (``store_state``: the
+    ``state_of`` the store's manifest it searches) in ``directory`` (``STORE/journal``)."""
+
+    def __init__(self, directory: Path, fingerprint: str, store_state: dict):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self.store_state = store_state
+        self._entry: dict = {"pieces": [], "segments": [], "state": None}
+        self._saved: dict[int, tuple[Segment, str]] = {}  # id(segment) -> (segment, its folder name)
+        self._pieces: dict[str, _PieceFile] = {}
+        self._number = 0
+
+    # -- opening --------------------------------------------------------------------------
+
+    def resume(self) -> Checkpoint | None:
+        """The last checkpoint of this run on this store state, or None (any other journal,
+        and everything the journal file does not name, is deleted)."""
+        entry = self._read()
+        if entry is None or (entry["fingerprint"], entry["store"]) != (self.fingerprint, self.store_state):
+            remove_path(self.directory)
+            return None
+        self._entry = entry
+        self._number = entry["number"]
+        for path in self._unnamed():
+            remove_path(path)
+        segments = []
+        for name in entry["segments"]:
+            segment = Segment.load(self.directory / "segments" / name)
+            self._saved[id(segment)] = (segment, name)
+            segments.append(segment)
+        states: dict[str, dict[str, np.ndarray]] = {}
+        if entry["state"]:
+            with np.load(self.directory / entry["state"]) as arrays:
+                for key in arrays.files:
+                    check, name = key.split(".", 1)
+                    states.setdefault(check, {})[name] = arrays[key]
+        return Checkpoint(entry["batches_done"], entry["counts"], segments, states)
+
+    def _read(self) -> dict | None:
+        path = self.directory / JOURNAL_FILE
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable: the run starts afresh
+        ours = isinstance(entry, dict) and entry.get("format") == JOURNAL_FORMAT
+        return entry if ours and {"fingerprint", "store"} <= entry.keys() else None
+
+    def _unnamed(self) -> list[Path]:
+        named = {JOURNAL_FILE, "segments", "rows", self._entry["state"]}
+        pieces = {f"{number:06d}.{kind}" for number in self._entry["pieces"] for kind in KINDS}
+        if not self.directory.is_dir():
+            return []
+        paths = [path for path in self.directory.iterdir() if path.name not in named]
+        for folder, keep in (("segments", set(self._entry["segments"])), ("rows", pieces)):
+            if (self.directory / folder).is_dir():
+                paths += [p for p in (self.directory / folder).iterdir() if p.name not in keep]
+        return paths
+
+    # -- writing --------------------------------------------------------------------------
+
+    def writer(self, kind: str) -> _PieceWriter:
+        """The writer the file loop writes ``kind`` ("kept" or "rejected") rows to."""
+        return _PieceWriter(self, kind)
+
+    def _piece(self, kind: str) -> _PieceFile:
+        if kind not in self._pieces:
+            (self.directory / "rows").mkdir(parents=True, exist_ok=True)
+            self._pieces[kind] = _PieceFile(self.directory / "rows" / f"{self._number + 1:06d}.{kind}")
+        return self._pieces[kind]
+
+    def checkpoint(self, batches_done: int, counts: dict, segments: list[Segment], states: dict) -> None:
+        """Make the run up to here durable: the rows written since the last checkpoint, the new
+        ``segments`` (the Guard's run segments, all of them), ``states`` (check name -> its
+        ``run_state``), then the journal file naming them, in one rename."""
+        try:
+            self._write_checkpoint(batches_done, counts, segments, states)
+        except OSError as exc:
+            raise GuardError(f"{self.directory}: cannot write a checkpoint ({exc.strerror or exc})") from exc
+
+    def _write_checkpoint(self, batches_done, counts, segments, states) -> None:
+        for kind in KINDS:
+            self._piece(kind).seal()  # an empty piece for a kind with no rows since the last
+        self._pieces = {}
+        self._number += 1
+        number = f"{self._number:06d}"
+        names = [self._save_segment(segment) for segment in segments]
+        arrays = {f"{check}.{key}": value for check, state in states.items() for key, value in state.items()}
+        state = None
+        if arrays:
+            state = f"state-{number}.npz"
+            with atomic_path(self.directory / state) as temp:
+                with open(temp, "wb") as file:
+                    np.savez(file, **arrays)
+        self._entry = {
+            "format": JOURNAL_FORMAT, "fingerprint": self.fingerprint, "store": self.store_state,
+            "number": self._number, "batches_done": batches_done, "counts": counts,
+            "pieces": [*self._entry["pieces"], self._number], "segments": names, "state": state,
+        }  # fmt: skip
+        with atomic_path(self.directory / JOURNAL_FILE) as temp:
+            temp.write_text(json_text(self._entry), encoding="utf-8")
+        self._saved = {key: saved for key, saved in self._saved.items() if saved[1] in names}
+        for path in self._unnamed():
+            remove_path(path)
+
+    def _save_segment(self, segment: Segment) -> str:
+        """The folder name of ``segment`` in the journal, written now if it is new."""
+        if id(segment) in self._saved:
+            return self._saved[id(segment)][1]
+        folder = self.directory / "segments"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{self._number:06d}-{len(self._saved):04d}"
+        staging = sibling_temp_path(folder / name, "tmp")
+        segment.save(staging)
+        os.replace(staging, folder / name)
+        fsync_path(folder)
+        self._saved[id(segment)] = (segment, name)
+        return name
+
+    # -- reading back ---------------------------------------------------------------------
+
+    def rows(self, kind: str) -> Iterator[list[dict]]:
+        """Every batch of ``kind`` rows written, checkpoint by checkpoint (call after the last)."""
+        for number in self._entry["pieces"]:
+            with open(self.directory / "rows" / f"{number:06d}.{kind}", "rb") as file:
+                while True:
+                    try:
+                        yield pickle.load(file)
+                    except EOFError:
+                        break
+
+    def remove(self) -> None:
+        """Delete the journal (the run has ended)."""
+        for piece in self._pieces.values():
+            piece.close()
+        remove_path(self.directory)
+
+
+class _PieceWriter:
+    """Appends rows to the journal's current piece of one kind (the file loop's writer)."""
+
+    def __init__(self, journal: RunJournal, kind: str):
+        self.journal, self.kind = journal, kind
+
+    def write(self, rows: list[dict]) -> None:
+        if rows:
+            self.journal._piece(self.kind).append(rows)
+
+
+class _PieceFile:
+    """One piece: pickled row lists appended to a file, flushed to the disk by ``seal``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = open(path, "wb")  # noqa: SIM115 (open until sealed)
+
+    def append(self, rows: list[dict]) -> None:
+        pickle.dump(rows, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def seal(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        fsync_path(self.path.parent)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Checkpoints:
+    """Checkpoints of one ``Guard.filter`` run (its ``fingerprint``) on a guard with a store,
+    every ``every`` records at least, each at the end of a batch.
+
+    Once the store's run has begun, ``restore(summary)`` puts the guard where the last checkpoint
+    of this run left it and returns the batches to skip; the file loop then writes to
+    ``writers()`` and calls ``after_batch`` after each batch; ``finish`` writes every row of the
+    run, in order, to the real outputs; ``remove()`` once they are published.
+    """
+
+    def __init__(self, guard, fingerprint: str, every: int, engine=None):
+        if every < 1:
+            raise GuardError(f"checkpoints every {every} records: give a number of records >= 1")
+        if engine is not None:
+            raise GuardError("checkpoints are made by the in-process engine only (--engine process)")
+        self.guard, self.every, self.fingerprint = guard, every, fingerprint
+        self.journal: RunJournal | None = None
+        self.batches_done = 0
+        self.resumed_records = 0
+        self._since = 0
+
+    def restore(self, summary) -> int:
+        """Restore the guard's run (segments, each check's run state) and ``summary``'s counts
+        from the last checkpoint; the number of input batches it had decided (0: none)."""
+        store = self.guard.store  # the state it searches is known once the run has begun
+        self.journal = RunJournal(store.directory / JOURNAL, self.fingerprint, store.searched_state)
+        checkpoint = self.journal.resume()
+        if checkpoint is None:
+            return 0
+        from guard.dedup.segments import SegmentStack
+
+        self.guard.run = SegmentStack(checkpoint.segments)
+        for check in self.guard.checks:
+            check.restore(checkpoint.states.get(check.name, {}))
+        counts = checkpoint.counts
+        summary.add(counts["n_kept"], counts["n_rejected"], [])
+        summary.reasons.update(counts["reasons"])
+        self.batches_done = checkpoint.batches_done
+        return self.batches_done
+
+    def writers(self) -> tuple[_PieceWriter, _PieceWriter]:
+        """The (kept, rejected) writers of the file loop."""
+        return self.journal.writer("kept"), self.journal.writer("rejected")
+
+    def after_batch(self, summary, n_records: int) -> None:
+        """Count a decided batch of ``n_records``; a checkpoint when ``every`` records have
+        been decided since the last."""
+        self.batches_done += 1
+        self._since += n_records
+        if self._since >= self.every:
+            self.checkpoint(summary)
+
+    def checkpoint(self, summary) -> None:
+        counts = {"n_kept": summary.n_kept, "n_rejected": summary.n_rejected}
+        counts["reasons"] = dict(summary.reasons)
+        states = {check.name: check.run_state() for check in self.guard.checks}
+        self.journal.checkpoint(self.batches_done, counts, list(self.guard.run.segments), states)
+        self._since = 0
+
+    def finish(self, summary, kept, rejected) -> None:
+        """A last checkpoint, then every row written so far to the ``kept`` and ``rejected``
+        writers (``RecordWriter``), in order."""
+        self.checkpoint(summary)
+        for kind, writer in (("kept", kept), ("rejected", rejected)):
+            for rows in self.journal.rows(kind):
+                writer.write(rows)
+
+    def remove(self) -> None:
+        self.journal.remove()
