@@ -43,6 +43,7 @@ bench: install
 	$(PYTHON) bench/harness_bench.py > bench/harness_results.json
 	$(PYTHON) bench/memory_bench.py --out bench/memory_results.json
 	$(PYTHON) bench/scale_bench.py --out bench/scale_results.json
+	$(PYTHON) bench/checkpoint_bench.py --out bench/checkpoint_results.json
 	$(PYTHON) bench/detect_bench.py --quick --out bench/detect_results.json > /dev/null
 
 lint: install

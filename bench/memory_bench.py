@@ -16,7 +16,8 @@
    batch's peak to the resident memory after it (both above baseline), over batches once 10 %
    of the records are kept.
 2. ``traced``: the run's segment stack alone, fed 100 batches of 4,000 records with random
-   signatures (128 permutations, 30 bands x 4 rows) as the filter feeds it, under tracemalloc:
+   signatures (128 permutations, 30 bands x 4 rows) as the filter feeds it, under tracemalloc
+   started once the band-key kernel is loaded (numba's one-time ~15 MB is not per record):
    peak traced bytes per kept record at the end, and the largest ratio of an append's peak to
    the traced bytes after it (merges included), from the 9th batch on.
 
@@ -27,14 +28,10 @@ writes ``{"skipped": true, ...}``).
 
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-
 import argparse
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,6 +39,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import bench_threads  # noqa: F401  (first: single-threaded numeric libraries, numba, rayon)
 import numpy as np
 
 BENCH = Path(__file__).resolve().parent
@@ -52,7 +50,7 @@ WARM_UP_RECORDS = 2000
 
 sys.path.insert(0, str(BENCH))
 
-from run import machine_info
+from dedup_common import machine_info
 
 from guard.config import load_config
 from guard.data.corpora import wikitext_paragraphs
@@ -194,6 +192,7 @@ def bench_traced(batches: int = 100, batch: int = 4000, num_perm: int = 128) -> 
     rng = np.random.default_rng(SEED)
     stack = SegmentStack()
     worst, peak_max = 0.0, 0
+    band_keys(rng.integers(0, 2**32, size=(2, num_perm), dtype=np.uint32), 30, 4)  # numba loads first
     tracemalloc.start()
     try:
         for index in range(batches):
