@@ -71,14 +71,16 @@ def _start_store(tmp: Path, inputs: dict) -> Path:
     return store
 
 
-def _run(tmp: Path, inputs: dict, config: dict = CONFIG, every=None, stop_after=None, store=None) -> dict:
+def _run(
+    tmp: Path, inputs: dict, config: dict = CONFIG, every=None, stop_after=None, store=None, suffix=".jsonl"
+) -> dict:
     """Filter the inputs against (a copy of) the start store; ``stop_after`` batches decided,
     raise ``Stop`` instead of deciding the next. The output bytes, the summary, the store's files
     and how many batches this run decided."""
     if store is None:
         store = _start_store(tmp, inputs)
     decided = []
-    out, rejected = tmp / "kept.jsonl", tmp / "rejected.jsonl"
+    out, rejected = tmp / f"kept{suffix}", tmp / f"rejected{suffix}"
     with Guard(config, store=store) as guard:
         check_records = guard._check_records
 
@@ -207,3 +209,16 @@ def test_checkpoints_need_a_store(tmp_path, inputs):
     assert done.stderr.strip().splitlines() == [
         "guard: error: --checkpoint-every needs --store (it keeps the run's progress), --engine process"
     ]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_other_output_formats_resume_to_the_same_bytes(tmp_path, inputs, suffix):
+    """Outputs that are not JSON Lines keep their rows as row dicts in the journal."""
+    (tmp_path / "plain").mkdir()
+    expected = _run(tmp_path / "plain", inputs, suffix=suffix)
+    store = _start_store(tmp_path, inputs)
+    with pytest.raises(Stop):
+        _run(tmp_path, inputs, every=100, stop_after=5, store=store, suffix=suffix)
+    result = _run(tmp_path, inputs, every=100, store=store, suffix=suffix)
+    _same_run(result, expected)
+    assert result["checkpoints"]["resumed_after_batches"] == 4

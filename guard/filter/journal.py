@@ -8,7 +8,9 @@ last checkpoint (``guard filter --checkpoint-every N``) and ends as an uninterru
   * ``segments/NNNNNN/`` -- the Guard's run segments (the records kept so far: ids, exact hashes,
     near keys), each written once, the first checkpoint after it exists;
   * ``rows/NNNNNN.kept`` and ``NNNNNN.rejected`` -- the output rows of the batches between two
-    checkpoints (pickled lists of row dicts, so every value comes back as the reader gave it);
+    checkpoints, one pickled item per batch: the rows' JSON lines as the output's writer encodes
+    them when it writes JSON Lines, else the list of row dicts (every value comes back as the
+    reader gave it);
   * ``state-NNNNNN.npz`` -- each check's own run state (``Check.run_state``: the semantic check's
     vectors).
 Anything ``journal.json`` does not name was written after the last checkpoint and is deleted when
@@ -32,6 +34,7 @@ from guard.dedup.segments import Segment
 from guard.dedup.store import JOURNAL
 from guard.errors import GuardError
 from guard.io.durable import atomic_path, fsync_path, json_text, remove_path, sibling_temp_path
+from guard.io.json_writers import JsonLinesWriter, encode_lines
 
 JOURNAL_FILE = "journal.json"
 JOURNAL_FORMAT = "collapse-guard-run-journal"
@@ -118,9 +121,10 @@ class RunJournal:
 
     # -- writing --------------------------------------------------------------------------
 
-    def writer(self, kind: str) -> _PieceWriter:
-        """The writer the file loop writes ``kind`` ("kept" or "rejected") rows to."""
-        return _PieceWriter(self, kind)
+    def writer(self, kind: str, encoded: bool) -> _PieceWriter:
+        """The writer the file loop writes ``kind`` ("kept" or "rejected") rows to; ``encoded``:
+        keep them as JSON lines (``encode_lines``) rather than as row dicts."""
+        return _PieceWriter(self, kind, encoded)
 
     def _piece(self, kind: str) -> _PieceFile:
         if kind not in self._pieces:
@@ -178,8 +182,9 @@ class RunJournal:
 
     # -- reading back ---------------------------------------------------------------------
 
-    def rows(self, kind: str) -> Iterator[list[dict]]:
-        """Every batch of ``kind`` rows written, checkpoint by checkpoint (call after the last)."""
+    def rows(self, kind: str) -> Iterator[list[dict] | bytes]:
+        """Every batch of ``kind`` rows written (row dicts or encoded JSON lines), checkpoint by
+        checkpoint (call after the last)."""
         for number in self._entry["pieces"]:
             with open(self.directory / "rows" / f"{number:06d}.{kind}", "rb") as file:
                 while True:
@@ -196,14 +201,15 @@ class RunJournal:
 
 
 class _PieceWriter:
-    """Appends rows to the journal's current piece of one kind (the file loop's writer)."""
+    """Appends rows to the journal's current piece of one kind (the file loop's writer), as
+    JSON lines when ``encoded``."""
 
-    def __init__(self, journal: RunJournal, kind: str):
-        self.journal, self.kind = journal, kind
+    def __init__(self, journal: RunJournal, kind: str, encoded: bool):
+        self.journal, self.kind, self.encoded = journal, kind, encoded
 
     def write(self, rows: list[dict]) -> None:
         if rows:
-            self.journal._piece(self.kind).append(rows)
+            self.journal._piece(self.kind).append(encode_lines(rows) if self.encoded else rows)
 
 
 class _PieceFile:
@@ -213,7 +219,7 @@ class _PieceFile:
         self.path = path
         self._file = open(path, "wb")  # noqa: SIM115 (open until sealed)
 
-    def append(self, rows: list[dict]) -> None:
+    def append(self, rows: list[dict] | bytes) -> None:
         pickle.dump(rows, self._file, protocol=pickle.HIGHEST_PROTOCOL)
 
     def seal(self) -> None:
@@ -266,9 +272,13 @@ class Checkpoints:
         self.batches_done = checkpoint.batches_done
         return self.batches_done
 
-    def writers(self) -> tuple[_PieceWriter, _PieceWriter]:
-        """The (kept, rejected) writers of the file loop."""
-        return self.journal.writer("kept"), self.journal.writer("rejected")
+    def writers(self, kept, rejected) -> tuple[_PieceWriter, _PieceWriter]:
+        """The (kept, rejected) writers of the file loop, for the outputs' writers ``kept`` and
+        ``rejected`` (rows are kept encoded for a JSON Lines writer)."""
+        return tuple(
+            self.journal.writer(kind, type(writer) is JsonLinesWriter)
+            for kind, writer in (("kept", kept), ("rejected", rejected))
+        )
 
     def after_batch(self, summary, n_records: int) -> None:
         """Count a decided batch of ``n_records``; a checkpoint when ``every`` records have
@@ -291,7 +301,7 @@ class Checkpoints:
         self.checkpoint(summary)
         for kind, writer in (("kept", kept), ("rejected", rejected)):
             for rows in self.journal.rows(kind):
-                writer.write(rows)
+                (writer.write_encoded if isinstance(rows, bytes) else writer.write)(rows)
 
     def remove(self) -> None:
         self.journal.remove()

@@ -293,10 +293,13 @@ class Guard:
                 tallies.pop(path, InputTally(path, cfg.text_field)).check()
                 summary.n_blank_lines += read.blank_lines
 
+            loop_writers = (kept_writer, rejected_writer)
+            if checkpoints:
+                loop_writers = checkpoints.writers(*loop_writers)
             (run_file_loop if engine is None else engine.loop_for(self))(
                 inputs,
                 self._check_records,
-                *(checkpoints.writers() if checkpoints else (kept_writer, rejected_writer)),
+                *loop_writers,
                 text_field=cfg.text_field,
                 id_field=cfg.id_field,
                 batch_size=cfg.batch_size,
