@@ -204,7 +204,8 @@ def phase(folder: Path, store: Path, start: dict, reference: dict) -> str:
     """Where a kill landed, read off the disk."""
     now = snapshot(folder, store)
     before = {k: v for k, v in start.items() if k.startswith("store/")}
-    after = {k: v for k, v in now.items() if k.startswith("store/")}
+    # a run's journal (checkpoints) is not part of a commit
+    after = {k: v for k, v in now.items() if k.startswith("store/") and not k.startswith("store/journal/")}
     published = sum(now.get(name) == reference[name] for name in ("kept.jsonl", "rejected.jsonl"))
     if after.get("store/manifest.json") == before["store/manifest.json"]:
         return "committing, manifest not replaced" if set(after) - set(before) else "before commit"

@@ -222,3 +222,30 @@ def test_other_output_formats_resume_to_the_same_bytes(tmp_path, inputs, suffix)
     result = _run(tmp_path, inputs, every=100, store=store, suffix=suffix)
     _same_run(result, expected)
     assert result["checkpoints"]["resumed_after_batches"] == 4
+
+
+def test_a_full_disk_at_a_checkpoint_then_a_retry(tmp_path, inputs, uninterrupted, monkeypatch):
+    """The disk fills up while the third checkpoint is written: a one-line error, nothing
+    published; the retry (space again) resumes after the second and ends as uninterrupted."""
+    import errno
+
+    from guard.errors import GuardError
+    from guard.filter import journal
+
+    store = _start_store(tmp_path, inputs)
+    seal, sealed = journal._PieceFile.seal, []
+
+    def full_at_the_third(self):
+        sealed.append(self.path.name)
+        if len(sealed) == 5:  # kept and rejected pieces of checkpoints 1 and 2, then the third
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        seal(self)
+
+    monkeypatch.setattr(journal._PieceFile, "seal", full_at_the_third)
+    with pytest.raises(GuardError, match="cannot write a checkpoint .*No space left on device"):
+        _run(tmp_path, inputs, every=100, store=store)
+    assert not (tmp_path / "kept.jsonl").exists()
+    monkeypatch.setattr(journal._PieceFile, "seal", seal)
+    result = _run(tmp_path, inputs, every=100, store=store)
+    _same_run(result, uninterrupted)
+    assert result["checkpoints"]["resumed_after_batches"] == 4
