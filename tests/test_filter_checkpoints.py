@@ -72,11 +72,18 @@ def _start_store(tmp: Path, inputs: dict) -> Path:
 
 
 def _run(
-    tmp: Path, inputs: dict, config: dict = CONFIG, every=None, stop_after=None, store=None, suffix=".jsonl"
+    tmp: Path,
+    inputs: dict,
+    config: dict = CONFIG,
+    every=None,
+    stop_after=None,
+    store=None,
+    suffix=".jsonl",
+    shard_size=None,
 ) -> dict:
     """Filter the inputs against (a copy of) the start store; ``stop_after`` batches decided,
-    raise ``Stop`` instead of deciding the next. The output bytes, the summary, the store's files
-    and how many batches this run decided."""
+    raise ``Stop`` instead of deciding the next. The output bytes (of each part file with
+    ``shard_size``), the summary, the store's files and how many batches this run decided."""
     if store is None:
         store = _start_store(tmp, inputs)
     decided = []
@@ -92,16 +99,21 @@ def _run(
 
         guard._check_records = deciding
         summary = guard.filter(
-            inputs["files"], out, rejected, progress=False, checkpoint_every=every
+            inputs["files"], out, rejected, progress=False, checkpoint_every=every, shard_size=shard_size
         ).to_dict()
     return {
-        "kept": out.read_bytes(),
-        "rejected": rejected.read_bytes(),
+        "kept": _output_bytes(out),
+        "rejected": _output_bytes(rejected),
         "counts": {k: summary[k] for k in SUMMARY_COUNTS},
         "store": _store_files(store),
         "checkpoints": summary["store"].get("checkpoints"),
         "decided": len(decided),
     }
+
+
+def _output_bytes(path: Path) -> bytes | dict[str, bytes]:
+    """A file's bytes, or a folder's files' bytes by name."""
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())} if path.is_dir() else path.read_bytes()
 
 
 def _stopped(tmp: Path, inputs: dict, stop_after: int, every: int, config: dict = CONFIG) -> Path:
@@ -211,15 +223,18 @@ def test_checkpoints_need_a_store(tmp_path, inputs):
     ]
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
-def test_other_output_formats_resume_to_the_same_bytes(tmp_path, inputs, suffix):
-    """Outputs that are not JSON Lines keep their rows as row dicts in the journal."""
+@pytest.mark.parametrize(("suffix", "shard_size"), [(".parquet", None), (".csv", None), (".jsonl", 70)])
+def test_other_outputs_resume_to_the_same_bytes(tmp_path, inputs, suffix, shard_size):
+    """Outputs that are not one JSON Lines file (Parquet, CSV, folders of part files) keep
+    their rows as row dicts in the journal."""
     (tmp_path / "plain").mkdir()
-    expected = _run(tmp_path / "plain", inputs, suffix=suffix)
+    expected = _run(tmp_path / "plain", inputs, suffix=suffix, shard_size=shard_size)
+    if shard_size:
+        assert len(expected["kept"]) > 2  # several part files
     store = _start_store(tmp_path, inputs)
     with pytest.raises(Stop):
-        _run(tmp_path, inputs, every=100, stop_after=5, store=store, suffix=suffix)
-    result = _run(tmp_path, inputs, every=100, store=store, suffix=suffix)
+        _run(tmp_path, inputs, every=100, stop_after=5, store=store, suffix=suffix, shard_size=shard_size)
+    result = _run(tmp_path, inputs, every=100, store=store, suffix=suffix, shard_size=shard_size)
     _same_run(result, expected)
     assert result["checkpoints"]["resumed_after_batches"] == 4
 
