@@ -264,3 +264,14 @@ def test_a_full_disk_at_a_checkpoint_then_a_retry(tmp_path, inputs, uninterrupte
     result = _run(tmp_path, inputs, every=100, store=store)
     _same_run(result, uninterrupted)
     assert result["checkpoints"]["resumed_after_batches"] == 4
+
+
+def test_store_info_names_a_run_under_way_and_check_accepts_its_journal(tmp_path, inputs, capsys):
+    from guard.cli import main
+
+    store = _stopped(tmp_path, inputs, 5, 100)
+    assert main(["store", "info", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "run under way" in out and ": 4 input batches checkpointed in journal/" in out
+    assert "leftovers" not in out
+    assert main(["store", "check", str(store)]) == 0

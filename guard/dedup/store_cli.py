@@ -6,11 +6,13 @@ its own line, then what to do); 2 could not run (not a store, store in use).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 from guard.dedup.segments import Segment
 from guard.dedup.store import (
+    JOURNAL,
     MANIFEST,
     SEGMENTS,
     lock_store,
@@ -105,11 +107,29 @@ def store_info(directory: Path) -> int:
         lines.append(
             f"  last run       {last_run['fingerprint']} (the store held {before:,} records before it)"
         )
+    journal = _journal_line(directory)
+    if journal:
+        lines.append(journal)
     unnamed = unnamed_paths(directory, manifest)
     if unnamed:
         lines.append(f"  leftovers      {len(unnamed)} of interrupted commits (removed by the next run)")
     print("\n".join(lines))
     return 0
+
+
+def _journal_line(directory: Path) -> str | None:
+    """What ``store info`` says of a checkpointed run under way (``guard.filter.journal``)."""
+    folder = directory / JOURNAL
+    try:
+        entry = json.loads((folder / "journal.json").read_text(encoding="utf-8"))
+        batches, fingerprint = entry["batches_done"], entry["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    size_mib = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+    return (
+        f"  run under way  {fingerprint}: {batches:,} input batches checkpointed in {JOURNAL}/ "
+        f"({size_mib:,.1f} MiB; the same `guard filter` command resumes it, another run's commit drops it)"
+    )
 
 
 def _segments(manifest: dict) -> str:
