@@ -55,8 +55,8 @@ def _filter(args) -> int:
     for key, value in overrides.items():
         setattr(config.input, key, value)
     _check_paths(args)
-    if args.checkpoint_every is not None and (args.store is None or args.engine != "process"):
-        raise GuardError("--checkpoint-every needs --store (it keeps the run's progress), --engine process")
+    if args.checkpoint_every is not None and args.store is None:
+        raise GuardError("--checkpoint-every needs --store (it keeps the run's progress)")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, also those of libraries (GGUF loading)
     with Guard(config, store=args.store) as guard:

@@ -219,7 +219,7 @@ def test_checkpoints_need_a_store(tmp_path, inputs):
     )  # fmt: skip
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
-        "guard: error: --checkpoint-every needs --store (it keeps the run's progress), --engine process"
+        "guard: error: --checkpoint-every needs --store (it keeps the run's progress)"
     ]
 
 

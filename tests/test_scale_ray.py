@@ -136,6 +136,131 @@ def test_a_run_killed_midway_then_rerun_writes_what_an_uninterrupted_run_writes(
         ).read_bytes()
 
 
+def test_kill_9_of_a_checkpointed_ray_run_then_the_same_command_resumes(tmp_path, ray_cluster, inputs):
+    """guard filter --engine ray --checkpoint-every: kill -9 of the driver once a checkpoint is on
+    the disk; the same command resumes after it and writes what an uninterrupted run writes."""
+    address = ray.get_runtime_context().gcs_address
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"".join(path.read_bytes().rstrip(b"\n") + b"\n" for path in inputs) * 20)
+
+    def command(tag):
+        return [sys.executable, "-m", "guard.cli", "filter", str(big), "--config", LEXICAL_CONFIG,
+                "--store", str(tmp_path / f"store-{tag}"), "--out", str(tmp_path / f"kept-{tag}.jsonl"),
+                "--rejected", str(tmp_path / f"rejected-{tag}.jsonl"), "--quiet", "--engine", "ray",
+                "--ray-address", address, "--batch-size", "300", "--checkpoint-every", "300",
+                "--summary", str(tmp_path / f"summary-{tag}.json")]  # fmt: skip
+
+    subprocess.run(command("whole"), env=guard_env(), check=True, capture_output=True, timeout=300)
+    victim = subprocess.Popen(
+        command("killed"), env=guard_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    journal = tmp_path / "store-killed" / "journal" / "journal.json"
+    while not journal.exists() and victim.poll() is None:
+        time.sleep(0.005)
+    assert victim.poll() is None, "the run ended before its first checkpoint"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    subprocess.run(command("killed"), env=guard_env(), check=True, capture_output=True, timeout=300)
+    for name in ("kept", "rejected"):
+        assert (tmp_path / f"{name}-killed.jsonl").read_bytes() == (
+            tmp_path / f"{name}-whole.jsonl"
+        ).read_bytes()
+    summary = json.loads((tmp_path / "summary-killed.json").read_text())
+    assert summary["store"]["checkpoints"]["resumed_after_batches"] > 0
+
+
+class _Stop(Exception):
+    """Stands for a crash of the driver in the middle of a run."""
+
+
+def _checkpointed(
+    tmp: Path, inputs, parts: int | None, store: Path, stop_after=None, suffix=".jsonl"
+) -> dict:
+    """``_run``'s figures for a run with checkpoints every 60 records (after every second wave
+    of 50), in process (``parts`` None) or on Ray; ``stop_after`` waves decided, raise
+    ``_Stop`` instead of deciding the next."""
+    config = Guard(CONFIG).config
+    engine = None
+    if parts is not None:
+        engine = RayEngine(
+            config, workers=2, range_bytes=max(os.path.getsize(p) for p in inputs) // parts + 1
+        )
+    out, rejected = tmp / f"kept{suffix}", tmp / f"rejected{suffix}"
+    decided = []
+    with Guard(config, store=store) as guard:
+        check_records = guard._check_records
+
+        def deciding(records, prepared=None):
+            if stop_after is not None and len(decided) == stop_after:
+                raise _Stop
+            decided.append(len(records))
+            return check_records(records, prepared)
+
+        guard._check_records = deciding
+        summary = guard.filter(inputs, out, rejected, progress=False, engine=engine, checkpoint_every=60)
+    summary = summary.to_dict()
+    counts = {
+        k: summary[k]
+        for k in ("n_input", "n_kept", "n_rejected", "n_blank_lines", "n_duplicate_ids", "reasons")
+    }
+    return {
+        "kept": out.read_bytes(),
+        "rejected": rejected.read_bytes(),
+        "summary": counts,
+        "resumed_after": summary["store"]["checkpoints"]["resumed_after_batches"],
+        "decided": len(decided),
+    }
+
+
+@pytest.mark.parametrize(("parts", "stop_after", "in_part"), [(3, 5, True), (8, 6, False), (1, 3, True)])
+def test_a_ray_run_stopped_midway_resumes_after_its_checkpoint(
+    tmp_path, ray_cluster, inputs, parts, stop_after, in_part
+):
+    """Checkpoints every second wave; a range decided in part at a checkpoint (``in_part``; at
+    wave 6, the end of the first input, none is) keeps its guard columns in the journal. The
+    resumed Ray run decides only the waves after the checkpoint and writes what an
+    uninterrupted in-process run writes."""
+    expected = _checkpointed(tmp_path / "plain", inputs, None, tmp_path / "plain" / "store")
+    store = tmp_path / "store"
+    with pytest.raises(_Stop):
+        _checkpointed(tmp_path, inputs, parts, store, stop_after=stop_after)
+    assert not (tmp_path / "kept.jsonl").exists()
+    assert len(list((store / "journal").glob("engine-*.pkl"))) == in_part
+    result = _checkpointed(tmp_path, inputs, parts, store)
+    checkpointed = stop_after - stop_after % 2
+    assert result["resumed_after"] == checkpointed
+    assert result["decided"] == expected["decided"] - checkpointed
+    for name in ("kept", "rejected", "summary"):
+        assert result[name] == expected[name], name
+    assert not (store / "journal").exists()
+
+
+def test_a_journal_is_resumed_only_by_the_engine_that_wrote_it(tmp_path, ray_cluster, inputs):
+    """A Ray run's journal keeps what only the Ray engine takes back: an in-process retry starts
+    afresh, with the same outputs."""
+    expected = _checkpointed(tmp_path / "plain", inputs, None, tmp_path / "plain" / "store")
+    store = tmp_path / "store"
+    with pytest.raises(_Stop):
+        _checkpointed(tmp_path, inputs, 3, store, stop_after=5)
+    result = _checkpointed(tmp_path, inputs, None, store)
+    assert result["resumed_after"] == 0
+    for name in ("kept", "rejected", "summary"):
+        assert result[name] == expected[name], name
+
+
+def test_a_checkpointed_ray_run_with_parquet_outputs_resumes_to_the_same_bytes(tmp_path, ray_cluster, inputs):
+    expected = _checkpointed(
+        tmp_path / "plain", inputs, None, tmp_path / "plain" / "store", suffix=".parquet"
+    )
+    store = tmp_path / "store"
+    with pytest.raises(_Stop):
+        _checkpointed(tmp_path, inputs, 3, store, stop_after=5, suffix=".parquet")
+    result = _checkpointed(tmp_path, inputs, 3, store, suffix=".parquet")
+    assert result["resumed_after"] == 4
+    for name in ("kept", "rejected", "summary"):
+        assert result[name] == expected[name], name
+
+
 def _records(path: Path) -> list[dict]:
     """The records of a JSONL input that parse (the Dataset API takes rows, not lines)."""
     rows = []

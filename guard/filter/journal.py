@@ -12,7 +12,9 @@ last checkpoint (``guard filter --checkpoint-every N``) and ends as an uninterru
     them when it writes JSON Lines, else the list of row dicts (every value comes back as the
     reader gave it);
   * ``state-NNNNNN.npz`` -- each check's own run state (``Check.run_state``: the semantic check's
-    vectors).
+    vectors);
+  * ``engine-NNNNNN.pkl`` -- what the engine had decided but not yet written (the Ray engine:
+    the guard columns of a range of which only the first records were decided).
 Anything ``journal.json`` does not name was written after the last checkpoint and is deleted when
 the journal is next opened. The store's manifest does not change until the run ends, so no other
 run sees this run's records before its outputs are published. A journal belongs to one run on one
@@ -34,7 +36,7 @@ from guard.dedup.segments import Segment
 from guard.dedup.store import JOURNAL
 from guard.errors import GuardError
 from guard.io.durable import atomic_path, fsync_path, json_text, remove_path, sibling_temp_path
-from guard.io.json_writers import JsonLinesWriter, encode_lines
+from guard.io.json_writers import encode_lines
 
 JOURNAL_FILE = "journal.json"
 JOURNAL_FORMAT = "collapse-guard-run-journal"
@@ -50,12 +52,14 @@ class Checkpoint:
         counts: ``n_kept``, ``n_rejected`` and ``reasons`` (reason -> records) so far.
         segments: the run's segments, in seniority order (memory-mapped).
         states: check name -> that check's ``run_state`` arrays.
+        engine_state: what the engine gave at that checkpoint (None: nothing pending).
     """
 
     batches_done: int
     counts: dict
     segments: list[Segment]
     states: dict[str, dict[str, np.ndarray]]
+    engine_state: object = None
 
 
 class RunJournal:
@@ -66,7 +70,7 @@ class RunJournal:
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self.store_state = store_state
-        self._entry: dict = {"pieces": [], "segments": [], "state": None}
+        self._entry: dict = {"pieces": [], "segments": [], "state": None, "engine": None}
         self._saved: dict[int, tuple[Segment, str]] = {}  # id(segment) -> (segment, its folder name)
         self._pieces: dict[str, _PieceFile] = {}
         self._number = 0
@@ -95,7 +99,11 @@ class RunJournal:
                 for key in arrays.files:
                     check, name = key.split(".", 1)
                     states.setdefault(check, {})[name] = arrays[key]
-        return Checkpoint(entry["batches_done"], entry["counts"], segments, states)
+        engine_state = None
+        if entry.get("engine"):
+            with open(self.directory / entry["engine"], "rb") as file:
+                engine_state = pickle.load(file)
+        return Checkpoint(entry["batches_done"], entry["counts"], segments, states, engine_state)
 
     def _read(self) -> dict | None:
         path = self.directory / JOURNAL_FILE
@@ -109,7 +117,7 @@ class RunJournal:
         return entry if ours and {"fingerprint", "store"} <= entry.keys() else None
 
     def _unnamed(self) -> list[Path]:
-        named = {JOURNAL_FILE, "segments", "rows", self._entry["state"]}
+        named = {JOURNAL_FILE, "segments", "rows", self._entry["state"], self._entry.get("engine")}
         pieces = {f"{number:06d}.{kind}" for number in self._entry["pieces"] for kind in KINDS}
         if not self.directory.is_dir():
             return []
@@ -132,16 +140,19 @@ class RunJournal:
             self._pieces[kind] = _PieceFile(self.directory / "rows" / f"{self._number + 1:06d}.{kind}")
         return self._pieces[kind]
 
-    def checkpoint(self, batches_done: int, counts: dict, segments: list[Segment], states: dict) -> None:
+    def checkpoint(
+        self, batches_done: int, counts: dict, segments: list[Segment], states: dict, engine_state=None
+    ) -> None:
         """Make the run up to here durable: the rows written since the last checkpoint, the new
         ``segments`` (the Guard's run segments, all of them), ``states`` (check name -> its
-        ``run_state``), then the journal file naming them, in one rename."""
+        ``run_state``), the ``engine_state`` (picklable, or None), then the journal file naming
+        them, in one rename."""
         try:
-            self._write_checkpoint(batches_done, counts, segments, states)
+            self._write_checkpoint(batches_done, counts, segments, states, engine_state)
         except OSError as exc:
             raise GuardError(f"{self.directory}: cannot write a checkpoint ({exc.strerror or exc})") from exc
 
-    def _write_checkpoint(self, batches_done, counts, segments, states) -> None:
+    def _write_checkpoint(self, batches_done, counts, segments, states, engine_state) -> None:
         for kind in KINDS:
             self._piece(kind).seal()  # an empty piece for a kind with no rows since the last
         self._pieces = {}
@@ -155,10 +166,16 @@ class RunJournal:
             with atomic_path(self.directory / state) as temp:
                 with open(temp, "wb") as file:
                     np.savez(file, **arrays)
+        engine = None
+        if engine_state is not None:
+            engine = f"engine-{number}.pkl"
+            with atomic_path(self.directory / engine) as temp:
+                temp.write_bytes(pickle.dumps(engine_state, protocol=pickle.HIGHEST_PROTOCOL))
         self._entry = {
             "format": JOURNAL_FORMAT, "fingerprint": self.fingerprint, "store": self.store_state,
             "number": self._number, "batches_done": batches_done, "counts": counts,
             "pieces": [*self._entry["pieces"], self._number], "segments": names, "state": state,
+            "engine": engine,
         }  # fmt: skip
         with atomic_path(self.directory / JOURNAL_FILE) as temp:
             temp.write_text(json_text(self._entry), encoding="utf-8")
@@ -202,14 +219,19 @@ class RunJournal:
 
 class _PieceWriter:
     """Appends rows to the journal's current piece of one kind (the file loop's writer), as
-    JSON lines when ``encoded``."""
+    JSON lines when ``encoded`` (``writes_json_lines``: an engine may then hand it lines it
+    encoded elsewhere, ``write_encoded``)."""
 
     def __init__(self, journal: RunJournal, kind: str, encoded: bool):
-        self.journal, self.kind, self.encoded = journal, kind, encoded
+        self.journal, self.kind, self.writes_json_lines = journal, kind, encoded
 
     def write(self, rows: list[dict]) -> None:
         if rows:
-            self.journal._piece(self.kind).append(encode_lines(rows) if self.encoded else rows)
+            self.journal._piece(self.kind).append(encode_lines(rows) if self.writes_json_lines else rows)
+
+    def write_encoded(self, lines: bytes) -> None:
+        if lines:
+            self.journal._piece(self.kind).append(lines)
 
 
 class _PieceFile:
@@ -233,24 +255,28 @@ class _PieceFile:
 
 
 class Checkpoints:
-    """Checkpoints of one ``Guard.filter`` run (its ``fingerprint``) on a guard with a store,
-    every ``every`` records at least, each at the end of a batch.
+    """Checkpoints of one ``Guard.filter`` run on a guard with a store, every ``every``
+    records at least, each at the end of a batch; ``fingerprint`` names the run and the engine
+    (what an engine keeps pending is its own: a journal is resumed by the engine that wrote it).
 
     Once the store's run has begun, ``restore(summary)`` puts the guard where the last checkpoint
     of this run left it and returns the batches to skip; the file loop then writes to
     ``writers()`` and calls ``after_batch`` after each batch; ``finish`` writes every row of the
     run, in order, to the real outputs; ``remove()`` once they are published.
+
+    An engine that holds decided rows it has not written yet (the Ray engine) sets
+    ``engine_state`` to a function that writes what it can and returns the rest (picklable),
+    called at each checkpoint; a resumed run finds it in ``restored_engine_state``.
     """
 
-    def __init__(self, guard, fingerprint: str, every: int, engine=None):
+    def __init__(self, guard, fingerprint: str, every: int):
         if every < 1:
             raise GuardError(f"checkpoints every {every} records: give a number of records >= 1")
-        if engine is not None:
-            raise GuardError("checkpoints are made by the in-process engine only (--engine process)")
         self.guard, self.every, self.fingerprint = guard, every, fingerprint
         self.journal: RunJournal | None = None
         self.batches_done = 0
-        self.resumed_records = 0
+        self.engine_state = None
+        self.restored_engine_state = None
         self._since = 0
 
     def restore(self, summary) -> int:
@@ -270,13 +296,14 @@ class Checkpoints:
         summary.add(counts["n_kept"], counts["n_rejected"], [])
         summary.reasons.update(counts["reasons"])
         self.batches_done = checkpoint.batches_done
+        self.restored_engine_state = checkpoint.engine_state
         return self.batches_done
 
     def writers(self, kept, rejected) -> tuple[_PieceWriter, _PieceWriter]:
         """The (kept, rejected) writers of the file loop, for the outputs' writers ``kept`` and
         ``rejected`` (rows are kept encoded for a JSON Lines writer)."""
         return tuple(
-            self.journal.writer(kind, type(writer) is JsonLinesWriter)
+            self.journal.writer(kind, writer.writes_json_lines)
             for kind, writer in (("kept", kept), ("rejected", rejected))
         )
 
@@ -292,7 +319,8 @@ class Checkpoints:
         counts = {"n_kept": summary.n_kept, "n_rejected": summary.n_rejected}
         counts["reasons"] = dict(summary.reasons)
         states = {check.name: check.run_state() for check in self.guard.checks}
-        self.journal.checkpoint(self.batches_done, counts, list(self.guard.run.segments), states)
+        engine = self.engine_state() if self.engine_state is not None else None
+        self.journal.checkpoint(self.batches_done, counts, list(self.guard.run.segments), states, engine)
         self._since = 0
 
     def finish(self, summary, kept, rejected) -> None:

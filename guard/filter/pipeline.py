@@ -259,7 +259,8 @@ class Guard:
         if self.store is not None and not self._rows_annotated:
             fingerprint = run_fingerprint(inputs, self.config)
             if checkpoint_every is not None:
-                checkpoints = Checkpoints(self, fingerprint, checkpoint_every, engine)
+                engine_key = "process" if engine is None else engine.journal_key
+                checkpoints = Checkpoints(self, f"{fingerprint}/{engine_key}", checkpoint_every)
             self.store.begin_run(fingerprint)
         elif checkpoint_every is not None:
             raise GuardError("checkpoints need a store and a Guard that has checked no rows before")
@@ -296,7 +297,7 @@ class Guard:
             loop_writers = (kept_writer, rejected_writer)
             if checkpoints:
                 loop_writers = checkpoints.writers(*loop_writers)
-            (run_file_loop if engine is None else engine.loop_for(self))(
+            (run_file_loop if engine is None else engine.loop_for(self, checkpoints))(
                 inputs,
                 self._check_records,
                 *loop_writers,

@@ -54,6 +54,8 @@ def encode_lines(rows: list[dict]) -> bytes:
 class JsonLinesWriter(RecordWriter):
     """Writes one JSON object per line."""
 
+    writes_json_lines = True
+
     def _open(self) -> None:
         self._file = open(self._temp, "xb", buffering=1 << 20)
 
@@ -77,6 +79,8 @@ class JsonLinesWriter(RecordWriter):
 
 class JsonArrayWriter(JsonLinesWriter):
     """Writes one JSON array with one object per line."""
+
+    writes_json_lines = False
 
     def _open(self) -> None:
         super()._open()

@@ -36,6 +36,8 @@ class RecordWriter:
     commit between the two (what can fail for lack of space fails in ``finish``).
     """
 
+    writes_json_lines = False  # whether ``write_encoded`` takes lines from ``encode_lines``
+
     def __init__(self, path: Path):
         self.path = path
         self._temp = sibling_temp_path(path, "tmp")

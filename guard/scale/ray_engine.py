@@ -30,7 +30,7 @@ from functools import partial
 import numpy as np
 
 from guard.config import GuardConfig
-from guard.io.json_writers import JsonLinesWriter
+from guard.errors import GuardError
 from guard.io.readers import ReadStats
 from guard.io.records import InputRecord
 from guard.scale.preparer import Preparer, store_segment_paths
@@ -85,6 +85,11 @@ class RangeWorker:
         else:
             sides = (rows, [])
         return tuple(encode_lines(side) for side in sides) if as_lines else sides
+
+    def forget(self, part: InputRange) -> None:
+        """Drop the records of a prepared ``part`` that will not be encoded (a resumed run
+        wrote its output before)."""
+        self._read.pop(part, None)
 
 
 def _record_columns(records: list[InputRecord], keep_text: bool) -> dict[str, list]:
@@ -159,11 +164,21 @@ class RayEngine:
             raise ValueError(f"workers must be at least 1, not {workers}")
         self.config, self.workers, self.range_bytes, self.address = config, workers, range_bytes, address
 
-    def loop_for(self, guard):
+    @property
+    def journal_key(self) -> str:
+        """What a run's checkpoints depend on in this engine: how the inputs are cut."""
+        return f"ray/{self.range_bytes}"
+
+    def loop_for(self, guard, checkpoints=None):
         """``run`` for ``guard``'s run (``Guard.filter`` calls it after opening the run): the
         workers search the store's segments as the run sees them, and send the texts when a
-        check of ``guard`` reads them."""
-        return partial(self.run, stored_paths=store_segment_paths(guard), keep_text=guard.reads_text())
+        check of ``guard`` reads them; ``checkpoints``: the run's ``guard.filter.journal.Checkpoints``."""
+        return partial(
+            self.run,
+            stored_paths=store_segment_paths(guard),
+            keep_text=guard.reads_text(),
+            checkpoints=checkpoints,
+        )
 
     def run(
         self,
@@ -177,13 +192,20 @@ class RayEngine:
         batch_size: int,
         on_batch=None,
         on_file_done=None,
+        skip_batches: int = 0,
+        on_skipped=None,
         stored_paths: list[str] = (),
         keep_text: bool = False,
+        checkpoints=None,
     ) -> None:
         """``guard.io.file_loop.run_file_loop`` on Ray: the same waves, annotations, callbacks
-        and output bytes. ``annotate(records, prepared)`` decides a wave; ``kept`` and
-        ``rejected`` are record writers (``guard.io.writers``); ``stored_paths`` and
-        ``keep_text``: as for ``RangeWorker`` (``loop_for`` sets them)."""
+        (``on_batch`` after a wave's rows are handed to the workers to encode) and output bytes.
+        ``annotate(records, prepared)`` decides a wave; ``kept`` and ``rejected`` are record
+        writers (``guard.io.writers``); ``skip_batches`` and ``on_skipped`` as for
+        ``run_file_loop``; ``stored_paths`` and ``keep_text``: as for ``RangeWorker``
+        (``loop_for`` sets them). With ``checkpoints``, a checkpoint first writes every range
+        decided in full and keeps the guard columns of the range decided in part, which a
+        resumed run takes back (``_Pending``)."""
         import ray
 
         if not ray.is_initialized():
@@ -199,15 +221,13 @@ class RayEngine:
         results = _in_order(calls, 2 * self.workers)
         prepared = _InputOrder((i, part, result) for i, (part, result) in enumerate(zip(ranges, results)))
         # Workers encode JSON Lines themselves; other formats are written here from their rows.
-        as_lines = all(type(w) is JsonLinesWriter for w in (kept, rejected) if w is not None)
+        as_lines = all(w.writes_json_lines for w in (kept, rejected) if w is not None)
         writes: deque = deque()
         waiting: deque[_RangeColumns] = deque()
 
         def decide(path, records: list[InputRecord], keys: dict[str, np.ndarray]) -> None:
             usable = np.flatnonzero([record.reason is None for record in records])
             columns = annotate(records, {name: values[usable] for name, values in keys.items()})
-            if on_batch is not None:
-                on_batch(path, records, columns)
             start = 0
             while start < len(records):
                 start += waiting[0].take(columns, start)
@@ -217,19 +237,74 @@ class RayEngine:
                     writes.append(
                         actor.encode.remote(done.part, done.columns, rejected is not None, as_lines)
                     )
+            if on_batch is not None:
+                on_batch(path, records, columns)
             while len(writes) > 2 * self.workers:
                 _append(ray.get(writes.popleft()), kept, rejected)
 
+        def pending() -> _Pending | None:
+            """At a checkpoint: write every range decided in full, keep the one decided in part."""
+            while writes:
+                _append(ray.get(writes.popleft()), kept, rejected)
+            head = waiting[0] if waiting and waiting[0].n_filled else None
+            return None if head is None else _Pending(head.part, head.n_filled, head.columns)
+
+        def skip(records: list[InputRecord], last: bool) -> None:
+            """A wave a resumed run had decided: its ranges wrote their output before."""
+            n = len(records)
+            while n:
+                head = waiting[0]
+                taken = min(n, head.n_records - head.n_filled)
+                head.n_filled, n = head.n_filled + taken, n - taken
+                if head.n_filled == head.n_records:
+                    waiting.popleft()
+                    actors[head.position % len(actors)].forget.remote(head.part)
+            if last:
+                _Pending.take_back(restored, waiting)
+
+        if checkpoints is not None:
+            checkpoints.engine_state = pending
+        restored = checkpoints.restored_engine_state if checkpoints is not None else None
+        wave = 0
         for index, path in enumerate(inputs):
             stats = ReadStats()
             for records, keys in _waves(prepared.of_input(index), batch_size, stats, waiting):
-                decide(path, records, keys)
+                if wave < skip_batches:
+                    on_skipped(path, records)
+                    skip(records, wave == skip_batches - 1)
+                else:
+                    decide(path, records, keys)
+                wave += 1
             while writes:
                 _append(ray.get(writes.popleft()), kept, rejected)
             if on_file_done is not None:
                 on_file_done(path, stats)
         for actor in actors:
             ray.kill(actor)
+
+
+@dataclass
+class _Pending:
+    """The range a checkpoint found decided in part: its first ``filled`` records' guard columns."""
+
+    part: InputRange
+    filled: int
+    columns: dict[str, list]
+
+    @staticmethod
+    def take_back(pending: _Pending | None, waiting: deque) -> None:
+        """Give the range at the head of ``waiting`` (after the waves a resumed run skipped)
+        the columns ``pending`` kept of it; GuardError when the journal does not fit the ranges
+        (inputs cut otherwise: another range size)."""
+        head = waiting[0] if waiting and waiting[0].n_filled else None
+        found = None if head is None else (head.part, head.n_filled)
+        if found != (None if pending is None else (pending.part, pending.filled)):
+            raise GuardError(
+                "the run's journal does not fit how the inputs are cut into ranges now (another "
+                "range size?); delete the store's journal folder to start the run afresh"
+            )
+        if head is not None:
+            head.columns = pending.columns
 
 
 def _in_order(calls: Iterator, window: int) -> Iterator:
