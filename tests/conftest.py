@@ -26,6 +26,26 @@ def run_guard(*args, cwd, env: dict | None = None, **options) -> subprocess.Comp
                           timeout=300, **options)  # fmt: skip
 
 
+class Stop(Exception):
+    """Stands for a crash in the middle of a run (``stop_guard_after``)."""
+
+
+def stop_guard_after(guard, n_batches: int | None) -> list[int]:
+    """Make ``guard`` raise ``Stop`` instead of deciding batch ``n_batches + 1`` (None: never);
+    returns the list that gets the size of every batch it decides."""
+    decided: list[int] = []
+    check_records = guard._check_records
+
+    def deciding(records, prepared=None):
+        if n_batches is not None and len(decided) == n_batches:
+            raise Stop
+        decided.append(len(records))
+        return check_records(records, prepared)
+
+    guard._check_records = deciding
+    return decided
+
+
 @pytest.fixture(scope="session")
 def wikitext_dir() -> Path:
     """The shared WikiText-2 folder; tests that need it skip on a clone without ../shared."""

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_guard
+from conftest import Stop, run_guard, stop_guard_after
 
 from guard.data.plant import edit_words, plant_duplicates
 from guard.filter.pipeline import Guard
@@ -19,10 +19,6 @@ from guard.filter.pipeline import Guard
 # boilerplate buckets go over the cap.
 CONFIG = {"semantic": {"enabled": False}, "input": {"batch_size": 50}, "near": {"max_pairs_per_bucket": 4}}
 SUMMARY_COUNTS = ("n_input", "n_kept", "n_rejected", "n_blank_lines", "n_duplicate_ids", "reasons")
-
-
-class Stop(Exception):
-    """Stands for a crash in the middle of a run."""
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +82,9 @@ def _run(
     ``shard_size``), the summary, the store's files and how many batches this run decided."""
     if store is None:
         store = _start_store(tmp, inputs)
-    decided = []
     out, rejected = tmp / f"kept{suffix}", tmp / f"rejected{suffix}"
     with Guard(config, store=store) as guard:
-        check_records = guard._check_records
-
-        def deciding(records, prepared=None):
-            if stop_after is not None and len(decided) == stop_after:
-                raise Stop
-            decided.append(len(records))
-            return check_records(records, prepared)
-
-        guard._check_records = deciding
+        decided = stop_guard_after(guard, stop_after)
         summary = guard.filter(
             inputs["files"], out, rejected, progress=False, checkpoint_every=every, shard_size=shard_size
         ).to_dict()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LEXICAL_CONFIG, guard_env
+from conftest import LEXICAL_CONFIG, Stop, guard_env, stop_guard_after
 
 from guard.data.plant import edit_words, plant_duplicates
 from guard.filter.pipeline import Guard
@@ -104,19 +104,24 @@ def test_stores_written_by_one_engine_are_read_by_the_other(tmp_path, ray_cluste
     assert runs["process"][1]["summary"]["reasons"]["exact_duplicate"] >= 40  # caught against the store
 
 
+def _ray_filter_command(tmp_path: Path, source: Path, tag: str) -> list[str]:
+    """``guard filter`` of ``source`` on this session's Ray cluster, lexical config, into
+    ``tmp_path``'s store, KEPT and REJECTED named by ``tag``."""
+    return [sys.executable, "-m", "guard.cli", "filter", str(source), "--config", LEXICAL_CONFIG,
+            "--store", str(tmp_path / f"store-{tag}"), "--out", str(tmp_path / f"kept-{tag}.jsonl"),
+            "--rejected", str(tmp_path / f"rejected-{tag}.jsonl"), "--quiet", "--engine", "ray",
+            "--ray-address", ray.get_runtime_context().gcs_address]  # fmt: skip
+
+
 def test_a_run_killed_midway_then_rerun_writes_what_an_uninterrupted_run_writes(
     tmp_path, ray_cluster, inputs
 ):
     """kill -9 of the driver while the workers are busy; the rerun joins the same cluster."""
-    address = ray.get_runtime_context().gcs_address
     big = tmp_path / "big.jsonl"
     big.write_bytes(b"".join(path.read_bytes().rstrip(b"\n") + b"\n" for path in inputs) * 20)
 
     def command(tag):
-        return [sys.executable, "-m", "guard.cli", "filter", str(big), "--config", LEXICAL_CONFIG,
-                "--store", str(tmp_path / f"store-{tag}"), "--out", str(tmp_path / f"kept-{tag}.jsonl"),
-                "--rejected", str(tmp_path / f"rejected-{tag}.jsonl"), "--quiet", "--engine", "ray",
-                "--ray-address", address]  # fmt: skip
+        return _ray_filter_command(tmp_path, big, tag)
 
     subprocess.run(command("whole"), env=guard_env(), check=True, capture_output=True, timeout=300)
     victim = subprocess.Popen(
@@ -139,16 +144,13 @@ def test_a_run_killed_midway_then_rerun_writes_what_an_uninterrupted_run_writes(
 def test_kill_9_of_a_checkpointed_ray_run_then_the_same_command_resumes(tmp_path, ray_cluster, inputs):
     """guard filter --engine ray --checkpoint-every: kill -9 of the driver once a checkpoint is on
     the disk; the same command resumes after it and writes what an uninterrupted run writes."""
-    address = ray.get_runtime_context().gcs_address
     big = tmp_path / "big.jsonl"
     big.write_bytes(b"".join(path.read_bytes().rstrip(b"\n") + b"\n" for path in inputs) * 20)
 
     def command(tag):
-        return [sys.executable, "-m", "guard.cli", "filter", str(big), "--config", LEXICAL_CONFIG,
-                "--store", str(tmp_path / f"store-{tag}"), "--out", str(tmp_path / f"kept-{tag}.jsonl"),
-                "--rejected", str(tmp_path / f"rejected-{tag}.jsonl"), "--quiet", "--engine", "ray",
-                "--ray-address", address, "--batch-size", "300", "--checkpoint-every", "300",
-                "--summary", str(tmp_path / f"summary-{tag}.json")]  # fmt: skip
+        summary = tmp_path / f"summary-{tag}.json"
+        checkpoints = ["--batch-size", "300", "--checkpoint-every", "300", "--summary", str(summary)]
+        return _ray_filter_command(tmp_path, big, tag) + checkpoints
 
     subprocess.run(command("whole"), env=guard_env(), check=True, capture_output=True, timeout=300)
     victim = subprocess.Popen(
@@ -169,16 +171,12 @@ def test_kill_9_of_a_checkpointed_ray_run_then_the_same_command_resumes(tmp_path
     assert summary["store"]["checkpoints"]["resumed_after_batches"] > 0
 
 
-class _Stop(Exception):
-    """Stands for a crash of the driver in the middle of a run."""
-
-
 def _checkpointed(
     tmp: Path, inputs, parts: int | None, store: Path, stop_after=None, suffix=".jsonl"
 ) -> dict:
     """``_run``'s figures for a run with checkpoints every 60 records (after every second wave
     of 50), in process (``parts`` None) or on Ray; ``stop_after`` waves decided, raise
-    ``_Stop`` instead of deciding the next."""
+    ``Stop`` instead of deciding the next."""
     config = Guard(CONFIG).config
     engine = None
     if parts is not None:
@@ -186,17 +184,8 @@ def _checkpointed(
             config, workers=2, range_bytes=max(os.path.getsize(p) for p in inputs) // parts + 1
         )
     out, rejected = tmp / f"kept{suffix}", tmp / f"rejected{suffix}"
-    decided = []
     with Guard(config, store=store) as guard:
-        check_records = guard._check_records
-
-        def deciding(records, prepared=None):
-            if stop_after is not None and len(decided) == stop_after:
-                raise _Stop
-            decided.append(len(records))
-            return check_records(records, prepared)
-
-        guard._check_records = deciding
+        decided = stop_guard_after(guard, stop_after)
         summary = guard.filter(inputs, out, rejected, progress=False, engine=engine, checkpoint_every=60)
     summary = summary.to_dict()
     counts = {
@@ -222,7 +211,7 @@ def test_a_ray_run_stopped_midway_resumes_after_its_checkpoint(
     uninterrupted in-process run writes."""
     expected = _checkpointed(tmp_path / "plain", inputs, None, tmp_path / "plain" / "store")
     store = tmp_path / "store"
-    with pytest.raises(_Stop):
+    with pytest.raises(Stop):
         _checkpointed(tmp_path, inputs, parts, store, stop_after=stop_after)
     assert not (tmp_path / "kept.jsonl").exists()
     assert len(list((store / "journal").glob("engine-*.pkl"))) == in_part
@@ -240,7 +229,7 @@ def test_a_journal_is_resumed_only_by_the_engine_that_wrote_it(tmp_path, ray_clu
     afresh, with the same outputs."""
     expected = _checkpointed(tmp_path / "plain", inputs, None, tmp_path / "plain" / "store")
     store = tmp_path / "store"
-    with pytest.raises(_Stop):
+    with pytest.raises(Stop):
         _checkpointed(tmp_path, inputs, 3, store, stop_after=5)
     result = _checkpointed(tmp_path, inputs, None, store)
     assert result["resumed_after"] == 0
@@ -253,7 +242,7 @@ def test_a_checkpointed_ray_run_with_parquet_outputs_resumes_to_the_same_bytes(t
         tmp_path / "plain", inputs, None, tmp_path / "plain" / "store", suffix=".parquet"
     )
     store = tmp_path / "store"
-    with pytest.raises(_Stop):
+    with pytest.raises(Stop):
         _checkpointed(tmp_path, inputs, 3, store, stop_after=5, suffix=".parquet")
     result = _checkpointed(tmp_path, inputs, 3, store, suffix=".parquet")
     assert result["resumed_after"] == 4
