@@ -4,14 +4,15 @@ whole processes timed.
 
     python bench/checkpoint_bench.py [--records 200000] [--repeats 3] --out bench/checkpoint_results.json
 
-Rows: no checkpoints; ``--checkpoint-every`` one batch (4,000 records) and a quarter of the
-input, run in turn ``--repeats`` times. Each run starts from a store of an earlier run over a
-quarter as many other records (so the store is searched); the wall seconds are the median of
-the repeats, the overhead their ratio to the run without checkpoints, and every run's KEPT and
-REJECTED are compared byte for byte with that run's. Then the saving: a checkpointed run is
-killed (SIGKILL) when its journal first says at least half the batches are done, and the same
-command is run again; the retry's wall seconds against a whole run, the batches it skipped, and
-whether its outputs are the same.
+Rows: in process, no checkpoints, ``--checkpoint-every`` one batch (4,000 records) and a
+quarter of the input; ``--engine ray`` (2 local workers), no checkpoints and one every batch;
+run in turn ``--repeats`` times. Each run starts from a store of an earlier run over a quarter
+as many other records (so the store is searched); the wall seconds are the median of the
+repeats, the overhead their ratio to the same engine's run without checkpoints, and every
+run's KEPT and REJECTED are compared byte for byte with the in-process run's without them.
+Then the saving: an in-process checkpointed run is killed (SIGKILL) when its journal first says
+at least half the batches are done, and the same command is run again; the retry's wall
+seconds against a whole run, the batches it skipped, and whether its outputs are the same.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ class Runs:
         self.start = work / "store-start"
         run_process(self.command(work / "earlier.jsonl", self.start), work / "earlier.log")
 
-    def command(self, source: Path, store: Path, every: int | None = None) -> list[str]:
+    def command(
+        self, source: Path, store: Path, every: int | None = None, engine: str = "process"
+    ) -> list[str]:
         w = self.work
         command = [
             *guard_command(), "filter", str(source), "--out", str(w / "kept.jsonl"), "--rejected",
             str(w / "rejected.jsonl"), "--store", str(store), "--config", "lexical", "--quiet",
-            "--summary", str(w / "summary.json"),
+            "--summary", str(w / "summary.json"), "--engine", engine,
         ]  # fmt: skip
         return command + (["--checkpoint-every", str(every)] if every else [])
 
@@ -65,25 +68,26 @@ class Runs:
         shutil.copytree(self.start, store)
         return store
 
-    def timed(self, everies: list[int | None], repeats: int) -> list[dict]:
-        """Per checkpoint setting: the median wall seconds of ``repeats`` runs from the start
-        store (the settings interleaved, so that they share the machine's conditions) and the
-        outputs' digest."""
-        seconds: dict = {every: [] for every in everies}
+    def timed(self, settings: list[tuple[str, int | None]], repeats: int) -> list[dict]:
+        """Per (engine, checkpoint interval): the median wall seconds of ``repeats`` runs from
+        the start store (the settings interleaved, so that they share the machine's conditions)
+        and the outputs' digest."""
+        seconds: dict = {setting: [] for setting in settings}
         digests = {}
         for _ in range(repeats):
-            for every in everies:
-                command = self.command(self.work / "input.jsonl", self.fresh_store(), every)
-                seconds[every].append(run_process(command, self.work / "run.log")["seconds"])
-                digests[every] = _digest(self.work / "kept.jsonl", self.work / "rejected.jsonl")
+            for engine, every in settings:
+                command = self.command(self.work / "input.jsonl", self.fresh_store(), every, engine)
+                seconds[engine, every].append(run_process(command, self.work / "run.log")["seconds"])
+                digests[engine, every] = _digest(self.work / "kept.jsonl", self.work / "rejected.jsonl")
         return [
             {
+                "engine": engine,
                 "checkpoint_every": every,
-                "wall_seconds": round(sorted(seconds[every])[repeats // 2], 3),
-                "all_seconds": [round(t, 3) for t in seconds[every]],
-                "outputs": digests[every],
+                "wall_seconds": round(sorted(seconds[engine, every])[repeats // 2], 3),
+                "all_seconds": [round(t, 3) for t in seconds[engine, every]],
+                "outputs": digests[engine, every],
             }
-            for every in everies
+            for engine, every in settings
         ]
 
     def killed_then_resumed(self, every: int, n_batches: int) -> dict:
@@ -124,12 +128,20 @@ def main() -> None:
         runs = Runs(Path(tmp), args.records)
         n_input = args.records
         n_batches = -(-n_input // BATCH)
-        everies = [None, BATCH, n_input // 4]
-        log(f"{args.repeats} rounds of runs of {n_input:,} records, checkpoints every {everies}")
-        rows = runs.timed(everies, args.repeats)
-        plain, plain_outputs = rows[0], rows[0]["outputs"]
+        settings = [
+            ("process", None),
+            ("process", BATCH),
+            ("process", n_input // 4),
+            ("ray", None),
+            ("ray", BATCH),
+        ]
+        log(f"{args.repeats} rounds of runs of {n_input:,} records: (engine, checkpoint every) {settings}")
+        rows = runs.timed(settings, args.repeats)
+        plain_outputs = rows[0]["outputs"]
         for row in rows:
+            plain = next(r for r in rows if r["engine"] == row["engine"] and r["checkpoint_every"] is None)
             row["overhead"] = round(row["wall_seconds"] / plain["wall_seconds"], 3)
+        for row in rows:
             row["outputs_equal_to_no_checkpoints"] = row.pop("outputs") == plain_outputs
         log("killed at half way, then run again")
         resumed = runs.killed_then_resumed(BATCH, n_batches)
