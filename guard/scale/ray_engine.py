@@ -17,7 +17,8 @@ score in the driver (``find``), on the records the checks before them leave, as 
 Outputs in any format: JSON Lines files are encoded by the workers and appended in order by
 the driver; other formats (Parquet, CSV, JSON arrays, HF datasets, folders of part files) get the
 workers' rows through their usual writer in the driver. The workers memory-map the store; the
-driver holds this run's records, as in-process.
+driver holds this run's records, as in-process. With checkpoints (``guard.filter.journal``) a
+run killed part-way resumes after its last checkpoint with the same outputs (``run``).
 """
 
 from __future__ import annotations
