@@ -262,3 +262,12 @@ def test_store_info_names_a_run_under_way_and_check_accepts_its_journal(tmp_path
     assert "run under way" in out and ": 4 input batches checkpointed in journal/" in out
     assert "leftovers" not in out
     assert main(["store", "check", str(store)]) == 0
+
+
+def test_a_damaged_journal_is_dropped_and_the_run_starts_afresh(tmp_path, inputs, uninterrupted):
+    """A segment the journal names is gone (a damaged disk): the retry decides everything again."""
+    store = _stopped(tmp_path, inputs, 5, 100)
+    shutil.rmtree(next((store / "journal" / "segments").iterdir()))
+    result = _run(tmp_path, inputs, every=100, store=store)
+    _same_run(result, uninterrupted)
+    assert result["checkpoints"]["resumed_after_batches"] == 0

@@ -41,6 +41,7 @@ from guard.io.json_writers import encode_lines
 JOURNAL_FILE = "journal.json"
 JOURNAL_FORMAT = "collapse-guard-run-journal"
 KINDS = ("kept", "rejected")
+_EMPTY_ENTRY = {"pieces": [], "segments": [], "state": None}  # a journal with no checkpoint (read only)
 
 
 @dataclass
@@ -70,7 +71,7 @@ class RunJournal:
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self.store_state = store_state
-        self._entry: dict = {"pieces": [], "segments": [], "state": None, "engine": None}
+        self._entry: dict = _EMPTY_ENTRY
         self._saved: dict[int, tuple[Segment, str]] = {}  # id(segment) -> (segment, its folder name)
         self._pieces: dict[str, _PieceFile] = {}
         self._number = 0
@@ -88,6 +89,15 @@ class RunJournal:
         self._number = entry["number"]
         for path in self._unnamed():
             remove_path(path)
+        try:
+            return self._load(entry)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError):  # damaged: start afresh
+            self._entry, self._number, self._saved = _EMPTY_ENTRY, 0, {}
+            remove_path(self.directory)
+            return None
+
+    def _load(self, entry: dict) -> Checkpoint:
+        """The checkpoint ``entry`` (the journal file) names, read from its files."""
         segments = []
         for name in entry["segments"]:
             segment = Segment.load(self.directory / "segments" / name)
@@ -109,10 +119,8 @@ class RunJournal:
         path = self.directory / JOURNAL_FILE
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError):
-            return None  # unreadable: the run starts afresh
+            return None  # none, or unreadable: the run starts afresh
         ours = isinstance(entry, dict) and entry.get("format") == JOURNAL_FORMAT
         return entry if ours and {"fingerprint", "store"} <= entry.keys() else None
 
