@@ -53,6 +53,7 @@ MANIFEST = "manifest.json"
 SEGMENTS = "segments"
 LOCK = ".lock"
 JOURNAL = "journal"  # the progress of a run under way (guard.filter.journal)
+JOURNAL_FILE = "journal.json"  # in JOURNAL: its only truth
 
 
 def empty_manifest(settings: dict) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 from guard.dedup.segments import Segment
 from guard.dedup.store import (
     JOURNAL,
+    JOURNAL_FILE,
     MANIFEST,
     SEGMENTS,
     lock_store,
@@ -121,7 +122,7 @@ def _journal_line(directory: Path) -> str | None:
     """What ``store info`` says of a checkpointed run under way (``guard.filter.journal``)."""
     folder = directory / JOURNAL
     try:
-        entry = json.loads((folder / "journal.json").read_text(encoding="utf-8"))
+        entry = json.loads((folder / JOURNAL_FILE).read_text(encoding="utf-8"))
         batches, fingerprint = entry["batches_done"], entry["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.dedup.segments import Segment
-from guard.dedup.store import JOURNAL
+from guard.dedup.segments import Segment, SegmentStack
+from guard.dedup.store import JOURNAL, JOURNAL_FILE
 from guard.errors import GuardError
 from guard.io.durable import atomic_path, fsync_path, json_text, remove_path, sibling_temp_path
 from guard.io.json_writers import encode_lines
+from guard.io.record_writer import append_output
 
-JOURNAL_FILE = "journal.json"
 JOURNAL_FORMAT = "collapse-guard-run-journal"
 KINDS = ("kept", "rejected")
 _EMPTY_ENTRY = {"pieces": [], "segments": [], "state": None}  # a journal with no checkpoint (read only)
@@ -295,8 +295,6 @@ class Checkpoints:
         checkpoint = self.journal.resume()
         if checkpoint is None:
             return 0
-        from guard.dedup.segments import SegmentStack
-
         self.guard.run = SegmentStack(checkpoint.segments)
         for check in self.guard.checks:
             check.restore(checkpoint.states.get(check.name, {}))
@@ -337,7 +335,7 @@ class Checkpoints:
         self.checkpoint(summary)
         for kind, writer in (("kept", kept), ("rejected", rejected)):
             for rows in self.journal.rows(kind):
-                (writer.write_encoded if isinstance(rows, bytes) else writer.write)(rows)
+                append_output(writer, rows)
 
     def remove(self) -> None:
         self.journal.remove()

@@ -306,7 +306,8 @@ class Guard:
                 batch_size=cfg.batch_size,
                 on_batch=count,
                 on_file_done=file_done,
-                **({"skip_batches": skip, "on_skipped": read} if skip else {}),
+                skip_batches=skip,
+                on_skipped=read,
             )
             if checkpoints:
                 checkpoints.finish(summary, kept_writer, rejected_writer)

@@ -110,3 +110,10 @@ class RecordWriter:
     def _discard(self) -> None:
         """Close and delete every temporary file."""
         raise NotImplementedError
+
+
+def append_output(writer, output: list[dict] | bytes) -> None:
+    """Append ``output`` to ``writer``: rows (``write``), or JSON lines already encoded by
+    ``guard.io.json_writers.encode_lines`` (``write_encoded``: a writer whose
+    ``writes_json_lines``)."""
+    (writer.write_encoded if isinstance(output, bytes) else writer.write)(output)

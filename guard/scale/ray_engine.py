@@ -33,6 +33,7 @@ import numpy as np
 from guard.config import GuardConfig
 from guard.errors import GuardError
 from guard.io.readers import ReadStats
+from guard.io.record_writer import append_output
 from guard.io.records import InputRecord
 from guard.scale.preparer import Preparer, store_segment_paths
 from guard.scale.ranges import InputRange, input_ranges, read_range
@@ -369,4 +370,4 @@ def _append(encoded: tuple, kept, rejected) -> None:
     (``write_encoded``) or lists of rows (``write``)."""
     for writer, side in zip((kept, rejected), encoded):
         if writer is not None:
-            (writer.write_encoded if isinstance(side, bytes) else writer.write)(side)
+            append_output(writer, side)
