@@ -18,7 +18,6 @@ seconds against a whole run, the batches it skipped, and whether its outputs are
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import signal
@@ -28,17 +27,10 @@ import time
 from pathlib import Path
 
 import bench_threads  # noqa: F401  (first: single-threaded numeric libraries)
-from dedup_common import REPO, guard_command, log, machine_info, run_process
+from dedup_common import REPO, guard_command, log, machine_info, run_process, sha256_of
 from scale_bench import write_records
 
 BATCH = 4000
-
-
-def _digest(*paths: Path) -> str:
-    hasher = hashlib.sha256()
-    for path in paths:
-        hasher.update(path.read_bytes())
-    return hasher.hexdigest()
 
 
 class Runs:
@@ -78,7 +70,7 @@ class Runs:
             for engine, every in settings:
                 command = self.command(self.work / "input.jsonl", self.fresh_store(), every, engine)
                 seconds[engine, every].append(run_process(command, self.work / "run.log")["seconds"])
-                digests[engine, every] = _digest(self.work / "kept.jsonl", self.work / "rejected.jsonl")
+                digests[engine, every] = sha256_of(self.work / "kept.jsonl", self.work / "rejected.jsonl")
         return [
             {
                 "engine": engine,
@@ -114,7 +106,7 @@ class Runs:
             "killed": process.returncode == -signal.SIGKILL,
             "retry_wall_seconds": round(retry["seconds"], 3),
             "retry_resumed_after_batches": summary["store"]["checkpoints"]["resumed_after_batches"],
-            "outputs": _digest(self.work / "kept.jsonl", self.work / "rejected.jsonl"),
+            "outputs": sha256_of(self.work / "kept.jsonl", self.work / "rejected.jsonl"),
         }
 
 

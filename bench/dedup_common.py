@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -195,6 +196,16 @@ def run_repeated(cmd: list[str], log_path: Path, repeats: int, before=None, afte
     median["all_seconds"] = [round(r["seconds"], 3) for r in runs]
     median["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
     return median
+
+
+def sha256_of(*paths: Path) -> str:
+    """SHA-256 hex digest of the files' bytes one after the other, read in 16 MiB chunks."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as file:
+            while chunk := file.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def guard_command() -> list[str]:

@@ -12,7 +12,6 @@ three engines must write the same bytes, which the benchmark checks.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pickle
 import resource
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import bench_threads  # noqa: F401  (first: single-threaded numeric libraries)
 import numpy as np
-from dedup_common import REPO, guard_command, log, machine_info, rss_method, run_process
+from dedup_common import REPO, guard_command, log, machine_info, rss_method, run_process, sha256_of
 
 LEXICAL = REPO / "configs" / "guard" / "lexical.yaml"
 SIZES = {
@@ -82,19 +81,16 @@ def _filter(source: Path, work: Path, tag: str, extra: list[str]) -> dict:
     ]
     run = run_process(cmd, work / f"{tag}.log")
     counts = json.loads(summary.read_text())
-    digest = hashlib.sha256()
-    for out in ("kept", "rejected"):  # digested and deleted: 10M records write ~7 GB per run
-        path = work / f"{tag}-{out}.jsonl"
-        with open(path, "rb") as file:
-            while chunk := file.read(1 << 24):
-                digest.update(chunk)
+    outputs = [work / f"{tag}-{out}.jsonl" for out in ("kept", "rejected")]
+    digest = sha256_of(*outputs)
+    for path in outputs:  # digested and deleted: 10M records write ~7 GB per run
         path.unlink()
     return {
         "seconds": round(run["seconds"], 2),
         "driver_peak_rss_mb": round(run["peak_rss_mb"], 1),
         "records_per_s": round(counts["n_input"] / run["seconds"], 1),
         "n_kept": counts["n_kept"],
-        "output_sha256": digest.hexdigest(),
+        "output_sha256": digest,
     }
 
 
