@@ -57,6 +57,8 @@ def _filter(args) -> int:
     _check_paths(args)
     if args.checkpoint_every is not None and args.store is None:
         raise GuardError("--checkpoint-every needs --store (it keeps the run's progress)")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise GuardError(f"--checkpoint-every {args.checkpoint_every}: give a number of records >= 1")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, also those of libraries (GGUF loading)
     with Guard(config, store=args.store) as guard:

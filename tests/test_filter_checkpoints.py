@@ -271,3 +271,15 @@ def test_a_damaged_journal_is_dropped_and_the_run_starts_afresh(tmp_path, inputs
     result = _run(tmp_path, inputs, every=100, store=store)
     _same_run(result, uninterrupted)
     assert result["checkpoints"]["resumed_after_batches"] == 0
+
+
+def test_a_checkpoint_interval_below_one_is_refused_before_the_store_is_made(tmp_path, inputs):
+    done = run_guard(
+        "filter", str(inputs["files"][0]), "--out", str(tmp_path / "k.jsonl"), "--rejected",
+        str(tmp_path / "r.jsonl"), "--store", str(tmp_path / "store"), "--checkpoint-every", "0",
+        "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    message = "guard: error: --checkpoint-every 0: give a number of records >= 1"
+    assert done.stderr.strip().splitlines() == [message]
+    assert not (tmp_path / "store").exists()
