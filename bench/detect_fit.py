@@ -70,7 +70,14 @@ CANDIDATES = {
     "logistic/coherent_semantic": {"head": "logistic", "features": "coherent_semantic", "C": 1.0},
     "mlp8/coherent_semantic": {"head": "mlp", "features": "coherent_semantic", "C": 1.0, "hidden": 8},
     "mlp16/coherent_semantic": {"head": "mlp", "features": "coherent_semantic", "C": 1.0, "hidden": 16},
+    "two_sided16/coherent": {"head": "two_sided", "features": "coherent", "C": 1.0, "hidden": 16},
+    "two_sided8/drift": {"head": "two_sided", "features": "drift", "C": 1.0, "hidden": 8},
+    "two_sided16/drift": {"head": "two_sided", "features": "drift", "C": 1.0, "hidden": 16},
 }
+# The machine text the two-sided head's drift side learns: samples of small models (SmolLM2 at
+# every decoding, the word-trigram model). The chat and completion text of the GPT files is left
+# to its predictable side, which is fitted on human text alone.
+DRIFTING = ("smollm2", "ngram")
 GENERATORS = ("smollm2", "ngram", *GPT)
 
 
@@ -181,7 +188,8 @@ def fit_model(table: Table, rows: np.ndarray, settings: dict, scorer):
     params = {key: value for key, value in settings.items() if key != "features"}
     model = MachineTextClassifier(scorer, table.embedder, features=settings["features"], **params)
     features = table.features(settings["features"])
-    return model.fit_features(features[rows], table.label[rows], balanced_weights(table, rows))
+    drift_rows = np.isin(table.generator[rows], DRIFTING)
+    return model.fit_features(features[rows], table.label[rows], balanced_weights(table, rows), drift_rows)
 
 
 def scores_of(model, table: Table, settings: dict, rows: np.ndarray) -> np.ndarray:

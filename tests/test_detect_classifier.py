@@ -195,3 +195,14 @@ def test_semantic_feature_sets_need_an_embedder_and_save_its_name(tiny_lm, texts
     plain = _fit(scorer, texts, TopicEmbedder())  # an embedder given but not used is not recorded
     plain.save(tmp_path / "plain")
     assert MachineTextClassifier.load(tmp_path / "plain", scorer).embedder is None
+
+
+def test_two_sided_head_with_the_quarters_feature_round_trips(tiny_lm, texts, tmp_path):
+    scorer = ZeroShotScorer(tiny_lm, min_tokens=20)
+    model = _fit(scorer, texts, TopicEmbedder(), features="drift", head="two_sided", hidden=4)
+    assert model.feature_names_[-1] == "semantic_coherence_quarters"
+    model.save(tmp_path / "clf")
+    loaded = MachineTextClassifier.load(tmp_path / "clf", scorer, TopicEmbedder())
+    assert loaded.head == "two_sided" and loaded.n_train_ == model.n_train_ and model.n_train_[0] == 30
+    probe = texts[0][30:35] + texts[1][30:35]
+    np.testing.assert_allclose(loaded.decision_function(probe), model.decision_function(probe), rtol=1e-12)

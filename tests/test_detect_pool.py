@@ -58,7 +58,7 @@ def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm
     records = [json.loads(line) for line in whole.splitlines()]
     assert len({r["id"] for r in records}) == len(records)
     smollm2 = [r for r in records if r["generator"] == "smollm2"]
-    assert len(smollm2) == 2 * len(pool.DECODINGS) + 3
+    assert len(smollm2) == pool.SMOLLM2_ROUNDS * 2 * len(pool.DECODINGS) + 3
     assert {r["decoding"] for r in smollm2} == set(pool.DECODINGS)
     assert sum(r["generator"] == "ngram" for r in records) == 4 * 4  # 4 fitting domains
     assert {r["split"] for r in records if r["domain"] == "pubmed"} == {"report"}
@@ -69,3 +69,21 @@ def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm
         resumed.mkdir()
         (resumed / "pool.jsonl").write_bytes(whole[:cut])
         assert build_pool(resumed, shared, lm=tiny_lm, progress=False).read_bytes() == whole
+
+
+def test_a_new_round_leaves_the_records_of_the_earlier_ones_as_they_were(
+    tmp_path, tiny_lm, stdlib_texts, monkeypatch
+):
+    monkeypatch.setattr(pool, "SMOLLM2_PLAN", (("wikitext", "fit", 1), ("pydocs", "fit", 1)))
+    monkeypatch.setattr(pool, "SMOLLM2_REPORT", (("wikitext", "t1.0", 3),))
+    monkeypatch.setattr(pool, "NGRAM_PROMPTS", 4)
+    monkeypatch.setattr(pool, "GENERATION_BATCH", 3)
+    monkeypatch.setattr(pool, "NEW_TOKENS", (8, 16))
+    shared = _fake_shared(tmp_path / "shared", stdlib_texts)
+    monkeypatch.setattr(pool, "SMOLLM2_ROUNDS", 1)
+    one = build_pool(tmp_path / "one", shared, lm=tiny_lm, progress=False).read_bytes().splitlines()
+    monkeypatch.setattr(pool, "SMOLLM2_ROUNDS", 2)
+    two = build_pool(tmp_path / "two", shared, lm=tiny_lm, progress=False).read_bytes().splitlines()
+    added = build_pool(tmp_path / "one", shared, lm=tiny_lm, progress=False).read_bytes().splitlines()
+    assert set(one) < set(two) and len(two) == len(one) + 2 * len(pool.DECODINGS)
+    assert added[: len(one)] == one and sorted(added) == sorted(two)  # a round added to a built pool

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from guard.detect.classifier import DEFAULT_DETECTOR, MachineTextClassifier
+from guard.detect.classifier import DEFAULT_DETECTOR, HEADS, MachineTextClassifier
 from guard.detect.labelled import read_pairs
 from guard.detect.zeroshot import ZeroShotScorer
 from guard.filter.pipeline import Guard
@@ -67,8 +67,8 @@ def test_human_text_full_of_one_token_is_not_watermarked(smollm2, wikitext_dir):
 
 def test_the_shipped_detector_fits_the_default_scorer(smollm2):
     detector = MachineTextClassifier.load(DEFAULT_DETECTOR, ZeroShotScorer(smollm2))
-    assert detector.head in ("logistic", "mlp") and np.isfinite(detector.threshold_)
-    assert "out-of-domain" in detector.threshold_note_ and min(detector.n_train_) > 500
+    assert detector.head in HEADS and np.isfinite(detector.threshold_)
+    assert "out-of-domain" in detector.threshold_note_ and min(detector.n_train_) > 400
 
 
 @pytest.mark.slow
@@ -89,7 +89,7 @@ def test_the_shipped_detector_flags_smollm2_samples_at_temperature_one(smollm2, 
     from guard.detect.calibrate import auroc
 
     human_scores, machine_scores = detector.decision_function(paragraphs), detector.decision_function(machine)
-    # measured on 100 such samples: 0.85 (bench/detect_fit.py); the old one-direction default
+    # measured on 100 such samples: 0.92 (bench/detect_fit.py); the old one-direction default
     # (likelihood where the model is confident, higher = machine) ranks them below human text
     assert auroc(human_scores, machine_scores) >= 0.7
     old_human, old_machine = (

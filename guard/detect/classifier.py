@@ -6,13 +6,16 @@ its columns — ``statistics`` (the zero-shot statistics and log(1 + scored toke
 Ghostbuster-style detectors use), ``profile`` (the statistics and the profile of how the text
 is surprising: normalised-surprise quantiles, rank and entropy bands, repeats, trends; no
 length), ``compact`` (six of them, ``COMPACT``), ``coherent`` (``COMPACT`` and how the text holds
-together) — and the ``*_semantic`` sets, which add the semantic coherence of the text's halves
-(``guard.detect.coherence``, from a sentence embedder); optionally followed by the text's whole
-sentence embedding (``embedding_vectors``; MiniLM by default). A standardising scaler and a
-head turn them into log-odds of machine: ``logistic`` (logistic regression, one direction per
-feature) or ``mlp`` (one hidden layer of ReLU units: a decision that can flag both tails of a
-feature, as machine text is too predictable for some generators and too surprising for
-others). Texts too short for the scorer get no probability (NaN). The learned state, the
+together) — the ``*_semantic`` sets, which add the semantic coherence of the text's halves
+(``guard.detect.coherence``, from a sentence embedder), and ``drift`` (``coherent`` and the
+semantic coherence of its quarters); optionally followed by the text's whole sentence embedding
+(``embedding_vectors``; MiniLM by default). A head turns them into log-odds of machine:
+``logistic`` (a standardising scaler and logistic regression, one direction per feature),
+``mlp`` (the scaler and one hidden layer of ReLU units: a decision that can flag both tails of a
+feature, as machine text is too predictable for some generators and too surprising for others)
+or ``two_sided`` (``guard.detect.two_sided``: zero-shot statistics judged against the human band
+for text that is too predictable, an MLP for text that drifts, the larger distance decides; the
+shipped kind). Texts too short for the scorer get no probability (NaN). The learned state, the
 decision threshold on the log-odds and the scorer it needs are saved as JSON (no pickle); the
 package ships one fitted detector (``DEFAULT_DETECTOR``).
 """
@@ -23,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.detect.coherence import COHERENCE_FEATURE, semantic_coherence
-from guard.detect.head import HEADS, LogOddsHead
+from guard.detect.coherence import COHERENCE_FEATURE, PARTS_OF, QUARTERS_FEATURE, semantic_coherence
+from guard.detect.head import HEADS as LOG_ODDS_HEADS
+from guard.detect.head import LogOddsHead
+from guard.detect.two_sided import PREDICTABLE, TwoSidedHead
 from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
 from guard.errors import GuardError, located
 
@@ -49,6 +54,10 @@ COMPACT = [
 # reuse of its own words), which tells a derailing temperature-1 sample from human text of a
 # high-entropy register.
 COHERENT = [*COMPACT, "entropy_trend", "log_likelihood_trend", "reused_word_share"]
+# drift: COHERENT and whether the text keeps to its subject across its four quarters (MiniLM),
+# the features of the two-sided head's drift side (it reads PREDICTABLE from COMPACT).
+DRIFT = [*COHERENT, QUARTERS_FEATURE]
+HEADS = (*LOG_ODDS_HEADS, TwoSidedHead.kind)
 FEATURE_SETS = {
     "statistics": [*STATISTICS, LENGTH_FEATURE],
     "profile": list(FEATURES),
@@ -56,6 +65,7 @@ FEATURE_SETS = {
     "coherent": COHERENT,
     "compact_semantic": [*COMPACT, COHERENCE_FEATURE],
     "coherent_semantic": [*COHERENT, COHERENCE_FEATURE],
+    "drift": DRIFT,
 }
 
 
@@ -97,7 +107,7 @@ class MachineTextClassifier:
             raise GuardError(f"features must be one of {', '.join(FEATURE_SETS)}, not {features!r}")
         if head not in HEADS:
             raise GuardError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
-        if embedder is None and (embedding_vectors or COHERENCE_FEATURE in FEATURE_SETS[features]):
+        if embedder is None and (embedding_vectors or set(PARTS_OF) & set(FEATURE_SETS[features])):
             needs = f"the {features} features" + " and embedding vectors" * embedding_vectors
             raise GuardError(f"{needs} need an embedder")
         self.scorer = scorer
@@ -124,7 +134,7 @@ class MachineTextClassifier:
 
     def uses_embedder(self) -> bool:
         names = getattr(self, "feature_names_", None) or self.feature_names()
-        return any(name == COHERENCE_FEATURE or name.startswith("embedding_") for name in names)
+        return any(name in PARTS_OF or name.startswith("embedding_") for name in names)
 
     def features_of(self, texts: list[str]) -> np.ndarray:
         """(n, d) float64 features of ``texts`` in ``feature_names()`` order; too-short rows NaN."""
@@ -138,19 +148,38 @@ class MachineTextClassifier:
             raise GuardError("fit needs one label per text, each 0 (human) or 1 (machine)")
         return self.fit_features(self.features_of(texts), labels)
 
-    def fit_features(self, table: np.ndarray, labels, sample_weight=None) -> MachineTextClassifier:
+    def fit_features(
+        self, table: np.ndarray, labels, sample_weight=None, drift_rows=None
+    ) -> MachineTextClassifier:
         """Fit on a precomputed (n, d) ``features_of`` table (NaN rows left out). Returns self.
 
         Args:
             sample_weight: (n,) per-text weights, or None for equal weights (the MLP head
                 resamples by weight, as scikit-learn's MLP takes none).
+            drift_rows: (n,) bool, for the two-sided head: the machine texts its drift side
+                learns (None: all of them); ignored by the other heads.
         """
-        head = LogOddsHead(self.head, C=self.C, hidden=self.hidden, max_iter=self.max_iter)
-        self.model_ = head.fit(table, labels, sample_weight)
+        settings = {"C": self.C, "hidden": self.hidden, "max_iter": self.max_iter}
+        if self.head == TwoSidedHead.kind:
+            self.model_ = TwoSidedHead(self._predictable_columns(), **settings).fit(
+                table, labels, sample_weight, drift_rows
+            )
+        else:
+            self.model_ = LogOddsHead(self.head, **settings).fit(table, labels, sample_weight)
         self.feature_names_ = self.feature_names()
         self.threshold_, self.threshold_note_ = 0.0, "P(machine) > 0.5 on the training mix"
         self.n_train_ = self.model_.n_train_
         return self
+
+    def _predictable_columns(self) -> list[int]:
+        names = self.feature_names()
+        missing = [name for name in PREDICTABLE if name not in names]
+        if missing:
+            raise GuardError(
+                f"the two-sided head needs the features {', '.join(missing)}; "
+                f"the {self.features} set lacks them"
+            )
+        return [names.index(name) for name in PREDICTABLE]
 
     def decision_from_features(self, table: np.ndarray) -> np.ndarray:
         """(n,) log-odds of machine from an (n, d) feature table; NaN rows stay NaN."""
@@ -252,15 +281,17 @@ class MachineTextClassifier:
             max_iter=state["max_iter"],
             embedding_vectors=any(name.startswith("embedding_") for name in state["feature_names"]),
         )
-        unknown = sorted(set(state["feature_names"]) - set(FEATURES) - {LENGTH_FEATURE, COHERENCE_FEATURE})
+        unknown = sorted(set(state["feature_names"]) - set(FEATURES) - {LENGTH_FEATURE, *PARTS_OF})
         if unknown and state["embedding_model"] is None:
             raise GuardError(
                 located(path, f"unknown features {', '.join(unknown)}; this guard computes {len(FEATURES)}")
             )
         classifier.feature_names_ = state["feature_names"]
-        classifier.model_ = LogOddsHead.from_state(
-            state["head"], state, C=state["C"], hidden=state["hidden"], max_iter=state["max_iter"]
-        )
+        settings = {"C": state["C"], "hidden": state["hidden"], "max_iter": state["max_iter"]}
+        if state["head"] == TwoSidedHead.kind:
+            classifier.model_ = TwoSidedHead.from_state(state, **settings)
+        else:
+            classifier.model_ = LogOddsHead.from_state(state["head"], state, **settings)
         classifier.threshold_ = float(state["threshold"])
         classifier.threshold_note_ = state["threshold_note"]
         classifier.n_train_ = classifier.model_.n_train_
@@ -269,7 +300,8 @@ class MachineTextClassifier:
 
 def feature_table(scores, names: list[str], embedder=None, texts: list[str] | None = None) -> np.ndarray:
     """(n, len(names)) float64: the named columns of ``ZeroShotScores`` (``LENGTH_FEATURE`` is
-    log(1 + scored tokens)), ``COHERENCE_FEATURE`` from ``embedder`` on ``texts``, and the
+    log(1 + scored tokens)), the semantic coherence features (``PARTS_OF``) from ``embedder`` on
+    ``texts``, and the
     ``embedding_*`` columns (``embedder``'s vectors of ``texts``), in ``names`` order; rows of
     too-short texts are NaN."""
     columns = []
@@ -277,8 +309,8 @@ def feature_table(scores, names: list[str], embedder=None, texts: list[str] | No
     for name in names:
         if name == LENGTH_FEATURE:
             columns.append(np.log1p(scores.n_tokens_scored.astype(np.float64)))
-        elif name == COHERENCE_FEATURE:
-            columns.append(semantic_coherence(embedder, texts))
+        elif name in PARTS_OF:
+            columns.append(semantic_coherence(embedder, texts, PARTS_OF[name]))
         elif name.startswith("embedding_"):
             if vectors is None:
                 vectors = embedder.encode(texts).astype(np.float64)

@@ -141,14 +141,14 @@ def detector_scores(args, scorer, human_scores, machine_scores, human: list[str]
 
 def _train(args) -> int:
     from guard.detect.classifier import CLASSIFIER_FILE, FEATURE_SETS, MachineTextClassifier
-    from guard.detect.coherence import COHERENCE_FEATURE
+    from guard.detect.coherence import PARTS_OF
 
     human, machine = labelled_texts(args)
     if not human or not machine:
         raise GuardError("train needs human and machine texts")
     scorer = build_scorer(args)
     embedder = None
-    if args.embedding or COHERENCE_FEATURE in FEATURE_SETS[args.features]:
+    if args.embedding or set(PARTS_OF) & set(FEATURE_SETS[args.features]):
         from guard.models.embedder import Embedder
 
         embedder = Embedder(progress=not args.quiet)
@@ -364,23 +364,32 @@ def add_detect_command(commands) -> None:
     tr = jobs.add_parser(
         "train",
         help="train the classifier on labelled texts -> DIR",
-        description="A scaler and a head (logistic regression, or a one-hidden-layer MLP that can flag "
-        "both tails of a feature) on the one-forward-pass features (and, with --embedding, the MiniLM "
-        "sentence embedding); saved as DIR/classifier.json, threshold P(machine) > 0.5 (move it with "
+        description="A scaler and a head on the one-forward-pass features (and, with --embedding, the "
+        "MiniLM sentence embedding): logistic regression, a one-hidden-layer MLP that can flag both tails "
+        "of a feature, or two_sided (the shipped kind: flag text that is either more predictable than "
+        "human text, by the low-entropy log-likelihood and Fast-DetectGPT, or drifts as the machine texts "
+        "given do, by an MLP; each side judged against the human texts' band); saved as "
+        "DIR/classifier.json, threshold P(machine) > 0.5 (move it with "
         "`guard detect calibrate --classifier DIR`).",
     )
     _input_arguments(tr)
     tr.add_argument("--out", required=True, metavar="DIR")
     tr.add_argument(
         "--features",
-        choices=("statistics", "profile", "compact", "coherent", "compact_semantic", "coherent_semantic"),
+        choices=(
+            *("statistics", "profile", "compact", "coherent"),
+            *("compact_semantic", "coherent_semantic", "drift"),
+        ),
         default="compact",
         help="statistics: the zero-shot statistics and the length; profile: the statistics and how the "
         "text is surprising (normalised-surprise quantiles, rank and entropy bands, repeats, trends); "
         "compact (default): six of those that carried over best to unseen generators; coherent: compact "
-        "and how the text holds together; *_semantic: and the semantic coherence of its halves (MiniLM)",
+        "and how the text holds together; *_semantic: and the semantic coherence of its halves (MiniLM); "
+        "drift: coherent and the semantic coherence of its quarters (MiniLM)",
     )
-    tr.add_argument("--head", choices=("logistic", "mlp"), default="mlp", help="the head (default mlp)")
+    tr.add_argument(
+        "--head", choices=("logistic", "mlp", "two_sided"), default="mlp", help="the head (default mlp)"
+    )
     tr.add_argument("--hidden", type=int, default=8, help="hidden units of the mlp head (default 8)")
     tr.add_argument("--embedding", action="store_true", help="add the sentence embedding to the features")
     tr.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")

@@ -48,13 +48,17 @@ DECODINGS = {
 }
 DETECT_SOURCES = ("xsum", "writing", "pubmed")
 DETECT_GENERATORS = ("gpt-3.5-turbo", "gpt-4", "davinci")
-# (domain, split, machine prompts per decoding) of the SmolLM2 continuations.
+# (domain, split, machine prompts per decoding and round) of the SmolLM2 continuations.
 SMOLLM2_PLAN = (
     ("wikitext", "fit", 24),
     ("pydocs", "fit", 12),
     ("xsum", "fit", 8),
     ("writing", "fit", 8),
 )
+# Rounds of the plan: round r continues the next prompts of each domain, in batches of its own
+# drawn after those of round r - 1, so adding a round leaves the records of the earlier ones as
+# they were.
+SMOLLM2_ROUNDS = 2
 # The report set: WikiText-2 *test* continuations at the two temperatures of the acceptance.
 SMOLLM2_REPORT = (("wikitext", "t1.0", 100), ("wikitext", "t0.7", 150))
 NGRAM_PROMPTS = 60  # per fitting domain
@@ -179,17 +183,19 @@ def ngram_records(humans: dict[tuple[str, str], list[str]], seed: int) -> Iterat
             yield _record(f"{domain}-ngram-{index}", body, "machine", domain, "ngram", "trigram", split)
 
 
-def smollm2_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, str, str, str, str]]:
-    """(id, prompt, domain, decoding, split) of every SmolLM2 continuation: the fitting plan
-    cycles the decodings over the domain's first prompts (every fourth a short prompt); the
-    report set continues WikiText test paragraphs."""
+def smollm2_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, str, str, str, str, int]]:
+    """(id, prompt, domain, decoding, split, round) of every SmolLM2 continuation: each round
+    of the fitting plan cycles the decodings over the domain's next prompts (every fourth a
+    short prompt); the report set (round 0) continues WikiText test paragraphs."""
     jobs = []
-    for domain, split, per_decoding in SMOLLM2_PLAN:
-        texts = humans[(domain, split)]
-        for index in range(per_decoding * len(DECODINGS)):
-            decoding = list(DECODINGS)[index % len(DECODINGS)]
-            prompt = prompt_of(texts[index], short=index % 4 == 3)
-            jobs.append((f"{domain}-smollm2-{decoding}-{index}", prompt, domain, decoding, split))
+    for round_ in range(SMOLLM2_ROUNDS):
+        for domain, split, per_decoding in SMOLLM2_PLAN:
+            texts = humans[(domain, split)]
+            size = per_decoding * len(DECODINGS)
+            for index in range(round_ * size, (round_ + 1) * size):
+                decoding = list(DECODINGS)[index % len(DECODINGS)]
+                prompt = prompt_of(texts[index], short=index % 4 == 3)
+                jobs.append((f"{domain}-smollm2-{decoding}-{index}", prompt, domain, decoding, split, round_))
     for domain, decoding, count in SMOLLM2_REPORT:
         texts = humans[(domain, "report")]
         for index in range(count):
@@ -200,6 +206,7 @@ def smollm2_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, st
                     domain,
                     decoding,
                     "report",
+                    0,
                 )
             )
     return jobs
@@ -280,14 +287,15 @@ def build_pool(
 
 
 def smollm2_batches(jobs: list[tuple], seed: int) -> list[tuple[list[tuple], int, int]]:
-    """(jobs, new tokens, seed) of each generation batch: jobs of one decoding, sorted by
-    prompt length, GENERATION_BATCH at a time; lengths and seeds drawn in that order."""
+    """(jobs, new tokens, seed) of each generation batch: jobs of one round and decoding,
+    sorted by prompt length, GENERATION_BATCH at a time; lengths and seeds drawn in that order
+    (round by round)."""
     rng = np.random.default_rng(seed)
-    by_decoding = defaultdict(list)
+    by_round_decoding = defaultdict(list)
     for job in jobs:
-        by_decoding[job[3]].append(job)
+        by_round_decoding[(job[5], job[3])].append(job)
     batches = []
-    for _, group in sorted(by_decoding.items()):
+    for _, group in sorted(by_round_decoding.items()):
         group.sort(key=lambda job: len(job[1]))
         for lo in range(0, len(group), GENERATION_BATCH):
             batches.append(
@@ -315,7 +323,7 @@ def _write_smollm2(write, batches, lm, progress: bool) -> None:
         texts = generate_continuations(lm, [job[1] for job in jobs], decoding, new_tokens, batch_seed)
         write(
             _record(job_id, text, "machine", domain, "smollm2", decoding, split)
-            for (job_id, _, domain, decoding, split), text in zip(jobs, texts)
+            for (job_id, _, domain, decoding, split, _), text in zip(jobs, texts)
         )
         bar.update(len(jobs))
     bar.close()
