@@ -47,12 +47,17 @@ def _fake_shared(folder, paragraphs: list[str]):
     return folder
 
 
-def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm, stdlib_texts, monkeypatch):
+def _small_plan(monkeypatch) -> None:
+    """A pool plan small enough for the tiny LM: one prompt per decoding and domain."""
     monkeypatch.setattr(pool, "SMOLLM2_PLAN", (("wikitext", "fit", 1), ("pydocs", "fit", 1)))
     monkeypatch.setattr(pool, "SMOLLM2_REPORT", (("wikitext", "t1.0", 3),))
     monkeypatch.setattr(pool, "NGRAM_PROMPTS", 4)
     monkeypatch.setattr(pool, "GENERATION_BATCH", 3)
     monkeypatch.setattr(pool, "NEW_TOKENS", (8, 16))
+
+
+def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm, stdlib_texts, monkeypatch):
+    _small_plan(monkeypatch)
     shared = _fake_shared(tmp_path / "shared", stdlib_texts)
     whole = build_pool(tmp_path / "a", shared, lm=tiny_lm, progress=False).read_bytes()
     records = [json.loads(line) for line in whole.splitlines()]
@@ -74,11 +79,7 @@ def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm
 def test_a_new_round_leaves_the_records_of_the_earlier_ones_as_they_were(
     tmp_path, tiny_lm, stdlib_texts, monkeypatch
 ):
-    monkeypatch.setattr(pool, "SMOLLM2_PLAN", (("wikitext", "fit", 1), ("pydocs", "fit", 1)))
-    monkeypatch.setattr(pool, "SMOLLM2_REPORT", (("wikitext", "t1.0", 3),))
-    monkeypatch.setattr(pool, "NGRAM_PROMPTS", 4)
-    monkeypatch.setattr(pool, "GENERATION_BATCH", 3)
-    monkeypatch.setattr(pool, "NEW_TOKENS", (8, 16))
+    _small_plan(monkeypatch)
     shared = _fake_shared(tmp_path / "shared", stdlib_texts)
     monkeypatch.setattr(pool, "SMOLLM2_ROUNDS", 1)
     one = build_pool(tmp_path / "one", shared, lm=tiny_lm, progress=False).read_bytes().splitlines()

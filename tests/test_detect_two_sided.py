@@ -6,8 +6,8 @@ from test_detect_classifier import TopicEmbedder
 
 from guard.detect.calibrate import auroc
 from guard.detect.classifier import COMPACT, MachineTextClassifier
-from guard.detect.coherence import parts, semantic_coherence
-from guard.detect.two_sided import PREDICTABLE, TwoSidedHead
+from guard.detect.coherence import WINDOW_WORDS, parts, semantic_coherence
+from guard.detect.two_sided import PREDICTABLE, Z_CENTER, Z_SLOPE, TwoSidedHead
 from guard.detect.zeroshot import ZeroShotScorer
 from guard.errors import GuardError
 
@@ -72,7 +72,8 @@ def test_nan_rows_stay_nan_and_probabilities_follow_the_largest_z():
     probe[1, 3] = np.nan
     scores = head.decision_function(probe)
     assert np.isnan(scores[1]) and np.isfinite(np.delete(scores, 1)).all()
-    assert head.slope_ > 0  # a larger distance from the human band is more machine
+    z = ((head._sides(probe) - head.human_mean_) / head.human_scale_).max(axis=1)
+    np.testing.assert_allclose(scores, Z_SLOPE * (z - Z_CENTER))  # the same map for every fit
     proba = head.predict_proba(probe)
     assert np.isnan(proba[1]).all() and np.allclose(proba[[0, 2, 3, 4]].sum(axis=1), 1.0)
 
@@ -90,3 +91,6 @@ def test_quarters_see_a_late_drift_that_halves_average_away():
     # the last quarter is off topic: 3 of the 6 pairs are orthogonal
     assert quarters[1] == pytest.approx(0.5, abs=1e-2)
     assert np.isnan(quarters[2]) and np.isfinite(halves[2])
+    long = " ".join(["the lobster hides ."] * 50 + ["the cathedral spire ."] * 50)
+    assert len(long.split()) == 2 * WINDOW_WORDS  # only the window is read: all of it on topic
+    assert semantic_coherence(embedder, [long], 4)[0] == pytest.approx(1.0, abs=1e-4)

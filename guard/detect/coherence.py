@@ -17,19 +17,23 @@ import numpy as np
 COHERENCE_FEATURE = "semantic_coherence"  # the cosine of the two halves
 QUARTERS_FEATURE = "semantic_coherence_quarters"  # mean pairwise cosine of the four quarters
 PARTS_OF = {COHERENCE_FEATURE: 2, QUARTERS_FEATURE: 4}  # feature name -> parts compared
+# Words read of each text: about the zero-shot scorer's 256-token window, so both judge the same
+# stretch of a long document and the embedder's cost stays bounded.
+WINDOW_WORDS = 200
 
 
 def parts(text: str, count: int) -> list[str]:
-    """The text's whitespace-separated words cut into ``count`` consecutive runs, part k holding
-    words [k * n // count, (k + 1) * n // count) (the later parts hold the extra words); a part
-    can be empty when the text has fewer than ``count`` words."""
-    words = text.split()
+    """The text's first WINDOW_WORDS whitespace-separated words cut into ``count`` consecutive
+    runs, part k holding words [k * n // count, (k + 1) * n // count) (the later parts hold the
+    extra words); a part can be empty when the text has fewer than ``count`` words."""
+    words = text.split()[:WINDOW_WORDS]
     edges = [k * len(words) // count for k in range(count + 1)]
     return [" ".join(words[edges[k] : edges[k + 1]]) for k in range(count)]
 
 
 def halves(text: str) -> tuple[str, str]:
-    """(first half, second half) of the text's words; the second holds the extra word."""
+    """(first half, second half) of the text's first WINDOW_WORDS words; the second holds the
+    extra word."""
     first, second = parts(text, 2)
     return first, second
 
