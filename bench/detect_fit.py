@@ -87,7 +87,9 @@ def log(message: str) -> None:
 
 def select(pool: list[dict], shared_data: Path) -> list[dict]:
     """The records that are scored: HUMAN_CAPS first human texts per (domain, split),
-    MACHINE_CAPS first machine texts per (domain, generator), every SmolLM2 text; of the
+    MACHINE_CAPS first machine texts per (domain, generator), every SmolLM2 text and every
+    fragment (the fitting domains' ones moved to a split of their own, ``fragments``: fitted
+    candidates lost on paragraphs what they gained on fragments, so these are reported only); of the
     fitting Fast-DetectGPT files the pairs below index GPT_FIT_CAP only (for XSum and
     WritingPrompts only the human originals of the first GPT_FIT_CAP pairs are fitted, so the
     pairs from UNSEEN_PAIRS on stay unseen: ``unseen_pairs``)."""
@@ -101,8 +103,13 @@ def select(pool: list[dict], shared_data: Path) -> list[dict]:
     seen: dict[tuple, int] = {}
     out = []
     for record in pool:
-        key = (record["domain"], record["split"], record["label"], record["generator"])
-        if record["label"] == "human":
+        fragment = "fragment" in record["id"]
+        key = (record["domain"], record["split"], record["label"], record["generator"], fragment)
+        if fragment:  # every fragment; those of the fitting domains are scored, never fitted
+            cap = None
+            if record["split"] == "fit":
+                record = {**record, "split": "fragments"}
+        elif record["label"] == "human":
             if record["domain"] in ("xsum", "writing") and record["text"] not in fitted_originals:
                 continue
             cap = HUMAN_CAPS.get((record["domain"], record["split"]))
@@ -288,11 +295,20 @@ def nested_domain_fpr(table: Table, lodo_scores: np.ndarray) -> dict:
 def report_figures(table: Table, scores: np.ndarray, threshold: float) -> dict:
     """Figures on the report split and on the Fast-DetectGPT files' never-fitted pairs."""
     report = table.split == "report"
+    fragment = np.array(["fragment" in record["id"] for record in table.records])
     human_wiki = report & (table.label == 0) & (table.domain == "wikitext")
     out = {}
-    for decoding in ("t1.0", "t0.7"):
-        machine = report & (table.generator == "smollm2") & (table.decoding == decoding)
-        out[f"wikitext-test smollm2 {decoding}"] = auroc_ci(scores[human_wiki], scores[machine])
+    for kind, chosen in (("", ~fragment), (" fragments", fragment)):
+        for decoding in ("t1.0", "t0.7"):
+            machine = chosen & report & (table.generator == "smollm2") & (table.decoding == decoding)
+            out[f"wikitext-test{kind} smollm2 {decoding}"] = auroc_ci(
+                scores[human_wiki & chosen], scores[machine]
+            )
+    for domain in np.unique(table.domain[table.split == "fragments"]):
+        pieces = (table.split == "fragments") & (table.domain == domain)
+        out[f"{domain} fragments (fitting domain, never fitted)"] = auroc_ci(
+            scores[pieces & (table.label == 0)], scores[pieces & (table.label == 1)]
+        )
     human_pubmed = report & (table.label == 0) & (table.domain == "pubmed")
     for generator in GPT:
         machine = report & (table.generator == generator)
@@ -302,7 +318,18 @@ def report_figures(table: Table, scores: np.ndarray, threshold: float) -> dict:
             "n": int((~np.isnan(scores[mask])).sum()),
             "fpr": round(float(np.nanmean(scores[mask] > threshold)), 4),
         }
-        for name, mask in (("wikitext-test", human_wiki), ("pubmed", human_pubmed))
+        for name, mask in (
+            ("wikitext-test", human_wiki & ~fragment),
+            ("wikitext-test fragments", human_wiki & fragment),
+            ("pubmed", human_pubmed),
+            *(
+                (
+                    f"{domain} fragments",
+                    (table.split == "fragments") & (table.label == 0) & (table.domain == domain),
+                )
+                for domain in np.unique(table.domain[table.split == "fragments"])
+            ),
+        )
     }
     return out
 
@@ -401,9 +428,9 @@ def run(pool_path: Path, shared_data: Path, ship: bool) -> dict:
     results["threshold"] = round(threshold, 4)
     results["report"] = report_figures(table, final, threshold)
     results["report_old_default"] = report_figures(table, old_default_values(table.scores), np.inf)
-    report_human = (table.split == "report") & (table.label == 0)
-    results["fpr_by_length_report_human"] = fpr_by_length(
-        table, final, threshold, np.flatnonzero(report_human)
+    never_fitted_human = np.isin(table.split, ("report", "fragments")) & (table.label == 0)
+    results["fpr_by_length_never_fitted_human"] = fpr_by_length(
+        table, final, threshold, np.flatnonzero(never_fitted_human)
     )
     results["unseen_detect_pairs"] = unseen_detect_pairs(scorer, model, shared_data)
     if ship:

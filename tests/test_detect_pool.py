@@ -2,6 +2,7 @@
 their prompt, and a build that resumes after an interruption at any byte to the same file."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -54,6 +55,8 @@ def _small_plan(monkeypatch) -> None:
     monkeypatch.setattr(pool, "NGRAM_PROMPTS", 4)
     monkeypatch.setattr(pool, "GENERATION_BATCH", 3)
     monkeypatch.setattr(pool, "NEW_TOKENS", (8, 16))
+    monkeypatch.setattr(pool, "FRAGMENT_TOKENS", 8)
+    monkeypatch.setattr(pool, "FRAGMENTS", 3)
 
 
 def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm, stdlib_texts, monkeypatch):
@@ -62,8 +65,21 @@ def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm
     whole = build_pool(tmp_path / "a", shared, lm=tiny_lm, progress=False).read_bytes()
     records = [json.loads(line) for line in whole.splitlines()]
     assert len({r["id"] for r in records}) == len(records)
-    smollm2 = [r for r in records if r["generator"] == "smollm2"]
+    smollm2 = [r for r in records if r["generator"] == "smollm2" and "fragment" not in r["id"]]
     assert len(smollm2) == pool.SMOLLM2_ROUNDS * 2 * len(pool.DECODINGS) + 3
+    fragments = [r for r in records if "fragment" in r["id"]]
+    human_fragments = [r for r in fragments if r["label"] == "human"]
+    places = Counter((r["domain"], r["split"]) for r in human_fragments)  # the fake XSum has few texts
+    assert set(places) == {(d, "fit") for d in ("wikitext", "pydocs", "xsum", "writing")} | {
+        ("wikitext", "report")
+    }
+    assert max(places.values()) == 3 and places[("wikitext", "fit")] == 3
+    machine_fragments = [r for r in fragments if r["label"] == "machine"]
+    assert {r["id"].removesuffix("-fragment") for r in machine_fragments} <= {r["id"] for r in smollm2}
+    # one per decoding and fitting domain, 3 of the report: fewer where a sample left < 4 tokens
+    assert 2 * len(pool.DECODINGS) <= len(machine_fragments) <= 2 * len(pool.DECODINGS) + 3
+    for fragment in fragments:
+        assert 4 <= len(tiny_lm.tokenizer(fragment["text"], add_special_tokens=False)["input_ids"]) <= 10
     assert {r["decoding"] for r in smollm2} == set(pool.DECODINGS)
     assert sum(r["generator"] == "ngram" for r in records) == 4 * 4  # 4 fitting domains
     assert {r["split"] for r in records if r["domain"] == "pubmed"} == {"report"}

@@ -14,6 +14,10 @@ Python's own documentation. Machine text comes from three families of generators
   no tokenizer in common with the scorer.
 - ``gpt-3.5-turbo``, ``gpt-4``, ``davinci``: the machine halves of the Fast-DetectGPT files.
 
+And *fragments* of both kinds (ids ending in ``-fragment`` or holding ``-fragment-``): windows of
+FRAGMENT_TOKENS tokens cut anywhere in human texts and in SmolLM2's continuations, the length and
+shape of the blocks a training pipeline (and the harness) feeds through the filter.
+
 Every record is ``{"id", "text", "label" ("human" | "machine"), "domain", "generator",
 "decoding", "split"}``; ``split`` is ``fit`` (may be used to fit a detector) or ``report``
 (held out of all fitting: the WikiText *test* split and every PubMed text). Records are
@@ -62,6 +66,12 @@ SMOLLM2_ROUNDS = 2
 # The report set: WikiText-2 *test* continuations at the two temperatures of the acceptance.
 SMOLLM2_REPORT = (("wikitext", "t1.0", 100), ("wikitext", "t0.7", 150))
 NGRAM_PROMPTS = 60  # per fitting domain
+# Fragments: windows of FRAGMENT_TOKENS SmolLM2 tokens cut at a random token (mid-sentence, even
+# mid-word, as a training pipeline's blocks are), FRAGMENTS human and FRAGMENTS machine ones per
+# domain and split (per decoding for the report split's SmolLM2 continuations); the machine ones
+# come from the SmolLM2 records, after their human prompt.
+FRAGMENT_TOKENS = 64
+FRAGMENTS = 40
 
 
 def human_texts(shared_data: str | Path) -> dict[tuple[str, str], list[str]]:
@@ -282,8 +292,74 @@ def build_pool(
         batches = smollm2_batches(smollm2_jobs(humans), seed)
         todo = [batch for batch in batches if not all(job[0] in done for job in batch[0])]
         if todo:
-            _write_smollm2(write, todo, lm, progress)
+            lm = _write_smollm2(write, todo, lm, progress)
+        fragments = fragment_jobs(humans, read_pool(path))
+        if not all(job[0] in done for job in fragments):
+            if lm is None:
+                from guard.models.causal_lm import load_causal_lm
+
+                lm = load_causal_lm(device="auto")
+            write(fragment_records(fragments, lm.tokenizer, seed))
     return path
+
+
+def fragment_jobs(humans: dict[tuple[str, str], list[str]], records: list[dict]) -> list[tuple]:
+    """(id, source text, words to skip, label, domain, generator, decoding, split) of every
+    fragment: FRAGMENTS human texts per fitting domain (before the trigram prompts, which no
+    other record uses) and of the WikiText test split (its last ones); of the SmolLM2 records,
+    the first FRAGMENTS / len(DECODINGS) (rounded up) per fitting domain and decoding and the
+    first FRAGMENTS per report decoding, their prompt words skipped."""
+    jobs = []
+    for (domain, split), texts in humans.items():
+        if domain == "pubmed":
+            continue
+        chosen = (
+            texts[-FRAGMENTS:] if split == "report" else texts[-(NGRAM_PROMPTS + FRAGMENTS) : -NGRAM_PROMPTS]
+        )
+        for index, text in enumerate(chosen):
+            jobs.append(
+                (f"{domain}-{split}-human-fragment-{index}", text, 0, "human", domain, "human", "", split)
+            )
+    taken: Counter = Counter()
+    for record in records:
+        if record["generator"] != "smollm2" or "fragment" in record["id"]:
+            continue
+        group = (record["domain"], record["split"], record["decoding"])
+        quota = FRAGMENTS if record["split"] == "report" else -(-FRAGMENTS // len(DECODINGS))
+        if taken[group] == quota:
+            continue
+        taken[group] += 1
+        short = record["split"] == "fit" and int(record["id"].rsplit("-", 1)[1]) % 4 == 3
+        skip = SHORT_PROMPT_WORDS if short else PROMPT_WORDS
+        jobs.append(
+            (
+                f"{record['id']}-fragment",
+                record["text"],
+                skip,
+                "machine",
+                record["domain"],
+                "smollm2",
+                record["decoding"],
+                record["split"],
+            )
+        )
+    return jobs
+
+
+def fragment_records(jobs: list[tuple], tokenizer, seed: int) -> Iterator[dict]:
+    """The fragment of each job: FRAGMENT_TOKENS tokens of the text after its skipped words,
+    from a token drawn per fragment id (xxh3 of the id and ``seed``); jobs whose text has fewer
+    than FRAGMENT_TOKENS // 2 tokens left give none."""
+    from xxhash import xxh3_64_intdigest
+
+    for job_id, text, skip, label, domain, generator, decoding, split in jobs:
+        ids = tokenizer(" ".join(text.split()[skip:]), add_special_tokens=False)["input_ids"]
+        if len(ids) < FRAGMENT_TOKENS // 2:
+            continue
+        rng = np.random.default_rng(xxh3_64_intdigest(f"{seed}/{job_id}".encode()))
+        start = int(rng.integers(0, max(1, len(ids) - FRAGMENT_TOKENS + 1)))
+        fragment = tokenizer.decode(ids[start : start + FRAGMENT_TOKENS]).strip()
+        yield _record(job_id, fragment, label, domain, generator, decoding, split)
 
 
 def smollm2_batches(jobs: list[tuple], seed: int) -> list[tuple[list[tuple], int, int]]:
@@ -304,8 +380,8 @@ def smollm2_batches(jobs: list[tuple], seed: int) -> list[tuple[list[tuple], int
     return batches
 
 
-def _write_smollm2(write, batches, lm, progress: bool) -> None:
-    """Generate each batch, writing its records as soon as it is done."""
+def _write_smollm2(write, batches, lm, progress: bool):
+    """Generate each batch, writing its records as soon as it is done. Returns the LM."""
     from tqdm.auto import tqdm
 
     if lm is None:
@@ -327,6 +403,7 @@ def _write_smollm2(write, batches, lm, progress: bool) -> None:
         )
         bar.update(len(jobs))
     bar.close()
+    return lm
 
 
 def read_pool(path: str | Path) -> list[dict]:
