@@ -125,7 +125,9 @@ def test_train_then_eval_the_classifier(labelled, tiny_lm_dir, capsys, tmp_path)
     )
     figures = json.loads((tmp_path / "e.json").read_text())
     assert code == 0 and figures["auroc"] > 0.95
-    assert figures["threshold_source"].startswith("P(machine) > 0.5")
+    # the default, two-sided head: its threshold flags none of its 40 training human texts
+    assert figures["threshold_source"].startswith("the largest log-odds of its 40 training human texts")
+    assert figures["fpr_at_threshold"] == 0.0
     # move the trained detector's threshold: its log-odds calibrated at 5 % FPR on the human texts
     t_json = tmp_path / "T.json"
     code, out, err = _run(
@@ -134,7 +136,11 @@ def test_train_then_eval_the_classifier(labelled, tiny_lm_dir, capsys, tmp_path)
     )  # fmt: skip
     assert code == 0, err
     calibration = json.loads(t_json.read_text())
-    assert code == 0 and calibration["statistic"] == "detector" and calibration["detector"]["head"] == "mlp"
+    assert (
+        code == 0
+        and calibration["statistic"] == "detector"
+        and calibration["detector"]["head"] == "two_sided"
+    )
     code, out, _ = _run(
         capsys, "eval", *files, "--classifier", str(tmp_path / "clf"), "--calibration", str(t_json),
         "--bootstrap", "100", "--json", str(tmp_path / "e2.json"), *common,

@@ -15,6 +15,7 @@ all of it with the model, tokenizer and window it is valid for, in a JSON file.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -200,8 +201,11 @@ def detector_identity(detector) -> dict:
     from xxhash import xxh3_64_hexdigest
 
     head = detector.model_
-    state = [detector.feature_names_, head.mean_, head.scale_, *head.weights_, *head.biases_]
-    blob = repr([np.asarray(part).tolist() for part in state]).encode()
+    if hasattr(head, "weights_"):  # a LogOddsHead: the arrays, as calibrations made before the two-sided head
+        state = [detector.feature_names_, head.mean_, head.scale_, *head.weights_, *head.biases_]
+        blob = repr([np.asarray(part).tolist() for part in state]).encode()
+    else:  # any other head: its JSON state
+        blob = repr([detector.feature_names_, json.dumps(head.state(), sort_keys=True)]).encode()
     return {"features": detector.features, "head": detector.head, "state_hash": xxh3_64_hexdigest(blob)}
 
 

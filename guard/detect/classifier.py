@@ -168,8 +168,28 @@ class MachineTextClassifier:
             self.model_ = LogOddsHead(self.head, **settings).fit(table, labels, sample_weight)
         self.feature_names_ = self.feature_names()
         self.threshold_, self.threshold_note_ = 0.0, "P(machine) > 0.5 on the training mix"
+        if self.head == TwoSidedHead.kind:
+            self.threshold_, self.threshold_note_ = self._human_band_threshold(table, labels)
         self.n_train_ = self.model_.n_train_
         return self
+
+    def _human_band_threshold(self, table: np.ndarray, labels) -> tuple[float, str]:
+        """The two-sided head's threshold: the conformal 1 % quantile of its training human texts'
+        log-odds (or their largest, with fewer than 99), in sample: its log-odds 0 sits at 1.25
+        human standard deviations, where about a tenth of human text lies."""
+        from guard.detect.calibrate import conformal_threshold
+
+        human = self.model_.decision_function(table[np.asarray(labels) == 0])
+        human = human[~np.isnan(human)]
+        threshold = conformal_threshold(human, 0.01)
+        if np.isfinite(threshold):
+            note = f"conformal 0.01 quantile of the log-odds of its {len(human)} training human texts"
+        else:
+            threshold = float(human.max())
+            note = (
+                f"the largest log-odds of its {len(human)} training human texts (too few for a 1 % quantile)"
+            )
+        return threshold, note + " (in sample: move it with `guard detect calibrate` on held-out human text)"
 
     def _predictable_columns(self) -> list[int]:
         names = self.feature_names()

@@ -369,8 +369,8 @@ def add_detect_command(commands) -> None:
         "of a feature, or two_sided (the shipped kind: flag text that is either more predictable than "
         "human text, by the low-entropy log-likelihood and Fast-DetectGPT, or drifts as the machine texts "
         "given do, by an MLP; each side judged against the human texts' band); saved as "
-        "DIR/classifier.json, threshold P(machine) > 0.5 (move it with "
-        "`guard detect calibrate --classifier DIR`).",
+        "DIR/classifier.json with its threshold (logistic, mlp: P(machine) > 0.5; two_sided: 1 % of "
+        "the training human texts, in sample), which `guard detect calibrate --classifier DIR` moves.",
     )
     _input_arguments(tr)
     tr.add_argument("--out", required=True, metavar="DIR")
@@ -380,17 +380,22 @@ def add_detect_command(commands) -> None:
             *("statistics", "profile", "compact", "coherent"),
             *("compact_semantic", "coherent_semantic", "drift"),
         ),
-        default="compact",
+        default="coherent",
         help="statistics: the zero-shot statistics and the length; profile: the statistics and how the "
         "text is surprising (normalised-surprise quantiles, rank and entropy bands, repeats, trends); "
-        "compact (default): six of those that carried over best to unseen generators; coherent: compact "
-        "and how the text holds together; *_semantic: and the semantic coherence of its halves (MiniLM); "
-        "drift: coherent and the semantic coherence of its quarters (MiniLM)",
+        "compact: six of those that carried over best to unseen generators; coherent (default, as "
+        "shipped): compact and how the text holds together; *_semantic: and the semantic coherence "
+        "of its halves (MiniLM); drift: coherent and the semantic coherence of its quarters (MiniLM)",
     )
     tr.add_argument(
-        "--head", choices=("logistic", "mlp", "two_sided"), default="mlp", help="the head (default mlp)"
+        "--head",
+        choices=("logistic", "mlp", "two_sided"),
+        default="two_sided",
+        help="the head (default two_sided, as shipped)",
     )
-    tr.add_argument("--hidden", type=int, default=8, help="hidden units of the mlp head (default 8)")
+    tr.add_argument(
+        "--hidden", type=int, default=16, help="hidden units of the mlp and two-sided heads (default 16)"
+    )
     tr.add_argument("--embedding", action="store_true", help="add the sentence embedding to the features")
     tr.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")
     _scorer_arguments(tr)
