@@ -64,8 +64,8 @@ def load_pairs(name: str, quick: bool, strip_prefix: bool = False, parity: str =
 
 
 def throughput(lm, texts: list[str], batch_size: int) -> dict:
-    """Seconds for the scorer (no cache), for the shipped detector (the scorer and its MiniLM
-    features) and for the bare forward pass on the same batches."""
+    """Seconds for the scorer (no cache), for the shipped detector (the scorer, its head, and the
+    embedder when its features need one) and for the bare forward pass on the same batches."""
     import torch
 
     from guard.detect.classifier import DEFAULT_DETECTOR, MachineTextClassifier

@@ -93,6 +93,8 @@ def select(pool: list[dict], shared_data: Path) -> list[dict]:
     fitting Fast-DetectGPT files the pairs below index GPT_FIT_CAP only (for XSum and
     WritingPrompts only the human originals of the first GPT_FIT_CAP pairs are fitted, so the
     pairs from UNSEEN_PAIRS on stay unseen: ``unseen_pairs``)."""
+    from guard.detect.pool import is_fragment
+
     fitted_originals = set()
     for source in ("xsum", "writing"):
         for generator in GPT:
@@ -103,7 +105,7 @@ def select(pool: list[dict], shared_data: Path) -> list[dict]:
     seen: dict[tuple, int] = {}
     out = []
     for record in pool:
-        fragment = "fragment" in record["id"]
+        fragment = is_fragment(record["id"])
         key = (record["domain"], record["split"], record["label"], record["generator"], fragment)
         if fragment:  # every fragment; those of the fitting domains are scored, never fitted
             cap = None
@@ -295,7 +297,9 @@ def nested_domain_fpr(table: Table, lodo_scores: np.ndarray) -> dict:
 def report_figures(table: Table, scores: np.ndarray, threshold: float) -> dict:
     """Figures on the report split and on the Fast-DetectGPT files' never-fitted pairs."""
     report = table.split == "report"
-    fragment = np.array(["fragment" in record["id"] for record in table.records])
+    from guard.detect.pool import is_fragment
+
+    fragment = np.array([is_fragment(record["id"]) for record in table.records])
     human_wiki = report & (table.label == 0) & (table.domain == "wikitext")
     out = {}
     for kind, chosen in (("", ~fragment), (" fragments", fragment)):

@@ -170,9 +170,9 @@ class TopicEmbedder:
 
 
 def test_semantic_coherence_compares_the_two_halves():
-    from guard.detect.coherence import halves, semantic_coherence
+    from guard.detect.coherence import parts, semantic_coherence
 
-    assert halves("a b c d e") == ("a b", "c d e")
+    assert parts("a b c d e", 2) == ["a b", "c d e"]
     on_topic = "the lobster hides . the lobster eats . a lobster grows . the lobster moults"
     derails = "the lobster hides . the lobster eats . the cathedral spire . a cathedral nave"
     coherence = semantic_coherence(TopicEmbedder(), [on_topic, derails, "one"])

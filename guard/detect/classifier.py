@@ -28,7 +28,7 @@ import numpy as np
 
 from guard.detect.coherence import COHERENCE_FEATURE, PARTS_OF, QUARTERS_FEATURE, semantic_coherence
 from guard.detect.head import HEADS as LOG_ODDS_HEADS
-from guard.detect.head import LogOddsHead
+from guard.detect.head import LogOddsHead, probabilities
 from guard.detect.two_sided import PREDICTABLE, TwoSidedHead
 from guard.detect.zeroshot import FEATURES, STATISTICS, ZeroShotScorer
 from guard.errors import GuardError, located
@@ -164,12 +164,11 @@ class MachineTextClassifier:
             self.model_ = TwoSidedHead(self._predictable_columns(), **settings).fit(
                 table, labels, sample_weight, drift_rows
             )
+            self.threshold_, self.threshold_note_ = self._human_band_threshold(table, labels)
         else:
             self.model_ = LogOddsHead(self.head, **settings).fit(table, labels, sample_weight)
+            self.threshold_, self.threshold_note_ = 0.0, "P(machine) > 0.5 on the training mix"
         self.feature_names_ = self.feature_names()
-        self.threshold_, self.threshold_note_ = 0.0, "P(machine) > 0.5 on the training mix"
-        if self.head == TwoSidedHead.kind:
-            self.threshold_, self.threshold_note_ = self._human_band_threshold(table, labels)
         self.n_train_ = self.model_.n_train_
         return self
 
@@ -220,8 +219,7 @@ class MachineTextClassifier:
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """(n, 2) float64 [P(human), P(machine)] per text; NaN rows for too-short texts."""
-        machine = 1.0 / (1.0 + np.exp(-self.decision_function(texts)))
-        return np.stack([1.0 - machine, machine], axis=1)
+        return probabilities(self.decision_function(texts))
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """(n,) int 1 (machine) where the log-odds exceed ``threshold_``, else 0 (too short: 0)."""

@@ -31,13 +31,6 @@ def parts(text: str, count: int) -> list[str]:
     return [" ".join(words[edges[k] : edges[k + 1]]) for k in range(count)]
 
 
-def halves(text: str) -> tuple[str, str]:
-    """(first half, second half) of the text's first WINDOW_WORDS words; the second holds the
-    extra word."""
-    first, second = parts(text, 2)
-    return first, second
-
-
 def semantic_coherence(embedder, texts: list[str], count: int = 2) -> np.ndarray:
     """(n,) float64 mean cosine similarity, in [-1, 1], of the sentence embeddings of every pair
     of each text's ``count`` ``parts`` (each embedded as the embedder truncates it); for two

@@ -89,8 +89,7 @@ class LogOddsHead:
 
     def predict_proba(self, table: np.ndarray) -> np.ndarray:
         """(n, 2) float64 [P(class 0), P(class 1)]; NaN rows for NaN input rows."""
-        positive = 1.0 / (1.0 + np.exp(-self.decision_function(table)))
-        return np.stack([1.0 - positive, positive], axis=1)
+        return probabilities(self.decision_function(table))
 
     def state(self) -> dict:
         """The learned arrays as nested lists of float64 (JSON keeps all 17 significant digits)."""
@@ -112,6 +111,12 @@ class LogOddsHead:
         head.biases_ = [np.array(b, dtype=np.float64) for b in state["biases"]]
         head.n_train_ = tuple(state["n_train"])
         return head
+
+
+def probabilities(log_odds: np.ndarray) -> np.ndarray:
+    """(n, 2) float64 [P(class 0), P(class 1)] from (n,) log-odds of class 1; NaN stays NaN."""
+    positive = 1.0 / (1.0 + np.exp(-log_odds))
+    return np.stack([1.0 - positive, positive], axis=1)
 
 
 def _as_lists(values: np.ndarray) -> list:

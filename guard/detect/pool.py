@@ -289,26 +289,42 @@ def build_pool(
             )
         write(detect_file_records(shared_data))
         write(ngram_records(humans, seed))
-        batches = smollm2_batches(smollm2_jobs(humans), seed)
+        jobs = smollm2_jobs(humans)
+        batches = smollm2_batches(jobs, seed)
         todo = [batch for batch in batches if not all(job[0] in done for job in batch[0])]
         if todo:
-            lm = _write_smollm2(write, todo, lm, progress)
-        fragments = fragment_jobs(humans, read_pool(path))
+            lm = _loaded(lm)
+            _write_smollm2(write, todo, lm, progress)
+        prompt_words = {job[0]: len(job[1].split()) for job in jobs}
+        fragments = fragment_jobs(humans, read_pool(path), prompt_words)
         if not all(job[0] in done for job in fragments):
-            if lm is None:
-                from guard.models.causal_lm import load_causal_lm
-
-                lm = load_causal_lm(device="auto")
-            write(fragment_records(fragments, lm.tokenizer, seed))
+            write(fragment_records(fragments, _loaded(lm).tokenizer, seed))
     return path
 
 
-def fragment_jobs(humans: dict[tuple[str, str], list[str]], records: list[dict]) -> list[tuple]:
+def _loaded(lm):
+    """``lm``, or SmolLM2 (the package's default LM) loaded when it is None."""
+    if lm is not None:
+        return lm
+    from guard.models.causal_lm import load_causal_lm
+
+    return load_causal_lm(device="auto")
+
+
+def is_fragment(record_id: str) -> bool:
+    """Whether a pool record is a fragment (``fragment_records``), by its id."""
+    return "fragment" in record_id
+
+
+def fragment_jobs(
+    humans: dict[tuple[str, str], list[str]], records: list[dict], prompt_words: dict[str, int]
+) -> list[tuple]:
     """(id, source text, words to skip, label, domain, generator, decoding, split) of every
     fragment: FRAGMENTS human texts per fitting domain (before the trigram prompts, which no
     other record uses) and of the WikiText test split (its last ones); of the SmolLM2 records,
     the first FRAGMENTS / len(DECODINGS) (rounded up) per fitting domain and decoding and the
-    first FRAGMENTS per report decoding, their prompt words skipped."""
+    first FRAGMENTS per report decoding, their prompt's words (``prompt_words``: SmolLM2 record
+    id -> words of its prompt) skipped."""
     jobs = []
     for (domain, split), texts in humans.items():
         if domain == "pubmed":
@@ -322,20 +338,18 @@ def fragment_jobs(humans: dict[tuple[str, str], list[str]], records: list[dict])
             )
     taken: Counter = Counter()
     for record in records:
-        if record["generator"] != "smollm2" or "fragment" in record["id"]:
+        if record["generator"] != "smollm2" or is_fragment(record["id"]):
             continue
         group = (record["domain"], record["split"], record["decoding"])
         quota = FRAGMENTS if record["split"] == "report" else -(-FRAGMENTS // len(DECODINGS))
         if taken[group] == quota:
             continue
         taken[group] += 1
-        short = record["split"] == "fit" and int(record["id"].rsplit("-", 1)[1]) % 4 == 3
-        skip = SHORT_PROMPT_WORDS if short else PROMPT_WORDS
         jobs.append(
             (
                 f"{record['id']}-fragment",
                 record["text"],
-                skip,
+                prompt_words[record["id"]],
                 "machine",
                 record["domain"],
                 "smollm2",
@@ -380,14 +394,10 @@ def smollm2_batches(jobs: list[tuple], seed: int) -> list[tuple[list[tuple], int
     return batches
 
 
-def _write_smollm2(write, batches, lm, progress: bool):
-    """Generate each batch, writing its records as soon as it is done. Returns the LM."""
+def _write_smollm2(write, batches, lm, progress: bool) -> None:
+    """Generate each batch with ``lm``, writing its records as soon as it is done."""
     from tqdm.auto import tqdm
 
-    if lm is None:
-        from guard.models.causal_lm import load_causal_lm
-
-        lm = load_causal_lm(device="auto")
     bar = tqdm(
         total=sum(len(jobs) for jobs, _, _ in batches),
         desc="SmolLM2 samples",
@@ -403,7 +413,6 @@ def _write_smollm2(write, batches, lm, progress: bool):
         )
         bar.update(len(jobs))
     bar.close()
-    return lm
 
 
 def read_pool(path: str | Path) -> list[dict]:

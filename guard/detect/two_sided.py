@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from guard.detect.head import LogOddsHead
+from guard.detect.head import LogOddsHead, probabilities
 from guard.errors import GuardError
 
 # Zero-shot statistics of guard.detect.zeroshot where a higher value means machine.
@@ -106,8 +106,7 @@ class TwoSidedHead:
 
     def predict_proba(self, table: np.ndarray) -> np.ndarray:
         """(n, 2) float64 [P(human), P(machine)]; NaN rows for NaN input rows."""
-        positive = 1.0 / (1.0 + np.exp(-self.decision_function(table)))
-        return np.stack([1.0 - positive, positive], axis=1)
+        return probabilities(self.decision_function(table))
 
     def state(self) -> dict:
         """The learned numbers as JSON-ready lists (float64, all digits kept)."""
