@@ -83,26 +83,61 @@ def test_a_run_peaks_within_one_and_a_half_times_its_segments():
     assert len(stack) == 40 * 2100
 
 
-def test_the_key_filter_changes_no_band_match():
-    """A segment big enough for its key filter finds the same (query, row) pairs with it as
-    without it: planted shared keys in every band, and random keys that miss."""
-    from guard.dedup.band_search import KeyFilter, QueryKeys
+def _random_segment(rng, n: int, first_id: int):
     from guard.dedup.segments import Segment
 
-    rng = np.random.default_rng(1)
-    n = KeyFilter.MIN_RECORDS * 2
-    bands = rng.integers(0, 2**32, size=(n, 30), dtype=np.uint32)
-    segment = Segment.build(
-        [str(i) for i in range(n)], rng.integers(0, 2**63, size=n, dtype=np.uint64),
-        rng.integers(0, 2**32, size=(n, 8), dtype=np.uint32), bands,
+    return Segment.build(
+        [str(i) for i in range(first_id, first_id + n)], rng.integers(0, 2**63, size=n, dtype=np.uint64),
+        rng.integers(0, 2**32, size=(n, 8), dtype=np.uint32),
+        rng.integers(0, 2**32, size=(n, 30), dtype=np.uint32),
     )  # fmt: skip
-    queries = rng.integers(0, 2**32, size=(3000, 30), dtype=np.uint32)
-    queries[::7] = bands[rng.integers(0, n, size=len(queries[::7]))]  # every band shared
-    queries[1::9, 3] = bands[rng.integers(0, n, size=len(queries[1::9])), 3]  # one band shared
-    keys = QueryKeys.of(queries)
-    assert segment.key_filter is not None
-    filtered = segment.band_matches(keys)
-    segment.__dict__["key_filter"] = None  # the cached filter off: a plain binary search
-    plain = segment.band_matches(keys)
-    assert len(plain[0]) > 400
-    assert np.array_equal(filtered[0], plain[0]) and np.array_equal(filtered[1], plain[1])
+
+
+def test_the_stack_key_filter_changes_no_match(monkeypatch):
+    """A stack big enough for its key filter finds the same exact and near matches with it as
+    without it -- planted keys in every band, in one band, planted exact hashes, random keys
+    that miss -- after its first search, after a segment is added to the filter, and after
+    one more segment takes it over capacity (rebuilt bigger)."""
+    from guard.dedup.band_search import KeyFilter
+    from guard.dedup.segments import SegmentStack
+
+    rng = np.random.default_rng(1)
+    segments = [_random_segment(rng, 50_000, k * 50_000) for k in range(3)]
+    stack = SegmentStack(segments[:], merge=False)
+
+    def queries_of(segments):
+        keys = rng.integers(0, 2**32, size=(3000, 30), dtype=np.uint32)
+        signatures = rng.integers(0, 2**32, size=(3000, 8), dtype=np.uint32)
+        hashes = rng.integers(0, 2**63, size=3000, dtype=np.uint64)
+        for position in range(0, 3000, 5):  # a record of a random segment: all its keys shared
+            segment = segments[rng.integers(len(segments))]
+            row = int(rng.integers(segment.n))
+            keys[position] = [
+                segment.band_keys[band][segment.band_rows[band] == row][0] for band in range(30)
+            ]
+            signatures[position] = segment.signatures.take(np.array([row]))[0]
+            hashes[position] = segment.exact_hashes[segment.exact_rows == row][0]
+        keys[1::9, 3] = segments[0].band_keys[3][rng.integers(0, segments[0].n, size=len(keys[1::9]))]
+        return keys, signatures, hashes
+
+    def results(stack, keys, signatures, hashes):
+        rows, jaccard = stack.near_match_rows(signatures, keys, 0.5)
+        return rows, np.nan_to_num(jaccard, nan=-1), stack.find_exact_rows(hashes)
+
+    def unfiltered(keys, signatures, hashes):
+        with monkeypatch.context() as patch:
+            patch.setattr(KeyFilter, "MIN_RECORDS", 1 << 62)
+            return results(SegmentStack(stack.segments[:], merge=False), keys, signatures, hashes)
+
+    for step, added in enumerate([None, 50_000, 120_000]):
+        if added:
+            segments.append(_random_segment(rng, added, 10**6 * step))
+            capacity = stack.key_filter().capacity
+            stack.append(segments[-1])
+            assert (stack._filter is not None) == (len(stack) <= capacity), step
+        queries = queries_of(segments)
+        filtered, plain = results(stack, *queries), unfiltered(*queries)
+        assert stack.key_filter() is not None
+        assert (plain[0] >= 0).sum() >= 600 and (plain[2] >= 0).sum() >= 600
+        for a, b in zip(filtered, plain):
+            assert np.array_equal(a, b), step

@@ -1,5 +1,5 @@
-"""Searching band keys: a batch's query keys sorted per band, and the per-band membership
-filter that lets a segment skip the keys it cannot hold (``guard.dedup.segments``)."""
+"""Searching band keys: a batch's query keys sorted per band, and the membership filter that
+lets a stack of segments skip the keys none of them holds (``guard.dedup.segments``)."""
 
 from __future__ import annotations
 
@@ -28,38 +28,56 @@ class QueryKeys:
         return cls(np.take_along_axis(keys, order, axis=0), order)
 
 
-@dataclass(frozen=True)
 class KeyFilter:
-    """Which band keys a segment may hold: per band, a bitset indexed by a key's top ``bits``
-    bits (band keys are murmur-mixed, so uniform), with 16-32 bits per record: a key the segment
-    lacks passes with probability ~3-6 %, one it holds always. Most band keys of a new record
-    are in no segment, and a bit test costs one memory read where a binary search costs ~20.
+    """Which keys a stack of segments may hold, one row of keys at a time (each band's keys,
+    then the exact hashes): per row, a bitset indexed by a key's top ``bits`` bits (band keys
+    and exact hashes are mixed, so uniform), with 16-32 bits per record of ``capacity``. A key
+    no segment holds passes with probability ~3-6 %, one a segment holds always. Most keys of a
+    new record are in no segment, and one bit test for the whole stack costs one memory read
+    where a binary search costs ~20 per segment.
+
+    Args:
+        rows: key rows filtered (bands + 1).
+        records: records it must hold; ``capacity`` is the most it holds at 16+ bits each.
 
     Attributes:
-        bits: log2 of the bits per band.
-        sets: (bands, 2**bits / 8) uint8.
+        bits: log2 of the bits per row.
+        capacity: records it holds at 16 bits or more each (``records`` to 2 x ``records``).
+        sets: (rows, 2**bits / 8) uint8.
     """
 
-    MIN_RECORDS = 1 << 16
+    MIN_RECORDS = 1 << 16  # smaller stacks are searched without a filter
 
-    bits: int
-    sets: np.ndarray
+    def __init__(self, rows: int, records: int):
+        self.bits = max(int(records * 16 - 1).bit_length(), 3)
+        self.capacity = (1 << self.bits) // 16
+        self.sets = np.zeros((rows, 1 << (self.bits - 3)), dtype=np.uint8)
 
     @classmethod
-    def of(cls, band_keys: np.ndarray) -> KeyFilter:
-        """From (bands, n) uint32 band keys."""
-        bits = max(int(band_keys.shape[1] * 16 - 1).bit_length(), 3)
-        sets = np.empty((band_keys.shape[0], 1 << (bits - 3)), dtype=np.uint8)
-        present = np.empty(1 << bits, dtype=bool)
-        for band, keys in enumerate(band_keys):
+    def of(cls, key_rows: list[list[np.ndarray]], records: int) -> KeyFilter:
+        """From the key rows of each segment (each a list of (n_i,) uint32 or uint64 arrays,
+        one per row) holding ``records`` in all."""
+        out = cls(len(key_rows[0]), records)
+        present = np.empty(1 << out.bits, dtype=bool)
+        for row in range(len(out.sets)):
             present[:] = False
-            present[np.asarray(keys) >> np.uint32(32 - bits)] = True
-            sets[band] = np.packbits(present, bitorder="little")
-        return cls(bits, sets)
+            for keys in key_rows:
+                present[out._index(np.asarray(keys[row]))] = True
+            out.sets[row] = np.packbits(present, bitorder="little")
+        return out
 
-    def may_hold(self, band: int, keys: np.ndarray) -> np.ndarray:
-        """(k,) int64 positions of the (m,) uint32 ``keys`` whose bit is set in ``band``."""
-        index = keys >> np.uint32(32 - self.bits)
-        return np.flatnonzero(
-            (self.sets[band][index >> np.uint32(3)] >> (index & np.uint32(7)).astype(np.uint8)) & 1
-        )
+    def add(self, key_rows: list[np.ndarray]) -> None:
+        """Set the bits of one more segment's key rows (its records count against capacity)."""
+        for row, keys in enumerate(key_rows):
+            index = self._index(np.asarray(keys))
+            np.bitwise_or.at(self.sets[row], index >> 3, np.left_shift(1, index & 7).astype(np.uint8))
+
+    def may_hold(self, row: int, keys: np.ndarray) -> np.ndarray:
+        """(k,) int64 positions of the (m,) ``keys`` whose bit is set in ``row``."""
+        index = self._index(keys)
+        return np.flatnonzero((self.sets[row][index >> 3] >> (index & 7).astype(np.uint8)) & 1)
+
+    def _index(self, keys: np.ndarray) -> np.ndarray:
+        """(m,) int64 bit index of each uint32 / uint64 key: its top ``bits`` bits."""
+        shift = keys.dtype.itemsize * 8 - self.bits
+        return (keys >> keys.dtype.type(shift)).astype(np.int64)

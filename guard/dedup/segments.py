@@ -2,11 +2,11 @@
 
 A **segment** holds exact hashes (uint64, sorted), MinHash signatures (uint32) and, per LSH
 band, the band keys (uint32, sorted) with the row each came from, plus the ids. Segments never
-change once built; searching many is searching each. Record seniority ("first seen wins") is
-segment order, then row order. A ``SegmentStack`` is the segments of a run (merged as they
-grow) or of a store, searched as one. Signatures, two thirds of a segment's bytes, are kept as
-row blocks (``ChunkedRows``) that a merge shares instead of copying, so a merge allocates only
-the new sorted keys and ids (~270 bytes a record of ~780).
+change once built; searching many is searching each, behind one key filter of them all. Record
+seniority ("first seen wins") is segment order, then row order. A ``SegmentStack`` is the
+segments of a run (merged as they grow) or of a store, searched as one. Signatures, two thirds
+of a segment's bytes, are kept as row blocks (``ChunkedRows``) that a merge shares instead of
+copying, so a merge allocates only the new sorted keys and ids (~270 bytes a record of ~780).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -197,22 +196,19 @@ class Segment:
         rows[found] = self.exact_rows[left[found]]
         return rows
 
-    @cached_property
-    def key_filter(self) -> KeyFilter | None:
-        """The band keys' membership filter, for segments of at least ``KeyFilter.MIN_RECORDS``
-        (built at the first search: ~0.3 s and 2-4 MB per band per million records, 60-120 bytes
-        a record at 30 bands)."""
-        return KeyFilter.of(self.band_keys) if self.n >= KeyFilter.MIN_RECORDS else None
-
-    def band_matches(self, query_keys: QueryKeys) -> tuple[np.ndarray, np.ndarray]:
+    def band_matches(self, query_keys: QueryKeys, searched=None) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (query, row) sharing at least one band key, each pair once, sorted by query
-        then row. Only the query keys the segment's ``key_filter`` may hold are searched for."""
+        then row.
+
+        Args:
+            searched: per band, the (k_b,) int64 positions in ``query_keys.sorted[:, band]``
+                of the keys worth searching for (those a ``KeyFilter`` may hold); None: all.
+        """
         queries, rows = [], []
-        key_filter = self.key_filter
         for band in range(self.band_keys.shape[0]):
             sorted_keys = self.band_keys[band]
             wanted = query_keys.sorted[:, band]
-            found = np.arange(len(wanted)) if key_filter is None else key_filter.may_hold(band, wanted)
+            found = np.arange(len(wanted)) if searched is None else searched[band]
             left = np.searchsorted(sorted_keys, wanted[found], side="left")
             inside = left < self.n
             found, left = found[inside], left[inside]
@@ -295,11 +291,15 @@ class Segment:
 class SegmentStack:
     """Segments searched as one, oldest first. ``append`` merges the newest segments while
     the last is at least half the size of the one before, so a run of many small batches
-    keeps O(log n) segments."""
+    keeps O(log n) segments. A stack of ``KeyFilter.MIN_RECORDS`` records or more builds one
+    ``KeyFilter`` over all its segments at its first search (~1 s and 60-120 bytes a record:
+    16-32 bits per band and per exact hash) and keeps it up to date as segments are appended,
+    so a key no segment holds costs one bit test however many segments there are."""
 
     def __init__(self, segments: list[Segment] | None = None, merge: bool = True):
         self.segments = list(segments or [])
         self.merge = merge
+        self._filter: KeyFilter | None = None
 
     def __len__(self) -> int:
         return sum(s.n for s in self.segments)
@@ -311,6 +311,17 @@ class SegmentStack:
         while self.merge and len(self.segments) >= 2 and (2 * self.segments[-1].n >= self.segments[-2].n):
             last = self.segments.pop()
             self.segments[-1] = Segment.merge([self.segments[-1], last])
+        if self._filter is not None and len(self) <= self._filter.capacity:
+            self._filter.add(_key_rows(segment))
+        else:  # over capacity: rebuilt, bigger, at the next search
+            self._filter = None
+
+    def key_filter(self) -> KeyFilter | None:
+        """The filter of every segment's band keys and exact hashes (rows: bands, then exact),
+        or None for a stack under ``KeyFilter.MIN_RECORDS`` records."""
+        if self._filter is None and len(self) >= KeyFilter.MIN_RECORDS:
+            self._filter = KeyFilter.of([_key_rows(s) for s in self.segments], len(self))
+        return self._filter
 
     def id_at(self, row: int) -> str:
         """The id of the record at ``row`` in seniority order across all segments."""
@@ -328,9 +339,11 @@ class SegmentStack:
         """(m,) int64 row, in seniority order across the stack, of the most senior record
         holding each of the (m,) uint64 ``hashes``, or -1."""
         found = np.full(len(hashes), -1, dtype=np.int64)
+        key_filter = self.key_filter()
+        maybe = np.arange(len(hashes)) if key_filter is None else key_filter.may_hold(-1, hashes)
         offset = 0
         for segment in self.segments:
-            pending = np.flatnonzero(found < 0)
+            pending = maybe[found[maybe] < 0]
             rows = segment.find_exact(hashes[pending])
             hit = np.flatnonzero(rows >= 0)
             senior_source_first_rows(found, None, pending[hit], rows[hit] + offset)
@@ -357,9 +370,15 @@ class SegmentStack:
         found = np.full(len(signatures), -1, dtype=np.int64)
         similarity = np.full(len(signatures), np.nan)
         query_keys = QueryKeys.of(keys)
+        key_filter = self.key_filter()
+        searched = None
+        if key_filter is not None:
+            searched = [
+                key_filter.may_hold(band, query_keys.sorted[:, band]) for band in range(keys.shape[1])
+            ]
         offset = 0
         for segment in self.segments:
-            queries, rows = segment.band_matches(query_keys)
+            queries, rows = segment.band_matches(query_keys, searched)
             if len(queries):
                 jaccard = estimated_jaccard(signatures[queries], segment.signatures.take(rows))
                 hit = jaccard >= threshold
@@ -371,6 +390,11 @@ class SegmentStack:
     def ids_at(self, rows: np.ndarray) -> list[str | None]:
         """The id at each of the (m,) stack ``rows``, None where a row is -1."""
         return [self.id_at(row) if row >= 0 else None for row in rows.tolist()]
+
+
+def _key_rows(segment: Segment) -> list[np.ndarray]:
+    """The rows a stack's ``KeyFilter`` holds of ``segment``: each band's keys, then its exact hashes."""
+    return [*segment.band_keys, segment.exact_hashes]
 
 
 def _write_durably(path: Path, pieces: list) -> None:
