@@ -8,13 +8,15 @@ selection below is scored once by SmolLM2-135M (one forward pass, cached per tex
 ``build/pool/cache``); everything after that is arithmetic on the feature tables.
 
 1. Candidates (head x feature set, ``CANDIDATES``) are compared by leave-one-generator-out
-   (LOGO: fit without one generator's machine text, score that generator) and
+   (LOGO: fit without one generator's machine text -- its whole family's, ``FAMILY`` -- score
+   that generator) and
    leave-one-domain-out (LODO: fit without one domain, score its human and machine text) on
    the ``fit`` split only; human texts are always scored by a model that did not see them
    (two folds by id). Of the candidates whose nested FPR (step 2) is at most
-   ``DOMAIN_FPR_CAP`` on every fitting domain, the one with the best mean AUROC over the five
-   held-out generators is chosen (the worst one breaks ties; when no candidate meets the cap,
-   all compete); held-out decodings are shown, not used. The ``report`` split (WikiText-2
+   ``DOMAIN_FPR_CAP`` on every fitting domain, the one with the best mean AUROC over the
+   held-out ``GENERATORS`` is chosen (the worst one breaks ties; when no candidate meets the cap,
+   all compete); held-out decodings and fine-tuned generators with their base seen are
+   shown, not used. The ``report`` split (WikiText-2
    *test* continuations, PubMed) plays no part in the choice.
 2. The chosen detector is fitted on the whole fit split. Its threshold is the conformal
    quantile at ``TARGET_FPR`` of *out-of-domain* human scores (each fitting domain's human
@@ -77,8 +79,11 @@ CANDIDATES = {
 # The machine text the two-sided head's drift side learns: samples of small models (SmolLM2 at
 # every decoding, the word-trigram model). The chat and completion text of the GPT files is left
 # to its predictable side, which is fitted on human text alone.
-DRIFTING = ("smollm2", "ngram")
-GENERATORS = ("smollm2", "ngram", *GPT)
+DRIFTING = ("smollm2", "smollm2_ft", "ngram")
+GENERATORS = ("smollm2", "smollm2_ft", "ngram", *GPT)
+# Generators of one family are held out together: a model fitted without "smollm2" has seen no
+# sample of SmolLM2, fine-tuned or not.
+FAMILY = {"smollm2_ft": "smollm2"}
 
 
 def log(message: str) -> None:
@@ -228,16 +233,25 @@ def auroc_ci(human: np.ndarray, machine: np.ndarray) -> dict:
 
 
 def leave_one_generator_out(table: Table, settings: dict, scorer) -> dict:
-    """Per fitting generator: AUROC/TPR of a model fitted without its machine text, against
-    out-of-fold human text of the domains it wrote in."""
+    """Per fitting generator: AUROC/TPR of a model fitted without its family's machine text
+    (``FAMILY``), against out-of-fold human text of the domains it wrote in; then each
+    fine-tuned generator with its base model's samples seen, and each SmolLM2 decoding with
+    the others seen."""
     fit = table.split == "fit"
+    family = np.array([FAMILY.get(generator, generator) for generator in table.generator])
     out = {}
     for generator in GENERATORS:
         held = fit & (table.generator == generator)
-        scores = out_of_fold(table, settings, scorer, fit & ~held, fit)
+        kin = fit & (family == FAMILY.get(generator, generator))
+        scores = out_of_fold(table, settings, scorer, fit & ~kin, fit)
         domains = np.unique(table.domain[held])
         human = fit & (table.label == 0) & np.isin(table.domain, domains)
         out[generator] = auroc_ci(scores[human], scores[held])
+    for generator, seen in FAMILY.items():  # its base model's samples seen: a user's fine-tuned model
+        held = fit & (table.generator == generator)
+        scores = out_of_fold(table, settings, scorer, fit & ~held, fit)
+        human = fit & (table.label == 0) & np.isin(table.domain, np.unique(table.domain[held]))
+        out[f"{generator} ({seen} seen)"] = auroc_ci(scores[human], scores[held])
     for decoding in np.unique(table.decoding[fit & (table.generator == "smollm2")]):
         held = fit & (table.generator == "smollm2") & (table.decoding == decoding)
         scores = out_of_fold(table, settings, scorer, fit & ~held, fit)
@@ -308,6 +322,11 @@ def report_figures(table: Table, scores: np.ndarray, threshold: float) -> dict:
             out[f"wikitext-test{kind} smollm2 {decoding}"] = auroc_ci(
                 scores[human_wiki & chosen], scores[machine]
             )
+    for decoding in ("t1.0", "t0.7"):
+        machine = report & (table.generator == "smollm2_ft") & (table.decoding == decoding)
+        out[f"wikitext-test smollm2_ft {decoding}"] = auroc_ci(
+            scores[human_wiki & ~fragment], scores[machine]
+        )
     for domain in np.unique(table.domain[table.split == "fragments"]):
         pieces = (table.split == "fragments") & (table.domain == domain)
         out[f"{domain} fragments (fitting domain, never fitted)"] = auroc_ci(

@@ -9,6 +9,7 @@ import pytest
 
 import guard.detect.pool as pool
 from guard.detect.pool import TrigramModel, build_pool, generate_continuations
+from guard.errors import GuardError
 
 
 def test_trigram_model_mixes_trigram_bigram_and_unigram():
@@ -57,6 +58,11 @@ def _small_plan(monkeypatch) -> None:
     monkeypatch.setattr(pool, "NEW_TOKENS", (8, 16))
     monkeypatch.setattr(pool, "FRAGMENT_TOKENS", 8)
     monkeypatch.setattr(pool, "FRAGMENTS", 3)
+    monkeypatch.setattr(pool, "FINETUNED_PLAN", (("wikitext", "fit", 2), ("xsum", "fit", 1)))
+    monkeypatch.setattr(pool, "FINETUNED_REPORT", (("wikitext", "t0.7", 2),))
+    monkeypatch.setattr(
+        pool, "FINETUNE", {**pool.FINETUNE, "steps": 3, "block_tokens": 16, "paragraphs": (5, 15)}
+    )
 
 
 def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm, stdlib_texts, monkeypatch):
@@ -84,6 +90,13 @@ def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm
     assert sum(r["generator"] == "ngram" for r in records) == 4 * 4  # 4 fitting domains
     assert {r["split"] for r in records if r["domain"] == "pubmed"} == {"report"}
     assert {r["split"] for r in smollm2 if r["id"].startswith("wikitext-report")} == {"report"}
+    tuned = [r for r in records if r["generator"] == "smollm2_ft"]
+    assert Counter((r["domain"], r["decoding"], r["split"]) for r in tuned) == {
+        ("wikitext", "t0.7", "fit"): 2, ("wikitext", "t1.0", "fit"): 2, ("xsum", "t0.7", "fit"): 1,
+        ("xsum", "t1.0", "fit"): 1, ("wikitext", "t0.7", "report"): 2,
+    }  # fmt: skip
+    prompts = {job[0]: job[1] for job in pool.finetuned_jobs(pool.human_texts(shared))}
+    assert all(r["text"].startswith(prompts[r["id"]]) for r in tuned)
     start = whole.index(json.dumps(smollm2[0]["id"]).encode())
     for cut in np.random.default_rng(0).integers(start, len(whole), 4):
         resumed = tmp_path / f"cut{cut}"
@@ -104,3 +117,30 @@ def test_a_new_round_leaves_the_records_of_the_earlier_ones_as_they_were(
     added = build_pool(tmp_path / "one", shared, lm=tiny_lm, progress=False).read_bytes().splitlines()
     assert set(one) < set(two) and len(two) == len(one) + 2 * len(pool.DECODINGS)
     assert added[: len(one)] == one and sorted(added) == sorted(two)  # a round added to a built pool
+
+
+def test_the_fine_tuned_generator_learns_its_text_and_leaves_the_scorer_alone(
+    tiny_lm, stdlib_texts, monkeypatch
+):
+    """``finetuned_lm`` returns a copy whose loss on its training text went down; the LM it
+    copied keeps its weights; the same seed gives the same weights."""
+    import torch
+
+    monkeypatch.setattr(pool, "FINETUNE", {**pool.FINETUNE, "steps": 20, "block_tokens": 16})
+    texts = stdlib_texts[:30]
+    before = {name: value.clone() for name, value in tiny_lm.model.state_dict().items()}
+    tuned = pool.finetuned_lm(tiny_lm, texts, seed=0)
+    again = pool.finetuned_lm(tiny_lm, texts, seed=0)
+    assert all(torch.equal(value, tiny_lm.model.state_dict()[name]) for name, value in before.items())
+    ids = torch.tensor([tiny_lm.tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"][:64]])
+
+    def loss(lm) -> float:
+        with torch.no_grad():
+            return float(lm.model(input_ids=ids, labels=ids).loss)
+
+    assert loss(tuned) < loss(tiny_lm) - 0.1
+    assert all(
+        torch.equal(value, again.model.state_dict()[name]) for name, value in tuned.model.state_dict().items()
+    )
+    with pytest.raises(GuardError, match="at least 16 tokens"):
+        pool.finetuned_lm(tiny_lm, ["short"], seed=0)

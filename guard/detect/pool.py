@@ -9,6 +9,10 @@ Python's own documentation. Machine text comes from three families of generators
   or starting from its first ``SHORT_PROMPT_WORDS`` words (a "free" generation), under one of
   ``DECODINGS`` per prompt: temperatures 0.3-1.3, top-p, top-k and a repetition penalty.
   Degenerate samples (loops, lists, language switches) are kept: they are part of reality.
+- ``smollm2_ft``: SmolLM2-135M fine-tuned for ``FINETUNE["steps"]`` steps on WikiText-2 valid
+  paragraphs that no scored text or prompt comes from, continuing the same kind of prompt at the two
+  temperatures of the acceptance: a model whose distribution has moved away from the scorer's,
+  as a product's own fine-tuned model's has, and whose samples take on its training text's style.
 - ``ngram``: a word trigram model (interpolated with bigrams and unigrams) of the fitting
   domains' human text, continuing the same kind of prompt: a generator of another family with
   no tokenizer in common with the scorer.
@@ -66,6 +70,21 @@ SMOLLM2_ROUNDS = 2
 # The report set: WikiText-2 *test* continuations at the two temperatures of the acceptance.
 SMOLLM2_REPORT = (("wikitext", "t1.0", 100), ("wikitext", "t0.7", 150))
 NGRAM_PROMPTS = 60  # per fitting domain
+# The fine-tuned generator: its training (AdamW, learning rate decaying linearly to 0, on blocks of
+# the WikiText-2 valid paragraphs ``paragraphs`` [start, stop): after the SmolLM2 prompts and the
+# human texts bench/detect_fit.py scores, before the fragments' and the trigram prompts), the
+# decodings it samples with, and its prompts per decoding (the first ones of each fitting domain;
+# the report set continues WikiText test paragraphs).
+FINETUNE = {
+    "steps": 60,
+    "batch_size": 4,
+    "block_tokens": 128,
+    "learning_rate": 1e-4,
+    "paragraphs": (400, 1200),
+}
+FINETUNED_DECODINGS = ("t0.7", "t1.0")
+FINETUNED_PLAN = (("wikitext", "fit", 24), ("pydocs", "fit", 12), ("xsum", "fit", 12), ("writing", "fit", 12))
+FINETUNED_REPORT = (("wikitext", "t1.0", 50), ("wikitext", "t0.7", 50))
 # Fragments: windows of FRAGMENT_TOKENS SmolLM2 tokens cut at a random token (mid-sentence, even
 # mid-word, as a training pipeline's blocks are), FRAGMENTS human and FRAGMENTS machine ones per
 # domain and split (per decoding for the report split's SmolLM2 continuations); the machine ones
@@ -222,6 +241,52 @@ def smollm2_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, st
     return jobs
 
 
+def finetuned_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, str, str, str, str, int]]:
+    """(id, prompt, domain, decoding, split, round 0) of every ``smollm2_ft`` continuation: each
+    FINETUNED_PLAN domain's first prompts, the decodings alternating (every fourth pair from a
+    short prompt); the report set continues WikiText test paragraphs."""
+    jobs = []
+    for domain, split, per_decoding in FINETUNED_PLAN:
+        texts = humans[(domain, split)]
+        for index in range(per_decoding * len(FINETUNED_DECODINGS)):
+            decoding = FINETUNED_DECODINGS[index % len(FINETUNED_DECODINGS)]
+            prompt = prompt_of(texts[index], short=index // len(FINETUNED_DECODINGS) % 4 == 3)
+            jobs.append((f"{domain}-smollm2_ft-{decoding}-{index}", prompt, domain, decoding, split, 0))
+    for domain, decoding, count in FINETUNED_REPORT:
+        texts = humans[(domain, "report")]
+        for index in range(count):
+            prompt = prompt_of(texts[index], False)
+            jobs.append(
+                (f"{domain}-report-smollm2_ft-{decoding}-{index}", prompt, domain, decoding, "report", 0)
+            )
+    return jobs
+
+
+def finetuned_lm(lm, texts: list[str], seed: int):
+    """A copy of ``lm`` (a ``guard.models.causal_lm.CausalLM``) fine-tuned as FINETUNE says on
+    ``texts``, joined and cut into blocks of ``block_tokens`` tokens; ``lm`` is left as it was."""
+    import copy
+    from types import SimpleNamespace
+
+    from guard.harness.families._tinygpt import CausalTrainer
+
+    tuned = copy.deepcopy(lm)
+    ids = np.array(tuned.tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"], dtype=np.int64)
+    width = FINETUNE["block_tokens"]
+    if len(ids) < width:
+        raise GuardError(f"fine-tuning needs at least {width} tokens of text, got {len(ids)}")
+    blocks = ids[: len(ids) // width * width].reshape(-1, width)
+    settings = SimpleNamespace(
+        device=str(tuned.device), learning_rate=FINETUNE["learning_rate"], weight_decay=0.0,
+        batch_size=FINETUNE["batch_size"], epochs=1, eval_batch_size=FINETUNE["batch_size"],
+    )  # fmt: skip
+    CausalTrainer(settings, len(tuned.tokenizer), width, base=tuned).fit(
+        blocks, seed, None, FINETUNE["steps"]
+    )
+    tuned.model.eval()
+    return tuned
+
+
 def generate_continuations(lm, prompts: list[str], decoding: str, new_tokens: int, seed: int) -> list[str]:
     """``prompts`` each followed by SmolLM2's sampled continuation (``DECODINGS[decoding]``),
     at most ``new_tokens`` new tokens, special tokens dropped."""
@@ -294,11 +359,19 @@ def build_pool(
         todo = [batch for batch in batches if not all(job[0] in done for job in batch[0])]
         if todo:
             lm = _loaded(lm)
-            _write_smollm2(write, todo, lm, progress)
+            _write_samples(write, todo, lm, "smollm2", progress)
         prompt_words = {job[0]: len(job[1].split()) for job in jobs}
         fragments = fragment_jobs(humans, read_pool(path), prompt_words)
         if not all(job[0] in done for job in fragments):
-            write(fragment_records(fragments, _loaded(lm).tokenizer, seed))
+            lm = _loaded(lm)
+            write(fragment_records(fragments, lm.tokenizer, seed))
+        tuned_batches = smollm2_batches(finetuned_jobs(humans), seed + 1)
+        todo = [batch for batch in tuned_batches if not all(job[0] in done for job in batch[0])]
+        if todo:
+            lm = _loaded(lm)
+            start, stop = FINETUNE["paragraphs"]
+            tuned = finetuned_lm(lm, humans[("wikitext", "fit")][start:stop], seed)
+            _write_samples(write, todo, tuned, "smollm2_ft", progress)
     return path
 
 
@@ -394,13 +467,13 @@ def smollm2_batches(jobs: list[tuple], seed: int) -> list[tuple[list[tuple], int
     return batches
 
 
-def _write_smollm2(write, batches, lm, progress: bool) -> None:
-    """Generate each batch with ``lm``, writing its records as soon as it is done."""
+def _write_samples(write, batches, lm, generator: str, progress: bool) -> None:
+    """Generate each batch with ``lm``, writing its records (``generator``) as soon as it is done."""
     from tqdm.auto import tqdm
 
     bar = tqdm(
         total=sum(len(jobs) for jobs, _, _ in batches),
-        desc="SmolLM2 samples",
+        desc=f"{generator} samples",
         unit="text",
         disable=not progress,
     )
@@ -408,7 +481,7 @@ def _write_smollm2(write, batches, lm, progress: bool) -> None:
         decoding = jobs[0][3]
         texts = generate_continuations(lm, [job[1] for job in jobs], decoding, new_tokens, batch_seed)
         write(
-            _record(job_id, text, "machine", domain, "smollm2", decoding, split)
+            _record(job_id, text, "machine", domain, generator, decoding, split)
             for (job_id, _, domain, decoding, split, _), text in zip(jobs, texts)
         )
         bar.update(len(jobs))
