@@ -239,24 +239,24 @@ def leave_one_generator_out(table: Table, settings: dict, scorer) -> dict:
     the others seen."""
     fit = table.split == "fit"
     family = np.array([FAMILY.get(generator, generator) for generator in table.generator])
+
+    def held_out(held: np.ndarray, left_out: np.ndarray) -> dict:
+        """Figures of the ``held`` texts against the fitting human texts of their domains, each
+        scored out of fold by a model fitted without the ``left_out`` texts."""
+        scores = out_of_fold(table, settings, scorer, fit & ~left_out, fit)
+        human = fit & (table.label == 0) & np.isin(table.domain, np.unique(table.domain[held]))
+        return auroc_ci(scores[human], scores[held])
+
     out = {}
     for generator in GENERATORS:
         held = fit & (table.generator == generator)
-        kin = fit & (family == FAMILY.get(generator, generator))
-        scores = out_of_fold(table, settings, scorer, fit & ~kin, fit)
-        domains = np.unique(table.domain[held])
-        human = fit & (table.label == 0) & np.isin(table.domain, domains)
-        out[generator] = auroc_ci(scores[human], scores[held])
+        out[generator] = held_out(held, fit & (family == FAMILY.get(generator, generator)))
     for generator, seen in FAMILY.items():  # its base model's samples seen: a user's fine-tuned model
         held = fit & (table.generator == generator)
-        scores = out_of_fold(table, settings, scorer, fit & ~held, fit)
-        human = fit & (table.label == 0) & np.isin(table.domain, np.unique(table.domain[held]))
-        out[f"{generator} ({seen} seen)"] = auroc_ci(scores[human], scores[held])
+        out[f"{generator} ({seen} seen)"] = held_out(held, held)
     for decoding in np.unique(table.decoding[fit & (table.generator == "smollm2")]):
         held = fit & (table.generator == "smollm2") & (table.decoding == decoding)
-        scores = out_of_fold(table, settings, scorer, fit & ~held, fit)
-        human = fit & (table.label == 0) & np.isin(table.domain, np.unique(table.domain[held]))
-        out[f"smollm2 {decoding} (other decodings seen)"] = auroc_ci(scores[human], scores[held])
+        out[f"smollm2 {decoding} (other decodings seen)"] = held_out(held, held)
     return out
 
 

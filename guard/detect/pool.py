@@ -225,19 +225,19 @@ def smollm2_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, st
                 decoding = list(DECODINGS)[index % len(DECODINGS)]
                 prompt = prompt_of(texts[index], short=index % 4 == 3)
                 jobs.append((f"{domain}-smollm2-{decoding}-{index}", prompt, domain, decoding, split, round_))
-    for domain, decoding, count in SMOLLM2_REPORT:
+    return jobs + report_jobs(humans, SMOLLM2_REPORT, "smollm2")
+
+
+def report_jobs(humans: dict[tuple[str, str], list[str]], plan, generator: str) -> list[tuple]:
+    """(id, prompt, domain, decoding, "report", round 0) of ``generator``'s report-split
+    continuations: per (domain, decoding, count) of ``plan``, the domain's first ``count`` report
+    texts, each from a full-length prompt."""
+    jobs = []
+    for domain, decoding, count in plan:
         texts = humans[(domain, "report")]
         for index in range(count):
-            jobs.append(
-                (
-                    f"{domain}-report-smollm2-{decoding}-{index}",
-                    prompt_of(texts[index], False),
-                    domain,
-                    decoding,
-                    "report",
-                    0,
-                )
-            )
+            record_id = f"{domain}-report-{generator}-{decoding}-{index}"
+            jobs.append((record_id, prompt_of(texts[index], False), domain, decoding, "report", 0))
     return jobs
 
 
@@ -252,14 +252,7 @@ def finetuned_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, 
             decoding = FINETUNED_DECODINGS[index % len(FINETUNED_DECODINGS)]
             prompt = prompt_of(texts[index], short=index // len(FINETUNED_DECODINGS) % 4 == 3)
             jobs.append((f"{domain}-smollm2_ft-{decoding}-{index}", prompt, domain, decoding, split, 0))
-    for domain, decoding, count in FINETUNED_REPORT:
-        texts = humans[(domain, "report")]
-        for index in range(count):
-            prompt = prompt_of(texts[index], False)
-            jobs.append(
-                (f"{domain}-report-smollm2_ft-{decoding}-{index}", prompt, domain, decoding, "report", 0)
-            )
-    return jobs
+    return jobs + report_jobs(humans, FINETUNED_REPORT, "smollm2_ft")
 
 
 def finetuned_lm(lm, texts: list[str], seed: int):
