@@ -133,6 +133,18 @@ def test_adding_seeds_extends_a_run_and_keeps_its_chains(tmp_path):
         _run(tmp_path, "run", config=one_seed)
 
 
+def test_adding_generations_extends_a_run_to_what_a_longer_run_writes(tmp_path):
+    shorter = {**SMALL, "generations": 3, "checkpoint_every": 2}  # checkpointed at 2 and at 3
+    longer = {**SMALL, "checkpoint_every": 2}  # 6 generations: checkpointed at 2, 4 and 6
+    _run(tmp_path, "run", config=shorter)
+    _run(tmp_path, "run", config=longer)
+    _run(tmp_path, "fresh", config=longer)
+    extended, fresh = (tmp_path / name / "ledger.jsonl" for name in ("run", "fresh"))
+    assert extended.read_bytes() == fresh.read_bytes()
+    with pytest.raises(GuardError, match="generations differs"):  # fewer generations is another run
+        _run(tmp_path, "run", config=shorter)
+
+
 def test_a_plugged_machine_detector_is_used_by_guarded(tmp_path):
     class FarFromZero:
         """p_machine = 1 for samples whose first coordinate is beyond 1 in absolute value."""

@@ -35,7 +35,8 @@ def add_experiment_command(commands) -> None:
         "run",
         help="run or resume an experiment",
         description="Run CONFIG into RUN_DIR. Rerunning into the same RUN_DIR with the same config "
-        "resumes from the last checkpoint; a different config there is refused.",
+        "resumes from the last checkpoint; one that only adds seeds or generations extends the run; "
+        "any other change there is refused.",
     )
     run.add_argument("config", metavar="CONFIG", help="experiment YAML")
     run.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")

@@ -129,15 +129,20 @@ def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
 
 def _prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
     """Write the resolved config, or check that the run there used the same one. A config that
-    only adds seeds extends the run: the chains already there resume from their checkpoints
-    (a chain depends on its own seed only), the new seeds run from scratch."""
+    only adds seeds or generations extends the run: the chains already there resume from their
+    checkpoints (a chain depends on its own seed only, and every chain is checkpointed at its
+    last generation), the new seeds run from scratch."""
     path, text = run_dir / CONFIG, dump_config(config)
     if path.exists():
         old, new = yaml.safe_load(path.read_text(encoding="utf-8")) or {}, yaml.safe_load(text)
         if old == new:
             return
-        more_seeds = {**old, "seeds": new["seeds"]} == new and set(old.get("seeds", ())) < set(new["seeds"])
-        if not more_seeds:
+        extended = (
+            {**old, "seeds": new["seeds"], "generations": new["generations"]} == new
+            and set(old.get("seeds", ())) <= set(new["seeds"])
+            and old.get("generations", 0) <= new["generations"]
+        )
+        if not extended:
             key = _first_difference(old, new)
             raise GuardError(
                 f"{run_dir}: holds a run with another config ({key} differs); choose another --out"
