@@ -120,17 +120,21 @@ def test_a_new_round_leaves_the_records_of_the_earlier_ones_as_they_were(
 
 
 def test_the_fine_tuned_generator_learns_its_text_and_leaves_the_scorer_alone(
-    tiny_lm, stdlib_texts, monkeypatch
+    tiny_lm, stdlib_texts, monkeypatch, capsys
 ):
     """``finetuned_lm`` returns a copy whose loss on its training text went down; the LM it
-    copied keeps its weights; the same seed gives the same weights."""
+    copied keeps its weights; the same seed gives the same weights, with or without a progress
+    bar over the steps."""
     import torch
 
     monkeypatch.setattr(pool, "FINETUNE", {**pool.FINETUNE, "steps": 20, "block_tokens": 16})
     texts = stdlib_texts[:30]
     before = {name: value.clone() for name, value in tiny_lm.model.state_dict().items()}
     tuned = pool.finetuned_lm(tiny_lm, texts, seed=0)
-    again = pool.finetuned_lm(tiny_lm, texts, seed=0)
+    assert "fine-tuning" not in capsys.readouterr().err
+    again = pool.finetuned_lm(tiny_lm, texts, seed=0, progress=True)
+    bar = capsys.readouterr().err
+    assert "fine-tuning SmolLM2: 100%" in bar and "20/20" in bar
     assert all(torch.equal(value, tiny_lm.model.state_dict()[name]) for name, value in before.items())
     ids = torch.tensor([tiny_lm.tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"][:64]])
 

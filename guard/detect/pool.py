@@ -255,9 +255,10 @@ def finetuned_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, 
     return jobs + report_jobs(humans, FINETUNED_REPORT, "smollm2_ft")
 
 
-def finetuned_lm(lm, texts: list[str], seed: int):
+def finetuned_lm(lm, texts: list[str], seed: int, progress: bool = False):
     """A copy of ``lm`` (a ``guard.models.causal_lm.CausalLM``) fine-tuned as FINETUNE says on
-    ``texts``, joined and cut into blocks of ``block_tokens`` tokens; ``lm`` is left as it was."""
+    ``texts``, joined and cut into blocks of ``block_tokens`` tokens; ``lm`` is left as it was.
+    ``progress``: a tqdm bar over the fine-tuning steps."""
     import copy
     from types import SimpleNamespace
 
@@ -274,7 +275,7 @@ def finetuned_lm(lm, texts: list[str], seed: int):
         batch_size=FINETUNE["batch_size"], epochs=1, eval_batch_size=FINETUNE["batch_size"],
     )  # fmt: skip
     CausalTrainer(settings, len(tuned.tokenizer), width, base=tuned).fit(
-        blocks, seed, None, FINETUNE["steps"]
+        blocks, seed, None, FINETUNE["steps"], progress="fine-tuning SmolLM2" if progress else None
     )
     tuned.model.eval()
     return tuned
@@ -363,7 +364,7 @@ def build_pool(
         if todo:
             lm = _loaded(lm)
             start, stop = FINETUNE["paragraphs"]
-            tuned = finetuned_lm(lm, humans[("wikitext", "fit")][start:stop], seed)
+            tuned = finetuned_lm(lm, humans[("wikitext", "fit")][start:stop], seed, progress)
             _write_samples(write, todo, tuned, "smollm2_ft", progress)
     return path
 

@@ -90,11 +90,19 @@ class CausalTrainer:
 
     # ----- training ---------------------------------------------------------------------------
     def fit(
-        self, records: np.ndarray, seed: int, start: CausalState | None, steps: int | None = None
+        self,
+        records: np.ndarray,
+        seed: int,
+        start: CausalState | None,
+        steps: int | None = None,
+        progress: str | None = None,
     ) -> CausalState:
         """Train on ``records`` (n, L), from ``start`` or the base, with AdamW and a learning rate
         decaying linearly to 0 (mean next-token cross-entropy, nats): ``epochs`` passes over the
-        records, or ``steps`` batches when given (batches keep coming from fresh permutations)."""
+        records, or ``steps`` batches when given (batches keep coming from fresh permutations).
+        ``progress``: the description of a tqdm bar over the steps (none when None)."""
+        from tqdm.auto import tqdm
+
         params = self.params
         targets = torch.as_tensor(np.asarray(records, dtype=np.int64)).to(self.device)
         inputs = self.with_start(records)
@@ -108,7 +116,8 @@ class CausalTrainer:
                 network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
             )
             schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1.0 - step / steps)
-            for batch in _batches(len(inputs), params.batch_size, steps, generator):
+            batches = _batches(len(inputs), params.batch_size, steps, generator)
+            for batch in tqdm(batches, total=steps, desc=progress, unit="step", disable=progress is None):
                 batch = batch.to(self.device)
                 logits = network(input_ids=inputs[batch]).logits
                 loss = torch.nn.functional.cross_entropy(
