@@ -188,9 +188,10 @@ class CausalTrainer:
         the language tokens."""
         params = self.params
         past, step_input, drawn = None, inputs, []
+        cache = _cache_argument(network)
         for _ in range(new_tokens):
-            output = network(input_ids=step_input, past_key_values=past, use_cache=True)
-            past = output.past_key_values
+            output = network(input_ids=step_input, use_cache=True, **{cache: past})
+            past = output[cache]
             weights = torch.softmax(
                 output.logits[:, -1, : self.n_language].float() / params.temperature, dim=-1
             )
@@ -227,6 +228,14 @@ def nucleus(weights: torch.Tensor, top_p: float) -> torch.Tensor:
     ordered, order = weights.sort(dim=-1, descending=True)
     more_probable = ordered.cumsum(dim=-1) - ordered
     return torch.zeros_like(weights).scatter(-1, order, ordered.masked_fill(more_probable >= top_p, 0.0))
+
+
+def _cache_argument(network) -> str:
+    """The name under which ``network``'s forward takes and returns its attention cache: ``cache``
+    in transformers 5 (which warns on the old name at every call), ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(network.forward).parameters else "past_key_values"
 
 
 def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
