@@ -52,6 +52,16 @@ def test_filter_with_machine_yaml_on_real_text(smollm2, xsum_chatgpt, tmp_path):
     assert min(machine_scores) > max(human_scores)
 
 
+def test_loading_the_gguf_model_draws_no_progress_bar(smollm2, capfd):
+    """transformers' GGUF loader has a bar of its own, outside its progress switch; a load
+    (as in ``guard filter --quiet``) prints nothing."""
+    from guard.models.causal_lm import load_causal_lm
+
+    capfd.readouterr()
+    load_causal_lm(device="cpu")
+    assert "GGUF" not in capfd.readouterr().err
+
+
 def test_human_text_full_of_one_token_is_not_watermarked(smollm2, wikitext_dir):
     """WikiText's ``<unk>`` gives many n-grams one selfhash seed; counted as independent
     trials they made 17 of 200 test paragraphs look watermarked (median z 1.46)."""

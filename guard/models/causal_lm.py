@@ -10,6 +10,7 @@ transformers are imported only when a model is loaded.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,29 @@ def resolve_model(model: str | None) -> tuple[str, str, str | None]:
     return model, model, None
 
 
+@contextmanager
+def _gguf_bar_silenced():
+    """transformers' GGUF loader draws its own tqdm bar ("Converting and de-quantizing GGUF
+    tensors"), which its progress-bar switch does not reach: swap it for a silent one while a
+    model loads."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # a transformers without GGUF support: nothing to silence
+        yield
+        return
+    from functools import partial
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    gguf_utils.tqdm = partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def load_causal_lm(
     model: str | None = None, *, dtype: str = "auto", device: str = "auto", threads: int | None = None
 ) -> CausalLM:
@@ -108,10 +132,11 @@ def load_causal_lm(
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **extra)
-        network = transformers.AutoModelForCausalLM.from_pretrained(
-            source, dtype=getattr(torch, dtype), **extra
-        )
+        with _gguf_bar_silenced():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **extra)
+            network = transformers.AutoModelForCausalLM.from_pretrained(
+                source, dtype=getattr(torch, dtype), **extra
+            )
     except Exception as error:  # any load failure becomes one user-facing line
         reason = one_line(error, first_line=True)
         raise GuardError(f"cannot load the language model {model_id}: {reason}") from None
