@@ -36,7 +36,7 @@ def build_store(directory: Path, size: int, cfg: GuardConfig) -> dict:
             bands, rows = cfg.near.lsh()
             exact = rng.integers(0, 2**64, size=size, dtype=np.uint64, endpoint=False)
             signatures = rng.integers(0, 2**32, size=(size, cfg.near.num_perm), dtype=np.uint32)
-            keys = np.empty((size, bands), dtype=np.uint32)
+            keys = np.empty((size, bands), dtype=np.uint64)
             for lo in range(0, size, 100_000):
                 keys[lo : lo + 100_000] = band_keys(signatures[lo : lo + 100_000], bands, rows)
             ids = [f"stored-{i}" for i in range(size)]

@@ -52,10 +52,21 @@ def _ref_signatures(multipliers: np.ndarray, hashes: np.ndarray, text_index: np.
     return minima
 
 
+def _ref_fmix64(values: np.ndarray) -> np.ndarray:
+    values ^= values >> np.uint64(33)
+    values *= np.uint64(0xFF51AFD7ED558CCD)
+    values ^= values >> np.uint64(33)
+    values *= np.uint64(0xC4CEB9FE1A85EC53)
+    values ^= values >> np.uint64(33)
+    return values
+
+
 def _ref_band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    weights = np.random.default_rng(rows).integers(0, 2**32, size=rows, dtype=_U32) | _U32(1)
-    grouped = signatures[:, : bands * rows].reshape(len(signatures), bands, rows)
-    return _ref_fmix32((grouped * weights).sum(axis=2, dtype=_U32))
+    """(n, bands) uint64: fmix64 of the sum modulo 2**64 of each band's entries times the
+    band's random odd 64-bit weights."""
+    weights = np.random.default_rng(rows).integers(0, 2**64, size=rows, dtype=np.uint64) | np.uint64(1)
+    grouped = signatures[:, : bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
+    return _ref_fmix64((grouped * weights).sum(axis=2, dtype=np.uint64))
 
 
 def _random_text(rng) -> str:
@@ -121,6 +132,14 @@ def test_compiled_band_keys_equal_the_numpy_reference():
             band_keys(signatures, bands, rows), _ref_band_keys(signatures, bands, rows)
         )
     assert band_keys(signatures[:0], 30, 4).shape == (0, 30)
+
+
+def test_band_keys_of_different_bands_do_not_meet_by_chance():
+    """3M band keys of random signatures are all distinct (32-bit keys would give ~1,000
+    chance pairs here, and several chance candidates per query in a store of 10**9 records)."""
+    signatures = np.random.default_rng(3).integers(0, 2**32, size=(100_000, 120), dtype=np.uint32)
+    keys = band_keys(signatures, 30, 4)
+    assert keys.dtype == np.uint64 and len(np.unique(keys)) == keys.size
 
 
 def test_equal_spans_hash_equal_anywhere():

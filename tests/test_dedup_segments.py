@@ -60,13 +60,15 @@ def test_a_merge_allocates_no_signatures():
     finally:
         tracemalloc.stop()
     assert all(a is b for a, b in zip(merged.signatures.chunks, [p.signatures.chunks[0] for p in parts]))
-    # what a merge allocates: exact hashes and rows, band keys and rows, ids (~270 B a record of ~780)
-    assert peak < 0.4 * merged.nbytes
+    # what a merge allocates: exact hashes and rows, band keys and rows, ids (~390 B a record of
+    # ~900; copying the signatures too would be ~900)
+    assert peak < 0.5 * merged.nbytes
 
 
-def test_a_run_peaks_within_one_and_a_half_times_its_segments():
+def test_a_run_peaks_within_1_6_times_its_segments():
     """Batches appended as a run does: at every step, the peak traced memory (merges
-    included) stays under 1.5x what the stack holds after it."""
+    included) stays under 1.6x what the stack holds after it (a merge of the whole stack holds
+    the old and the new sorted keys, ~390 bytes a record, at once)."""
     rng = np.random.default_rng(3)
     stack = SegmentStack()
     tracemalloc.start()
@@ -77,7 +79,7 @@ def test_a_run_peaks_within_one_and_a_half_times_its_segments():
             stack.append(segment)
             del segment
             current, peak = tracemalloc.get_traced_memory()
-            assert peak < 1.5 * sum(s.nbytes for s in stack.segments), batch
+            assert peak < 1.6 * sum(s.nbytes for s in stack.segments), batch
     finally:
         tracemalloc.stop()
     assert len(stack) == 40 * 2100

@@ -74,7 +74,7 @@ def test_manifest_records_versions_and_fingerprint(tmp_path):
         guard.commit()
         fingerprint = guard.store.fingerprint
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     assert manifest["fingerprint"] == fingerprint
     assert manifest["settings"]["num_perm"] == 128
     assert manifest["n_records"] == 30
@@ -88,8 +88,66 @@ def test_keys_are_fixed_width_arrays_on_disk(tmp_path):
         segment = guard.store.stack.segments[0]
     assert segment.exact_hashes.dtype == np.uint64 and segment.exact_hashes.shape == (40,)
     assert segment.signatures.dtype == np.uint32 and segment.signatures.shape == (40, 128)
-    assert segment.band_keys.dtype == np.uint32 and segment.band_keys.shape[1] == 40
+    assert segment.band_keys.dtype == np.uint64 and segment.band_keys.shape[1] == 40
     assert [type(c) for c in segment.signatures.chunks] == [np.memmap]
+
+
+def _to_format_2(store) -> None:
+    """Rewrite the store as a guard of format 2 wrote it: 32-bit band keys (fmix32 of the sum
+    modulo 2**32 of each band's signature entries times random odd 32-bit weights)."""
+    manifest = json.loads((store / "manifest.json").read_text())
+    rows = manifest["settings"]["rows"]
+    weights = np.random.default_rng(rows).integers(0, 2**32, size=rows, dtype=np.uint32) | np.uint32(1)
+    for folder in (store / "segments").iterdir():
+        signatures = np.load(folder / "signatures.npy")
+        bands = np.load(folder / "band_keys.npy").shape[0]
+        grouped = signatures[:, : bands * rows].reshape(len(signatures), bands, rows)
+        keys = (grouped * weights).sum(axis=2, dtype=np.uint32)
+        for shift, multiplier in ((16, 0x85EBCA6B), (13, 0xC2B2AE35), (16, None)):
+            keys ^= keys >> np.uint32(shift)
+            if multiplier is not None:
+                keys *= np.uint32(multiplier)
+        order = np.argsort(keys.T, axis=1, kind="stable")
+        for name, array in (("band_keys", np.take_along_axis(keys.T, order, 1)), ("band_rows", order)):
+            (folder / f"{name}.npy").unlink()
+            np.save(folder / f"{name}.npy", np.ascontiguousarray(array, dtype=np.uint32))
+    (store / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
+
+
+def test_a_store_with_32_bit_band_keys_is_read_and_upgraded_by_its_next_merge(tmp_path):
+    """A format-2 store (32-bit band keys on disk) finds the same duplicates as the store this
+    guard writes; its keys are recomputed when loaded, and a commit that merges its segments
+    writes 64-bit ones (format 3)."""
+    import shutil
+
+    from guard.cli import main
+
+    first = _texts(300, seed=21)
+    with Guard(LEXICAL, store=tmp_path / "new") as guard:
+        guard.annotate(_batch(first, "a"))
+        guard.commit()
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    _to_format_2(tmp_path / "old")
+    assert np.load(next((tmp_path / "old" / "segments").iterdir()) / "band_keys.npy").dtype == np.uint32
+    edited = []
+    for text in first[::10]:
+        words = text.split()
+        words[7], words[22] = "edited", "changed"
+        edited.append(" ".join(words))
+    second = _batch(edited + _texts(20, seed=22), "b")
+    config = {**LEXICAL, "store": {"max_segments": 1}}  # this commit merges the two segments
+    outputs = {}
+    for name in ("new", "old"):
+        with Guard(config, store=tmp_path / name) as guard:
+            outputs[name] = guard.annotate(second)
+            guard.commit()
+    assert outputs["old"] == outputs["new"]
+    assert outputs["old"]["guard_near_duplicate_of"][:30] == [f"a{i}" for i in range(0, 300, 10)]
+    manifest = json.loads((tmp_path / "old" / "manifest.json").read_text())
+    (segment,) = manifest["segments"]
+    assert manifest["format_version"] == 3
+    assert np.load(tmp_path / "old" / "segments" / segment["name"] / "band_keys.npy").dtype == np.uint64
+    assert main(["store", "check", str(tmp_path / "old")]) == 0
 
 
 def test_segments_merge_beyond_the_limit_and_keep_seniority(tmp_path):

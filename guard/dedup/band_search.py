@@ -14,7 +14,7 @@ class QueryKeys:
     binary searches into a segment 2-3x faster than random ones).
 
     Attributes:
-        sorted: (m, n_bands) uint32, each column sorted ascending.
+        sorted: (m, n_bands) uint64, each column sorted ascending.
         order: (m, n_bands) int64, the query each entry of ``sorted`` belongs to.
     """
 
@@ -23,7 +23,7 @@ class QueryKeys:
 
     @classmethod
     def of(cls, keys: np.ndarray) -> QueryKeys:
-        """From (m, n_bands) uint32 band keys."""
+        """From (m, n_bands) uint64 band keys."""
         order = np.argsort(keys, axis=0, kind="stable")
         return cls(np.take_along_axis(keys, order, axis=0), order)
 
@@ -55,7 +55,7 @@ class KeyFilter:
 
     @classmethod
     def of(cls, key_rows: list[list[np.ndarray]], records: int) -> KeyFilter:
-        """From the key rows of each segment (each a list of (n_i,) uint32 or uint64 arrays,
+        """From the key rows of each segment (each a list of (n_i,) uint64 arrays,
         one per row) holding ``records`` in all."""
         out = cls(len(key_rows[0]), records)
         present = np.empty(1 << out.bits, dtype=bool)
@@ -78,6 +78,6 @@ class KeyFilter:
         return np.flatnonzero((self.sets[row][index >> 3] >> (index & 7).astype(np.uint8)) & 1)
 
     def _index(self, keys: np.ndarray) -> np.ndarray:
-        """(m,) int64 bit index of each uint32 / uint64 key: its top ``bits`` bits."""
+        """(m,) int64 bit index of each uint64 key: its top ``bits`` bits."""
         shift = keys.dtype.itemsize * 8 - self.bits
         return (keys >> keys.dtype.type(shift)).astype(np.int64)

@@ -33,7 +33,9 @@ _FMIX2 = _U64(0xC2B2AE35)
 _MASK32 = _U64(0xFFFFFFFF)
 _BASE = _U64(0x01000193)  # odd, so invertible modulo 2**32
 _BASE_INV = _U64(pow(0x01000193, -1, 2**32))
-_S13, _S16 = _U64(13), _U64(16)
+_S13, _S16, _S33 = _U64(13), _U64(16), _U64(33)
+_FMIX64_1 = _U64(0xFF51AFD7ED558CCD)
+_FMIX64_2 = _U64(0xC4CEB9FE1A85EC53)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -202,32 +204,46 @@ def candidate_probability(similarity: float, bands: int, rows: int) -> float:
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(n_texts, bands) uint32 key of each band of ``rows`` consecutive entries of the
-    (n_texts, >= bands * rows) uint32 ``signatures``: the murmur3 finaliser of the sum
-    modulo 2**32 of the band's entries times random odd weights."""
-    out = np.empty((signatures.shape[0], bands), dtype=np.uint32)
+    """(n_texts, bands) uint64 key of each band of ``rows`` consecutive entries of the
+    (n_texts, >= bands * rows) uint32 ``signatures``: the murmur3 64-bit finaliser of the sum
+    modulo 2**64 of the band's entries times random odd 64-bit weights. 64 bits, so that two
+    different bands share a key by chance with probability 2**-64: at 10**9 stored records a
+    32-bit key would meet ~0.2 unrelated records per band, several candidates per query, each a
+    signature read to reject."""
+    out = np.empty((signatures.shape[0], bands), dtype=np.uint64)
     _band_keys(signatures, _row_weights(rows), out)
     return out
 
 
 @njit(cache=True, nogil=True)
 def _band_keys(signatures, weights, out):
-    """Fill ``out`` ((n, bands) uint32) from ``signatures`` ((n, >= bands * rows) uint32)
-    and the (rows,) uint64 ``weights``."""
+    """Fill ``out`` ((n, bands) uint64) from ``signatures`` ((n, >= bands * rows) uint32)
+    and the (rows,) uint64 ``weights`` (products and sums wrap modulo 2**64)."""
     rows = weights.shape[0]
     for i in range(out.shape[0]):
         for band in range(out.shape[1]):
             total = _U64(0)
             for r in range(rows):
                 total += _U64(signatures[i, band * rows + r]) * weights[r]
-            out[i, band] = _fmix32(total & _MASK32)
+            out[i, band] = _fmix64(total)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fmix64(value):
+    """The murmur3 64-bit finaliser: a bijection of uint64 that spreads every input bit over
+    the output."""
+    value ^= value >> _S33
+    value *= _FMIX64_1
+    value ^= value >> _S33
+    value *= _FMIX64_2
+    return value ^ (value >> _S33)
 
 
 @lru_cache(maxsize=8)
 def _row_weights(rows: int) -> np.ndarray:
-    """(rows,) random odd weights below 2**32 (uint64) that combine a band's rows into one key."""
+    """(rows,) random odd uint64 weights that combine a band's rows into one key."""
     rng = np.random.default_rng(rows)
-    return (rng.integers(0, 2**32, size=rows, dtype=np.uint32) | np.uint32(1)).astype(np.uint64)
+    return rng.integers(0, 2**64, size=rows, dtype=np.uint64) | np.uint64(1)
 
 
 # Characters hashed per chunk: keeps the prefix-sum and power arrays of one chunk in cache.

@@ -32,11 +32,11 @@ class NearDuplicateCheck(CheckBase):
         return text_signatures(batch, self.hasher, c.word_ngram, c.char_ngram, c.min_words)
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
-        """(n, bands) uint32."""
+        """(n, bands) uint64."""
         return band_keys(signatures, self.bands, self.rows)
 
     def prepare(self, normalized: NormalizedBatch, stored: SegmentStack) -> dict[str, np.ndarray]:
-        """``signatures`` (m, num_perm) and ``band_keys`` (m, bands) uint32 of the m records,
+        """``signatures`` (m, num_perm) uint32 and ``band_keys`` (m, bands) uint64 of the m records,
         and their matches in the store: ``stored_near`` (m,) int64 stack row (-1: none) and
         ``stored_near_jaccard`` (m,) float64."""
         signatures = self.signatures(normalized)
@@ -78,7 +78,7 @@ class NearDuplicateCheck(CheckBase):
         ``jaccard`` are filled in place.
 
         Args:
-            signatures: (n, num_perm) uint32; keys: (n, bands) uint32; ids: n record ids.
+            signatures: (n, num_perm) uint32; keys: (n, bands) uint64; ids: n record ids.
             duplicate_of, jaccard: lists of length n, the matches found before this batch.
         """
         unmatched = np.array([i for i, m in enumerate(duplicate_of) if m is None], dtype=np.int64)
@@ -92,7 +92,7 @@ class NearDuplicateCheck(CheckBase):
 
 
 def bucket_pairs(keys: np.ndarray, max_pairs_per_bucket: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (earlier, later) of rows of ``keys`` ((m, bands) uint32) that share a band key,
+    """Pairs (earlier, later) of rows of ``keys`` ((m, bands) uint64) that share a band key,
     each once, earlier < later. In a bucket of many equal keys a row is paired only with the
     first ``max_pairs_per_bucket`` rows of the bucket, which bounds the work on boilerplate."""
     m, n_bands = keys.shape

@@ -1,19 +1,21 @@
 """Segments: the dedup keys of a run of kept records, as fixed-width arrays.
 
 A **segment** holds exact hashes (uint64, sorted), MinHash signatures (uint32) and, per LSH
-band, the band keys (uint32, sorted) with the row each came from, plus the ids. Segments never
+band, the band keys (uint64, sorted) with the row each came from, plus the ids. Segments never
 change once built; searching many is searching each, behind one key filter of them all. Record
 seniority ("first seen wins") is segment order, then row order. A ``SegmentStack`` is the
 segments of a run (merged as they grow) or of a store, searched as one. Signatures, two thirds
 of a segment's bytes, are kept as row blocks (``ChunkedRows``) that a merge shares instead of
-copying, so a merge allocates only the new sorted keys and ids (~270 bytes a record of ~780).
+copying, so a merge allocates only the new sorted keys and ids (~390 bytes a record of ~900).
+Segments written before band keys were 64 bits wide (uint32 band keys on disk) are read with
+their keys recomputed from their signatures (``Segment.load(directory, rows)``).
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ _ARRAYS = ("exact_hashes", "exact_rows", "signatures", "band_keys", "band_rows",
 # Row blocks smaller than this are joined into one when segments merge (copying < 2 MiB at a
 # time), so that many small batches do not leave a signature array in thousands of pieces.
 MIN_CHUNK_BYTES = 1 << 20
+# Signature rows read at a time when an old segment's 32-bit band keys are recomputed (512 MB).
+RECOMPUTE_ROWS = 1 << 20
 
 
 class ChunkedRows:
@@ -99,7 +103,7 @@ class Segment:
         exact_hashes: (n,) uint64 normalised-text hashes, sorted ascending.
         exact_rows: (n,) uint32 row of each entry of ``exact_hashes``.
         signatures: (n, num_perm) uint32 MinHash signatures, in row order, as row blocks.
-        band_keys: (bands, n) uint32 band keys, each band's keys sorted ascending.
+        band_keys: (bands, n) uint64 band keys, each band's keys sorted ascending.
         band_rows: (bands, n) uint32 row of each entry of ``band_keys``.
     """
 
@@ -117,7 +121,7 @@ class Segment:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the segment's keys and ids (~780 a record at 128 permutations and 30 bands,
+        """Bytes of the segment's keys and ids (~900 a record at 128 permutations and 30 bands,
         plus its id), memory-mapped or not."""
         return len(self.id_blob) + sum(getattr(self, name).nbytes for name in _ARRAYS)
 
@@ -129,20 +133,20 @@ class Segment:
             ids: n record ids.
             exact: (n,) uint64 exact hashes.
             signatures: (n, num_perm) uint32.
-            bands: (n, n_bands) uint32 band keys.
+            bands: (n, n_bands) uint64 band keys.
         """
         encoded = [i.encode("utf-8") for i in ids]
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=offsets[1:])
         exact_rows = np.argsort(exact, kind="stable").astype(np.uint32)
-        band_rows = np.argsort(bands.T, axis=1, kind="stable").astype(np.uint32)
+        band_keys, band_rows = _sorted_bands(bands)
         return cls(
             id_blob=b"".join(encoded),
             id_offsets=offsets,
             exact_hashes=exact[exact_rows],
             exact_rows=exact_rows,
             signatures=ChunkedRows([np.ascontiguousarray(signatures)]),
-            band_keys=np.take_along_axis(bands.T, band_rows.astype(np.int64), axis=1),
+            band_keys=band_keys,
             band_rows=band_rows,
         )
 
@@ -152,8 +156,8 @@ class Segment:
         linear merge of the segments' sorted runs (equal keys keep the older segment's rows
         first), done band by band, so that beyond the result only one band's positions are
         held at a time. The signatures are not copied: the result shares the segments' row
-        blocks. A merge of n records allocates ~(268 + id length) bytes per record (exact
-        hashes, band keys, ids), a third of what the segments hold."""
+        blocks. A merge of n records allocates ~(388 + id length) bytes per record (exact
+        hashes, band keys and rows, ids), under half of what the segments hold."""
         if len(segments) == 1:
             return segments[0]
         offsets = np.cumsum([0] + [s.n for s in segments[:-1]]).astype(np.uint32)
@@ -162,7 +166,7 @@ class Segment:
             [s.exact_hashes for s in segments], [s.exact_rows for s in segments], offsets
         )
         bands = segments[0].band_keys.shape[0]
-        band_keys = np.empty((bands, n), dtype=np.uint32)
+        band_keys = np.empty((bands, n), dtype=np.uint64)
         band_rows = np.empty((bands, n), dtype=np.uint32)
         for band in range(bands):
             band_keys[band], band_rows[band] = _merge_runs(
@@ -281,11 +285,31 @@ class Segment:
         return None
 
     @classmethod
-    def load(cls, directory: Path) -> Segment:
-        """Arrays memory-mapped read-only: only the pages a search touches are read."""
+    def load(cls, directory: Path, rows: int | None = None) -> Segment:
+        """Arrays memory-mapped read-only: only the pages a search touches are read. A segment
+        written with 32-bit band keys (before 64-bit ones) gets its keys recomputed from its
+        signatures with ``rows`` rows a band, in memory (~240 bytes a record until a merge
+        rewrites it); ValueError when ``rows`` is None."""
         arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
         arrays["signatures"] = ChunkedRows([arrays["signatures"]])
-        return cls(id_blob=(directory / "ids.bin").read_bytes(), **arrays)
+        segment = cls(id_blob=(directory / "ids.bin").read_bytes(), **arrays)
+        if segment.band_keys.dtype == np.uint64:
+            return segment
+        if rows is None or segment.band_keys.dtype != np.uint32:
+            raise ValueError(f"band keys of dtype {segment.band_keys.dtype}, expected uint64")
+        return segment.with_band_keys(rows)
+
+    def with_band_keys(self, rows: int) -> Segment:
+        """This segment with its band keys (and their rows) recomputed from its signatures,
+        read ``RECOMPUTE_ROWS`` rows at a time."""
+        from guard.dedup.hashing import band_keys
+
+        bands = np.empty((self.n, len(self.band_keys)), dtype=np.uint64)
+        for lo in range(0, self.n, RECOMPUTE_ROWS):
+            block = self.signatures.take(np.arange(lo, min(lo + RECOMPUTE_ROWS, self.n)))
+            bands[lo : lo + len(block)] = band_keys(block, bands.shape[1], rows)
+        keys, key_rows = _sorted_bands(bands)
+        return replace(self, band_keys=keys, band_rows=key_rows)
 
 
 class SegmentStack:
@@ -355,7 +379,7 @@ class SegmentStack:
 
         Args:
             signatures: (m, num_perm) uint32 query signatures.
-            keys: (m, n_bands) uint32 query band keys.
+            keys: (m, n_bands) uint64 query band keys.
         Returns:
             (ids, similarities): lists of length m, None where nothing matched.
         """
@@ -395,6 +419,13 @@ class SegmentStack:
 def _key_rows(segment: Segment) -> list[np.ndarray]:
     """The rows a stack's ``KeyFilter`` holds of ``segment``: each band's keys, then its exact hashes."""
     return [*segment.band_keys, segment.exact_hashes]
+
+
+def _sorted_bands(bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(band_keys, band_rows), each (n_bands, n): every band's keys of the (n, n_bands)
+    ``bands`` sorted ascending (stable), and the uint32 row each came from."""
+    band_rows = np.argsort(bands.T, axis=1, kind="stable").astype(np.uint32)
+    return np.take_along_axis(bands.T, band_rows.astype(np.int64), axis=1), band_rows
 
 
 def _write_durably(path: Path, pieces: list) -> None:

@@ -47,8 +47,11 @@ from guard.io.durable import (
 )
 
 STORE_FORMAT = "collapse-guard-store"
-STORE_FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)  # version 1 (no last run, timestamps) is read and upgraded
+STORE_FORMAT_VERSION = 3
+# Read and upgraded at the next commit: version 1 (no last run, timestamps) and version 2, whose
+# segments hold 32-bit band keys (recomputed from the signatures when they are loaded, rewritten
+# as 64-bit keys when a commit merges them). Version 3 segments may hold either.
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 SEGMENTS = "segments"
 LOCK = ".lock"
@@ -262,7 +265,7 @@ class Store:
     def _load_segment(self, entry: dict) -> Segment:
         path = self.directory / SEGMENTS / entry["name"]
         try:
-            segment = Segment.load(path)
+            segment = Segment.load(path, self.settings["rows"])
         except (OSError, ValueError) as exc:
             raise GuardError(
                 f"{path}: segment named by the manifest is unreadable ({exc}); run `guard store check "

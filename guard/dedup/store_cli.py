@@ -53,7 +53,7 @@ def _segment_problem(directory: Path, entry: dict, settings: dict) -> str | None
     """Why the segment named by manifest ``entry`` is unusable, or None."""
     path = directory / SEGMENTS / entry["name"]
     try:
-        segment = Segment.load(path)
+        segment = Segment.load(path, settings["rows"])
     except (OSError, ValueError) as exc:
         return f"segment {entry['name']}: unreadable ({exc})"
     if segment.n != entry["n_records"]:

@@ -204,7 +204,7 @@ class Guard:
         the near check's keys; zero-width signatures without it), and each check's run state."""
         if not len(rows):
             return
-        no_keys = np.zeros((len(batch.ids), 0), dtype=np.uint32)
+        no_keys = np.zeros((len(batch.ids), 0), dtype=np.uint64)
         signatures = batch.keys.get("signatures", no_keys)
         band_keys = batch.keys.get("band_keys", no_keys)
         self.run.append(

@@ -40,7 +40,8 @@ class Preparer:
         from guard.filter.pipeline import Guard
 
         self.guard = Guard(preparing_config(config))
-        self.stored = SegmentStack([Segment.load(Path(path)) for path in stored_paths], merge=False)
+        rows = config.near.lsh()[1]
+        self.stored = SegmentStack([Segment.load(Path(path), rows) for path in stored_paths], merge=False)
 
     def prepare_rows(self, texts: list, usable: np.ndarray) -> dict[str, np.ndarray]:
         """``Guard.prepare`` of ``texts[i]`` for the (k,) ``usable`` rows, as arrays with one row
