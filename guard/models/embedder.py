@@ -173,13 +173,13 @@ class Embedder:
     def _load(self, source: str):
         """(tokenizer, model in eval mode on self.device and self.dtype); GuardError on failure."""
         import transformers
-        from transformers.utils import logging as hf_logging
 
-        bar_was_on = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
+        from guard.models.quiet import transformers_bars_silenced
+
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-            model = transformers.AutoModel.from_pretrained(source)
+            with transformers_bars_silenced():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+                model = transformers.AutoModel.from_pretrained(source)
         except (
             OSError,
             ValueError,
@@ -188,9 +188,6 @@ class Embedder:
         ) as error:  # what transformers raises on a bad model
             reason = one_line(error, first_line=True)
             raise GuardError(f"cannot load the embedder {self.model_id}: {reason}") from error
-        finally:
-            if bar_was_on:
-                hf_logging.enable_progress_bar()
         model = model.to(device=self.device, dtype=self.dtype)
         model.eval()
         return tokenizer, model
