@@ -14,6 +14,19 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 LEXICAL_CONFIG = str(ROOT / "configs" / "guard" / "lexical.yaml")
 
 
+def fmix32_reference(values):
+    """The murmur3 32-bit finaliser of a uint32 NumPy array, in place (returned): the NumPy
+    reference of the compiled span hashes and of the 32-bit band keys stores of format 1-2 hold."""
+    import numpy as np
+
+    values ^= values >> np.uint32(16)
+    values *= np.uint32(0x85EBCA6B)
+    values ^= values >> np.uint32(13)
+    values *= np.uint32(0xC2B2AE35)
+    values ^= values >> np.uint32(16)
+    return values
+
+
 def guard_env(**extra: str) -> dict:
     """The environment for a ``guard`` subprocess that runs this checkout's code."""
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import fmix32_reference
 
 from guard.dedup.hashing import (
     MinHasher,
@@ -18,15 +19,6 @@ from guard.text import normalize_batch, shingle_spans
 _U32 = np.uint32
 
 
-def _ref_fmix32(values: np.ndarray) -> np.ndarray:
-    values ^= values >> _U32(16)
-    values *= _U32(0x85EBCA6B)
-    values ^= values >> _U32(13)
-    values *= _U32(0xC2B2AE35)
-    values ^= values >> _U32(16)
-    return values
-
-
 def _ref_span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """(n_spans,) uint32: polynomial prefix-sum hash of each span, length mixed in, fmix32."""
     n = len(values)
@@ -42,7 +34,7 @@ def _ref_span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
     hashes -= prefix[starts]
     hashes *= inverse[starts]
     hashes ^= (ends - starts).astype(_U32) * _U32(0x9E3779B9)
-    return _ref_fmix32(hashes)
+    return fmix32_reference(hashes)
 
 
 def _ref_signatures(multipliers: np.ndarray, hashes: np.ndarray, text_index: np.ndarray, n_texts: int):

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import fmix32_reference
 
 from guard.dedup.segments import Segment, SegmentStack
 from guard.errors import GuardError
@@ -102,11 +103,7 @@ def _to_format_2(store) -> None:
         signatures = np.load(folder / "signatures.npy")
         bands = np.load(folder / "band_keys.npy").shape[0]
         grouped = signatures[:, : bands * rows].reshape(len(signatures), bands, rows)
-        keys = (grouped * weights).sum(axis=2, dtype=np.uint32)
-        for shift, multiplier in ((16, 0x85EBCA6B), (13, 0xC2B2AE35), (16, None)):
-            keys ^= keys >> np.uint32(shift)
-            if multiplier is not None:
-                keys *= np.uint32(multiplier)
+        keys = fmix32_reference((grouped * weights).sum(axis=2, dtype=np.uint32))
         order = np.argsort(keys.T, axis=1, kind="stable")
         for name, array in (("band_keys", np.take_along_axis(keys.T, order, 1)), ("band_rows", order)):
             (folder / f"{name}.npy").unlink()
