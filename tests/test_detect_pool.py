@@ -34,6 +34,27 @@ def test_continuations_keep_the_prompt_and_the_seed_decides(tiny_lm):
     assert generate_continuations(tiny_lm, prompts, "t1.0", 12, seed=4) != first
 
 
+def test_free_generations_start_from_the_start_token(tiny_lm):
+    """Empty prompts sample from the start token alone: each text is what the model writes
+    after it (the same tokens as a generate call from that token), the seed decides."""
+    import torch
+
+    free = generate_continuations(tiny_lm, ["", ""], "t1.0", 12, seed=3)
+    assert all(free) and free[0] != free[1]
+    assert generate_continuations(tiny_lm, ["", ""], "t1.0", 12, seed=3) == free
+    start = tiny_lm.tokenizer.bos_token_id
+    if start is None:
+        start = tiny_lm.tokenizer.eos_token_id
+    torch.manual_seed(3)
+    ids = torch.full((2, 1), start, dtype=torch.int64)
+    with torch.inference_mode():
+        out = tiny_lm.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=12,
+            pad_token_id=tiny_lm.tokenizer.pad_token_id, top_k=0, temperature=1.0,
+        )  # fmt: skip
+    assert tiny_lm.tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True) == [t.strip() for t in free]
+
+
 def _fake_shared(folder, paragraphs: list[str]):
     """A ../shared/data look-alike: WikiText splits and Fast-DetectGPT files made of real
     documentation paragraphs (joined in threes to be long enough)."""
@@ -60,6 +81,7 @@ def _small_plan(monkeypatch) -> None:
     monkeypatch.setattr(pool, "FRAGMENTS", 3)
     monkeypatch.setattr(pool, "FINETUNED_PLAN", (("wikitext", "fit", 2), ("xsum", "fit", 1)))
     monkeypatch.setattr(pool, "FINETUNED_REPORT", (("wikitext", "t0.7", 2),))
+    monkeypatch.setattr(pool, "FREE_PER_DECODING", 1)
     monkeypatch.setattr(
         pool, "FINETUNE", {**pool.FINETUNE, "steps": 3, "block_tokens": 16, "paragraphs": (5, 15)}
     )
@@ -71,8 +93,16 @@ def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm
     whole = build_pool(tmp_path / "a", shared, lm=tiny_lm, progress=False).read_bytes()
     records = [json.loads(line) for line in whole.splitlines()]
     assert len({r["id"] for r in records}) == len(records)
-    smollm2 = [r for r in records if r["generator"] == "smollm2" and "fragment" not in r["id"]]
+    smollm2 = [
+        r
+        for r in records
+        if r["generator"] == "smollm2" and "fragment" not in r["id"] and r["domain"] != "free"
+    ]
     assert len(smollm2) == pool.SMOLLM2_ROUNDS * 2 * len(pool.DECODINGS) + 3
+    free = [r for r in records if r["domain"] == "free"]
+    assert Counter((r["generator"], r["decoding"], r["split"], r["label"]) for r in free) == {
+        ("smollm2", decoding, "fit", "machine"): 1 for decoding in pool.DECODINGS
+    }
     fragments = [r for r in records if "fragment" in r["id"]]
     human_fragments = [r for r in fragments if r["label"] == "human"]
     places = Counter((r["domain"], r["split"]) for r in human_fragments)  # the fake XSum has few texts

@@ -13,6 +13,10 @@ Python's own documentation. Machine text comes from three families of generators
   paragraphs that no scored text or prompt comes from, continuing the same kind of prompt at the two
   temperatures of the acceptance: a model whose distribution has moved away from the scorer's,
   as a product's own fine-tuned model's has, and whose samples take on its training text's style.
+- ``smollm2`` free generations (domain ``free``, ids ``free-smollm2-*``): SmolLM2-135M sampling
+  from its start token alone, no prompt, under each of ``DECODINGS``: the text a recursive
+  training loop feeds back (the harness samples this way), in SmolLM2's own web register
+  rather than any human domain's, often derailing into word salad at temperature 1.
 - ``ngram``: a word trigram model (interpolated with bigrams and unigrams) of the fitting
   domains' human text, continuing the same kind of prompt: a generator of another family with
   no tokenizer in common with the scorer.
@@ -70,6 +74,10 @@ SMOLLM2_ROUNDS = 2
 # The report set: WikiText-2 *test* continuations at the two temperatures of the acceptance.
 SMOLLM2_REPORT = (("wikitext", "t1.0", 100), ("wikitext", "t0.7", 150))
 NGRAM_PROMPTS = 60  # per fitting domain
+# Free generations (from the start token, no prompt) per decoding; a fitting "domain" of its own
+# with machine text only.
+FREE_DOMAIN = "free"
+FREE_PER_DECODING = 32
 # The fine-tuned generator: its training (AdamW, learning rate decaying linearly to 0, on blocks of
 # the WikiText-2 valid paragraphs ``paragraphs`` [start, stop): after the SmolLM2 prompts and the
 # human texts bench/detect_fit.py scores, before the fragments' and the trigram prompts), the
@@ -255,6 +263,16 @@ def finetuned_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, 
     return jobs + report_jobs(humans, FINETUNED_REPORT, "smollm2_ft")
 
 
+def free_jobs() -> list[tuple[str, str, str, str, str, int]]:
+    """(id, empty prompt, FREE_DOMAIN, decoding, "fit", round 0) of every free generation:
+    FREE_PER_DECODING per decoding of ``DECODINGS``."""
+    return [
+        (f"{FREE_DOMAIN}-smollm2-{decoding}-{index}", "", FREE_DOMAIN, decoding, "fit", 0)
+        for decoding in DECODINGS
+        for index in range(FREE_PER_DECODING)
+    ]
+
+
 def finetuned_lm(lm, texts: list[str], seed: int, progress: bool = False):
     """A copy of ``lm`` (a ``guard.models.causal_lm.CausalLM``) fine-tuned as FINETUNE says on
     ``texts``, joined and cut into blocks of ``block_tokens`` tokens; ``lm`` is left as it was.
@@ -283,16 +301,22 @@ def finetuned_lm(lm, texts: list[str], seed: int, progress: bool = False):
 
 def generate_continuations(lm, prompts: list[str], decoding: str, new_tokens: int, seed: int) -> list[str]:
     """``prompts`` each followed by SmolLM2's sampled continuation (``DECODINGS[decoding]``),
-    at most ``new_tokens`` new tokens, special tokens dropped."""
+    at most ``new_tokens`` new tokens, special tokens dropped. A batch of empty prompts samples
+    from the start token (the tokenizer's BOS, else its EOS): free generations."""
     import torch
 
     tokenizer = lm.tokenizer
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        batch = tokenizer(prompts, return_tensors="pt", padding=True).to(lm.device)
-    finally:
-        tokenizer.padding_side = side
+    if not any(prompts):  # free generations: the start token alone
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        ids = torch.full((len(prompts), 1), start, dtype=torch.int64, device=lm.device)
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    else:
+        side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        try:
+            batch = tokenizer(prompts, return_tensors="pt", padding=True).to(lm.device)
+        finally:
+            tokenizer.padding_side = side
     torch.manual_seed(seed)
     with torch.inference_mode():
         out = lm.model.generate(
@@ -366,6 +390,13 @@ def build_pool(
             start, stop = FINETUNE["paragraphs"]
             tuned = finetuned_lm(lm, humans[("wikitext", "fit")][start:stop], seed, progress)
             _write_samples(write, todo, tuned, "smollm2_ft", progress)
+        todo = [
+            batch
+            for batch in smollm2_batches(free_jobs(), seed + 2)
+            if not all(job[0] in done for job in batch[0])
+        ]
+        if todo:
+            _write_samples(write, todo, _loaded(lm), "smollm2", progress)
     return path
 
 
@@ -388,7 +419,7 @@ def fragment_jobs(
 ) -> list[tuple]:
     """(id, source text, words to skip, label, domain, generator, decoding, split) of every
     fragment: FRAGMENTS human texts per fitting domain (before the trigram prompts, which no
-    other record uses) and of the WikiText test split (its last ones); of the SmolLM2 records,
+    other record uses) and of the WikiText test split (its last ones); of the SmolLM2 continuations,
     the first FRAGMENTS / len(DECODINGS) (rounded up) per fitting domain and decoding and the
     first FRAGMENTS per report decoding, their prompt's words (``prompt_words``: SmolLM2 record
     id -> words of its prompt) skipped."""
@@ -405,7 +436,7 @@ def fragment_jobs(
             )
     taken: Counter = Counter()
     for record in records:
-        if record["generator"] != "smollm2" or is_fragment(record["id"]):
+        if record["generator"] != "smollm2" or record["domain"] == FREE_DOMAIN or is_fragment(record["id"]):
             continue
         group = (record["domain"], record["split"], record["decoding"])
         quota = FRAGMENTS if record["split"] == "report" else -(-FRAGMENTS // len(DECODINGS))
