@@ -41,8 +41,6 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.detect.pool import FREE_DOMAIN
-
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "build" / "pool" / "cache"
 TARGET_FPR = 0.01  # pooled over the out-of-domain human texts
@@ -237,19 +235,16 @@ def auroc_ci(human: np.ndarray, machine: np.ndarray) -> dict:
 def leave_one_generator_out(table: Table, settings: dict, scorer) -> dict:
     """Per fitting generator: AUROC/TPR of a model fitted without its family's machine text
     (``FAMILY``), against out-of-fold human text of the domains it wrote in; then each
-    fine-tuned generator with its base model's samples seen, each SmolLM2 decoding with
-    the others seen, and SmolLM2's free generations with its continuations seen."""
+    fine-tuned generator with its base model's samples seen, and each SmolLM2 decoding with
+    the others seen."""
     fit = table.split == "fit"
     family = np.array([FAMILY.get(generator, generator) for generator in table.generator])
 
     def held_out(held: np.ndarray, left_out: np.ndarray) -> dict:
-        """Figures of the ``held`` texts against the fitting human texts of their domains (of
-        every domain for free generations, which have none), each scored out of fold by a
-        model fitted without the ``left_out`` texts."""
+        """Figures of the ``held`` texts against the fitting human texts of their domains, each
+        scored out of fold by a model fitted without the ``left_out`` texts."""
         scores = out_of_fold(table, settings, scorer, fit & ~left_out, fit)
-        human = fit & (table.label == 0)
-        if (human & np.isin(table.domain, np.unique(table.domain[held]))).any():
-            human &= np.isin(table.domain, np.unique(table.domain[held]))
+        human = fit & (table.label == 0) & np.isin(table.domain, np.unique(table.domain[held]))
         return auroc_ci(scores[human], scores[held])
 
     out = {}
@@ -262,20 +257,16 @@ def leave_one_generator_out(table: Table, settings: dict, scorer) -> dict:
     for decoding in np.unique(table.decoding[fit & (table.generator == "smollm2")]):
         held = fit & (table.generator == "smollm2") & (table.decoding == decoding)
         out[f"smollm2 {decoding} (other decodings seen)"] = held_out(held, held)
-    free = fit & (table.generator == "smollm2") & (table.domain == FREE_DOMAIN)
-    if free.any():
-        out["smollm2 free generations (its continuations seen)"] = held_out(free, free)
     return out
 
 
 def leave_one_domain_out(table: Table, settings: dict, scorer) -> tuple[dict, np.ndarray]:
-    """Per fitting domain with human text: figures of a model fitted without the domain; and
-    the (n,) scores of every fit-split text of those domains by the model that did not see its
-    domain (free generations, machine text of no human domain, are held out by LOGO only)."""
+    """Per fitting domain: figures of a model fitted without the domain; and the (n,) scores
+    of every fit-split text by the model that did not see its domain."""
     fit = table.split == "fit"
     scores = np.full(len(table.records), np.nan)
     out = {}
-    for domain in np.unique(table.domain[fit & (table.label == 0)]):
+    for domain in np.unique(table.domain[fit]):
         held = fit & (table.domain == domain)
         model = fit_model(table, np.flatnonzero(fit & ~held), settings, scorer)
         rows = np.flatnonzero(held & table.usable)

@@ -46,8 +46,31 @@ class RegurgitatingFamily:
         return records
 
 
-def _policy(condition: str):
-    config = load_experiment_config({"family": "gaussian", "n_train": N, "generations": 2})
+class SamplingFamily(RegurgitatingFamily):
+    """Real records: paragraphs never drawn before, in a fixed random order (so that every
+    draw is exchangeable with every other); the model's samples are -1 - k, the k-th of
+    ``machine`` texts (drawn with replacement)."""
+
+    def __init__(self, texts: list[str], machine: list[str]):
+        super().__init__(texts)
+        self.machine = machine
+        self.order = np.random.default_rng(0).permutation(len(texts))
+
+    def draw_real(self, n, rng):
+        return self.order[super().draw_real(n, rng)]
+
+    def sample(self, model, n, rng):
+        return -1 - rng.integers(0, len(self.machine), n)[None]
+
+    def texts(self, records):
+        return [[self.corpus[i] if i >= 0 else self.machine[-1 - i] for i in chain] for chain in records]
+
+
+def _policy(condition: str, fit_size: int = 128):
+    detector = {"fit_size": fit_size, "threshold": 0.95}  # harness detectors flag 5 % of real records
+    config = load_experiment_config(
+        {"family": "gaussian", "n_train": N, "generations": 2, "detector": detector}
+    )
     return build_policy(parse_condition(condition), config, None)
 
 
@@ -108,14 +131,58 @@ def test_a_generation_redone_after_an_interruption_gives_the_same_result(tmp_pat
     assert (a == b).all() and info_a == info_b
 
 
+def test_a_detector_fitted_each_generation_on_the_models_samples_flags_them(
+    tmp_path, stdlib_texts, tiny_lm, tiny_lm_dir
+):
+    """``train=true``: the machine check uses a detector fitted (as ``guard detect train``) on
+    fresh real texts and the current model's samples, its threshold at the conformal 5 % of
+    other fresh real texts. The model's samples are the tiny GPT's own, which it scores as far
+    more likely than real text: the fitted detector flags them and almost no real candidate."""
+    from conftest import tiny_samples
+
+    from guard.detect.calibrate import conformal_threshold
+    from guard.detect.classifier import CLASSIFIER_FILE, MachineTextClassifier
+
+    config = tmp_path / "machine.yaml"
+    config.write_text(
+        "exact: {enabled: true}\nnear: {enabled: true}\nsemantic: {enabled: false}\n"
+        f"machine: {{enabled: true, model: {tiny_lm_dir}, min_tokens: 16, max_tokens: 128, "
+        "watermark: {enabled: false}}\npolicy: {reject: [exact_duplicate, near_duplicate, machine_generated]}\n"
+    )
+    machine = tiny_samples(tiny_lm, [text[:40] for text in stdlib_texts[-80:]], new_tokens=160)
+    family = SamplingFamily(stdlib_texts, machine)
+    real_start = family.draw_real(N, None)
+    policy = _policy(f"filter(config={config}, real=0.8, train=true)", fit_size=40)
+    records, info = policy.build(_generation(family, real_start, real_start, 1, tmp_path))
+    saved = (tmp_path / "detector-g1" / "chain0" / CLASSIFIER_FILE).read_text(encoding="utf-8")
+    assert '"head": "two_sided"' in saved and "40 fresh real texts of generation 1" in saved
+    # real draws after generation 0's 40: the detector's 40 human texts, then its 40 calibration ones
+    detector = MachineTextClassifier.load(tmp_path / "detector-g1" / "chain0", policy._trained_scorer())
+    calibration = detector.decision_function(family.texts(family.order[None, 80:120])[0])
+    assert detector.threshold_ == conformal_threshold(calibration, 0.05)
+    # 40 calibration texts hold the FPR only loosely (the 39th of 40); the samples are all caught
+    assert info["detector_tpr"] >= 0.9 and info["detector_fpr"] <= 0.3
+    assert info["real_share"] >= 0.9 and records.shape == (1, N)
+    with pytest.raises(GuardError, match="machine check"):
+        _policy(f"filter(config={LEXICAL_CONFIG}, train=true)")
+
+
 def test_filter_conditions_are_parsed_and_checked():
     assert parse_condition("filter(config=configs/guard/machine.yaml)").arguments == {
         "config": "configs/guard/machine.yaml",
         "real": None,
         "refill": None,
+        "train": False,
     }
     assert parse_condition("filter(x.yaml, real=0.5)").arguments["real"] == 0.5
-    for bad in ("filter", "filter()", "filter(config=1)", "filter(config=x.yaml, real=2)"):
+    assert parse_condition("filter(x.yaml, train=true)").arguments["train"] is True
+    for bad in (
+        "filter",
+        "filter()",
+        "filter(config=1)",
+        "filter(config=x.yaml, real=2)",
+        "filter(x.yaml, train=1)",
+    ):
         with pytest.raises(ValueError, match="filter"):
             parse_condition(bad)
     with pytest.raises(GuardError, match="no-such.yaml"):

@@ -38,6 +38,28 @@ class MachineVerdicts:
     watermarked: np.ndarray
 
 
+def configured_scorer(config: MachineConfig, lm=None):
+    """The ``guard.detect.zeroshot.ZeroShotScorer`` a ``machine`` config describes; ``lm``: an
+    already loaded scoring model to use instead of loading ``config.model``."""
+    from guard.detect.zeroshot import ZeroShotScorer
+    from guard.models.causal_lm import load_causal_lm
+
+    if lm is None:
+        lm = load_causal_lm(config.model, dtype=config.dtype, device=config.device, threads=config.threads)
+    observer = None
+    if config.observer is not None:
+        observer = load_causal_lm(config.observer, dtype=config.dtype, device=config.device)
+    return ZeroShotScorer(
+        lm,
+        observer,
+        max_tokens=config.max_tokens,
+        min_tokens=config.min_tokens,
+        batch_size=config.batch_size,
+        ppl_from=config.ppl_from,
+        cache_dir=config.cache_dir,
+    )
+
+
 class MachineCheck(CheckBase):
     """Scores texts and decides which are machine-generated or watermarked. As a check of the
     Guard it sees only the records the policy keeps after the duplicate checks.
@@ -55,26 +77,9 @@ class MachineCheck(CheckBase):
     reads_text = True
 
     def __init__(self, config: MachineConfig, lm=None):
-        from guard.detect.zeroshot import ZeroShotScorer
-        from guard.models.causal_lm import load_causal_lm
-
         self.config = config
-        if lm is None:
-            lm = load_causal_lm(
-                config.model, dtype=config.dtype, device=config.device, threads=config.threads
-            )
-        observer = None
-        if config.observer is not None:
-            observer = load_causal_lm(config.observer, dtype=config.dtype, device=config.device)
-        self.scorer = ZeroShotScorer(
-            lm,
-            observer,
-            max_tokens=config.max_tokens,
-            min_tokens=config.min_tokens,
-            batch_size=config.batch_size,
-            ppl_from=config.ppl_from,
-            cache_dir=config.cache_dir,
-        )
+        self.scorer = configured_scorer(config, lm)
+        lm = self.scorer.model
         self.calibration = self._calibration()
         self.classifier = None
         if self.calibration is None or self.calibration.statistic == DETECTOR:

@@ -60,10 +60,10 @@ def _oracle_arguments(tpr, fpr, real=None, refill=None) -> dict:
     return {"tpr": _share(tpr, "tpr"), "fpr": _share(fpr, "fpr"), **_pool_arguments(real, refill)}
 
 
-def _filter_arguments(config, real=None, refill=None) -> dict:
+def _filter_arguments(config, real=None, refill=None, train=False) -> dict:
     if not isinstance(config, str) or not config:
         raise ValueError(f"config must be the path of a guard YAML, got {config!r}")
-    return {"config": config, **_pool_arguments(real, refill)}
+    return {"config": config, **_pool_arguments(real, refill), "train": _flag(train, "train")}
 
 
 def _weighted_arguments(real=None, beta=None) -> dict:

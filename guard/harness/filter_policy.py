@@ -11,6 +11,15 @@ a model that regurgitates its training text is caught. Candidates are drawn unti
 Everything that passed is committed to the store, so a refill's few extra passing candidates
 are in it too.
 
+With ``train=true`` the machine check does not use the configured detector but one fitted
+every generation as a user who can sample their own model would fit it: ``guard detect train``'s
+defaults (the shipped kind: two-sided head, ``coherent`` features, 16 units, the configured
+scoring LM) on ``detector.fit_size`` fresh real texts (human) and as many samples of the current
+model (machine), its threshold then moved as ``guard detect calibrate --fpr F`` would move it, F =
+1 - ``detector.threshold``, on ``detector.fit_size`` other fresh real texts. It is saved in the
+chain's workspace (``detector-g<t>/chain<c>``) and named by the Guard config's
+``machine.classifier``.
+
 The stores live in the chain's workspace, one snapshot per generation (``g<t>/chain<c>``):
 generation t starts from a copy of generation t - 1's (hard links: store files are never
 changed in place), so resuming a run from any checkpoint finds the store as it was then.
@@ -75,22 +84,33 @@ class ChainVerdicts:
 class Filtered:
     """The ``filter(config=PATH)`` policy (see the module docstring)."""
 
-    def __init__(self, name: str, config_path: str, real_share: float, refill: bool, max_pool_factor: float):
+    def __init__(
+        self,
+        name: str,
+        config_path: str,
+        real_share: float,
+        refill: bool,
+        max_pool_factor: float,
+        training: tuple[int, float] | None = None,
+    ):
         from guard.config import load_config
 
         self.name = name
         self.config = load_config(config_path)
         self.real_share, self.refill, self.max_pool_factor = real_share, refill, max_pool_factor
+        self.training = training  # (texts per class, target FPR) of the per-generation detector, or None
+        if training is not None and not self.config.machine.enabled:
+            raise GuardError(f"condition {name}: train=true needs a guard config with the machine check on")
         self._models: dict = {}
 
     # -- the stores ----------------------------------------------------------------------
 
-    def _guard(self, store: Path, dedup_only: bool = False):
-        """A Guard on ``store`` with the configured checks (``dedup_only``: the machine check
-        off). Models are loaded once and shared with every later Guard."""
+    def _guard(self, store: Path, dedup_only: bool = False, config=None):
+        """A Guard on ``store`` with the configured checks, or those of ``config`` (``dedup_only``:
+        the machine check off). Models are loaded once and shared with every later Guard."""
         from guard.filter.pipeline import Guard
 
-        config = self.config
+        config = config or self.config
         if dedup_only:
             machine_off = config.machine.model_copy(update={"enabled": False})
             config = config.model_copy(update={"machine": machine_off})
@@ -146,7 +166,10 @@ class Filtered:
             raise GuardError(f"condition {self.name}: needs a run directory for its stores")
         stores = self._generation_stores(generation, texts_of)
         chains = generation.real_start.shape[0]
-        guards = [self._guard(stores / f"chain{chain}") for chain in range(chains)]
+        configs = [self.config] * chains
+        if self.training is not None:
+            configs = self._trained_configs(generation, texts_of)
+        guards = [self._guard(stores / f"chain{chain}", config=configs[chain]) for chain in range(chains)]
         verdicts = [ChainVerdicts() for _ in range(chains)]
         try:
 
@@ -165,6 +188,49 @@ class Filtered:
             for guard in guards:
                 guard.close()
         return take_records(pool.records, chosen), _ledger_fields(pool, passing, chosen, verdicts, store_size)
+
+    def _trained_scorer(self):
+        """The scorer of the configured machine check, on the LM every Guard shares."""
+        from guard.detect.machine import configured_scorer
+
+        scorer = configured_scorer(self.config.machine, lm=self._models.get("lm"))
+        self._models.setdefault("lm", scorer.model)
+        return scorer
+
+    def _trained_configs(self, generation: Generation, texts_of) -> list:
+        """Per chain, the Guard config whose machine check uses a detector fitted on this
+        generation's fresh real texts and samples (the module docstring)."""
+        from guard.detect.calibrate import conformal_threshold
+        from guard.detect.classifier import MachineTextClassifier
+
+        n, fpr = self.training
+        scorer = self._trained_scorer()
+        folder = generation.workspace / f"detector-g{generation.index}"
+        human, samples, held_out = (texts_of(records) for records in (
+            generation.real(n), generation.synthetic(n), generation.real(n)
+        ))  # fmt: skip
+        configs = []
+        for chain in range(generation.real_start.shape[0]):
+            detector = MachineTextClassifier(scorer, features="coherent", head="two_sided", hidden=16)
+            detector.fit(human[chain] + samples[chain], [0] * n + [1] * n)
+            scores = detector.decision_function(held_out[chain])
+            scores = scores[~np.isnan(scores)]
+            threshold = conformal_threshold(scores, fpr)  # inf with too few texts: their largest
+            detector.threshold_ = threshold if np.isfinite(threshold) else float(scores.max())
+            detector.threshold_note_ = (
+                f"conformal {fpr:g} quantile of the log-odds of {n} fresh real texts of generation "
+                f"{generation.index} (guard detect calibrate)"
+            )
+            detector.save(folder / f"chain{chain}")
+            trained = self.config.machine.model_copy(
+                update={
+                    "classifier": str(folder / f"chain{chain}"),
+                    "calibration": None,
+                    "classifier_threshold": None,
+                }
+            )
+            configs.append(self.config.model_copy(update={"machine": trained}))
+        return configs
 
 
 def _annotate(guard, prefix: str, start: int, texts: list[str]) -> dict[str, list]:
