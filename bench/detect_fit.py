@@ -309,16 +309,19 @@ def nested_domain_fpr(table: Table, lodo_scores: np.ndarray) -> dict:
 
 
 def report_figures(table: Table, scores: np.ndarray, threshold: float) -> dict:
-    """Figures on the report split and on the Fast-DetectGPT files' never-fitted pairs."""
+    """Figures on the report split (SmolLM2's free generations against every never-fitted human
+    paragraph, they have no human domain of their own) and on the Fast-DetectGPT files'
+    never-fitted pairs."""
     report = table.split == "report"
-    from guard.detect.pool import is_fragment
+    from guard.detect.pool import FREE_DOMAIN, is_fragment
 
     fragment = np.array([is_fragment(record["id"]) for record in table.records])
     human_wiki = report & (table.label == 0) & (table.domain == "wikitext")
     out = {}
     for kind, chosen in (("", ~fragment), (" fragments", fragment)):
         for decoding in ("t1.0", "t0.7"):
-            machine = chosen & report & (table.generator == "smollm2") & (table.decoding == decoding)
+            machine = chosen & report & (table.domain == "wikitext") & (table.generator == "smollm2")
+            machine &= table.decoding == decoding
             out[f"wikitext-test{kind} smollm2 {decoding}"] = auroc_ci(
                 scores[human_wiki & chosen], scores[machine]
             )
@@ -331,6 +334,12 @@ def report_figures(table: Table, scores: np.ndarray, threshold: float) -> dict:
         pieces = (table.split == "fragments") & (table.domain == domain)
         out[f"{domain} fragments (fitting domain, never fitted)"] = auroc_ci(
             scores[pieces & (table.label == 0)], scores[pieces & (table.label == 1)]
+        )
+    never_fitted_human = report & (table.label == 0) & ~fragment
+    for decoding in np.unique(table.decoding[report & (table.domain == FREE_DOMAIN)]):
+        machine = report & (table.domain == FREE_DOMAIN) & (table.decoding == decoding)
+        out[f"smollm2 free generations {decoding} (vs WikiText test + PubMed human)"] = auroc_ci(
+            scores[never_fitted_human], scores[machine]
         )
     human_pubmed = report & (table.label == 0) & (table.domain == "pubmed")
     for generator in GPT:

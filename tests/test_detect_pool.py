@@ -101,7 +101,7 @@ def test_a_build_interrupted_anywhere_resumes_to_the_same_file(tmp_path, tiny_lm
     assert len(smollm2) == pool.SMOLLM2_ROUNDS * 2 * len(pool.DECODINGS) + 3
     free = [r for r in records if r["domain"] == "free"]
     assert Counter((r["generator"], r["decoding"], r["split"], r["label"]) for r in free) == {
-        ("smollm2", decoding, "fit", "machine"): 1 for decoding in pool.DECODINGS
+        ("smollm2", decoding, "report", "machine"): 1 for decoding in pool.DECODINGS
     }
     fragments = [r for r in records if "fragment" in r["id"]]
     human_fragments = [r for r in fragments if r["label"] == "human"]

@@ -16,7 +16,8 @@ Python's own documentation. Machine text comes from three families of generators
 - ``smollm2`` free generations (domain ``free``, ids ``free-smollm2-*``): SmolLM2-135M sampling
   from its start token alone, no prompt, under each of ``DECODINGS``: the text a recursive
   training loop feeds back (the harness samples this way), in SmolLM2's own web register
-  rather than any human domain's, often derailing into word salad at temperature 1.
+  rather than any human domain's, often derailing into word salad at temperature 1. Reported,
+  never fitted.
 - ``ngram``: a word trigram model (interpolated with bigrams and unigrams) of the fitting
   domains' human text, continuing the same kind of prompt: a generator of another family with
   no tokenizer in common with the scorer.
@@ -28,7 +29,8 @@ shape of the blocks a training pipeline (and the harness) feeds through the filt
 
 Every record is ``{"id", "text", "label" ("human" | "machine"), "domain", "generator",
 "decoding", "split"}``; ``split`` is ``fit`` (may be used to fit a detector) or ``report``
-(held out of all fitting: the WikiText *test* split and every PubMed text). Records are
+(held out of all fitting: the WikiText *test* split, every PubMed text and the free
+generations). Records are
 appended to ``pool.jsonl`` as they are made, so an interrupted build resumes where it stopped.
 """
 
@@ -74,8 +76,8 @@ SMOLLM2_ROUNDS = 2
 # The report set: WikiText-2 *test* continuations at the two temperatures of the acceptance.
 SMOLLM2_REPORT = (("wikitext", "t1.0", 100), ("wikitext", "t0.7", 150))
 NGRAM_PROMPTS = 60  # per fitting domain
-# Free generations (from the start token, no prompt) per decoding; a fitting "domain" of its own
-# with machine text only.
+# Free generations (from the start token, no prompt) per decoding: report split, a "domain" of
+# their own with machine text only (scored against every never-fitted human text).
 FREE_DOMAIN = "free"
 FREE_PER_DECODING = 32
 # The fine-tuned generator: its training (AdamW, learning rate decaying linearly to 0, on blocks of
@@ -264,10 +266,10 @@ def finetuned_jobs(humans: dict[tuple[str, str], list[str]]) -> list[tuple[str, 
 
 
 def free_jobs() -> list[tuple[str, str, str, str, str, int]]:
-    """(id, empty prompt, FREE_DOMAIN, decoding, "fit", round 0) of every free generation:
+    """(id, empty prompt, FREE_DOMAIN, decoding, "report", round 0) of every free generation:
     FREE_PER_DECODING per decoding of ``DECODINGS``."""
     return [
-        (f"{FREE_DOMAIN}-smollm2-{decoding}-{index}", "", FREE_DOMAIN, decoding, "fit", 0)
+        (f"{FREE_DOMAIN}-smollm2-{decoding}-{index}", "", FREE_DOMAIN, decoding, "report", 0)
         for decoding in DECODINGS
         for index in range(FREE_PER_DECODING)
     ]
