@@ -190,6 +190,11 @@ def test_score_writes_every_statistic_and_passes_bad_records_through(labelled, t
         ),
         (["calibrate", "--out", "T.json"], "calibrate needs --human"),
         (["calibrate", "--human", "h.jsonl", "--machine", "m.jsonl", "--out", "T.json"], "human texts only"),
+        (
+            ["score", "h.jsonl", "--out", "o.jsonl", "--min-tokens", "0"],
+            "--min-tokens: Input should be greater",
+        ),
+        (["score", "h.jsonl", "--out", "o.jsonl", "--threads", "0"], "--threads: Input should be greater"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(capsys, args, message):

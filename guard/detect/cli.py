@@ -18,21 +18,18 @@ from guard.io.durable import write_json_file
 
 def build_scorer(args):
     """The ZeroShotScorer the scorer arguments describe (loads the model or models)."""
-    from guard.detect.zeroshot import ZeroShotScorer
-    from guard.models.causal_lm import load_causal_lm
+    from pydantic import ValidationError
 
-    model = load_causal_lm(args.model, device=args.device, threads=args.threads)
-    observer = load_causal_lm(args.observer, device=args.device) if args.observer else None
-    return ZeroShotScorer(
-        model,
-        observer,
-        max_tokens=args.max_tokens,
-        min_tokens=args.min_tokens,
-        batch_size=args.batch_size,
-        ppl_from=args.ppl_from,
-        cache_dir=args.cache_dir,
-        progress=not args.quiet,
-    )
+    from guard.config import MachineConfig
+    from guard.detect.machine import configured_scorer
+
+    names = ("model", "observer", "device", "threads", "max_tokens", "min_tokens", "batch_size", "ppl_from")
+    try:
+        config = MachineConfig(**{name: getattr(args, name) for name in names}, cache_dir=args.cache_dir)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise GuardError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+    return configured_scorer(config, progress=not args.quiet)
 
 
 # -- handlers -----------------------------------------------------------------------------------

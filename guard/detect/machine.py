@@ -38,9 +38,10 @@ class MachineVerdicts:
     watermarked: np.ndarray
 
 
-def configured_scorer(config: MachineConfig, lm=None):
+def configured_scorer(config: MachineConfig, lm=None, progress: bool = False):
     """The ``guard.detect.zeroshot.ZeroShotScorer`` a ``machine`` config describes; ``lm``: an
-    already loaded scoring model to use instead of loading ``config.model``."""
+    already loaded scoring model to use instead of loading ``config.model``; ``progress``: a
+    tqdm bar over the texts it scores."""
     from guard.detect.zeroshot import ZeroShotScorer
     from guard.models.causal_lm import load_causal_lm
 
@@ -57,6 +58,7 @@ def configured_scorer(config: MachineConfig, lm=None):
         batch_size=config.batch_size,
         ppl_from=config.ppl_from,
         cache_dir=config.cache_dir,
+        progress=progress,
     )
 
 
