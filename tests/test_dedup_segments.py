@@ -95,6 +95,25 @@ def _random_segment(rng, n: int, first_id: int):
     )  # fmt: skip
 
 
+def test_the_key_filter_passes_every_held_key_and_few_others():
+    """Two probes at 16-32 bits a record: every key it was given passes, a random key passes
+    with probability (1 - exp(-2 / bits a record))^2 (~1.4 % at 16 bits; one probe would pass
+    ~6 %), and adding a row set changes no earlier answer."""
+    from guard.dedup.band_search import KeyFilter
+
+    rng = np.random.default_rng(5)
+    held = [rng.integers(0, 2**64, size=100_000, dtype=np.uint64) for _ in range(2)]
+    key_filter = KeyFilter.of([[held[0], held[0]]], 200_000)
+    key_filter.add([held[1], held[1]])
+    per_record = len(key_filter.sets[0]) * 8 / 200_000
+    expected = (1 - np.exp(-2 / per_record)) ** 2
+    others = rng.integers(0, 2**64, size=400_000, dtype=np.uint64)
+    for row in (0, -1):
+        assert len(key_filter.may_hold(row, held[0])) == len(key_filter.may_hold(row, held[1])) == 100_000
+        passed = len(key_filter.may_hold(row, others)) / len(others)
+        assert abs(passed - expected) < 0.2 * expected and passed < 0.015, (passed, expected)
+
+
 def test_the_stack_key_filter_changes_no_match(monkeypatch):
     """A stack big enough for its key filter finds the same exact and near matches with it as
     without it -- planted keys in every band, in one band, planted exact hashes, random keys

@@ -30,11 +30,14 @@ class QueryKeys:
 
 class KeyFilter:
     """Which keys a stack of segments may hold, one row of keys at a time (each band's keys,
-    then the exact hashes): per row, a bitset indexed by a key's top ``bits`` bits (band keys
-    and exact hashes are mixed, so uniform), with 16-32 bits per record of ``capacity``. A key
-    no segment holds passes with probability ~3-6 %, one a segment holds always. Most keys of a
-    new record are in no segment, and one bit test for the whole stack costs one memory read
-    where a binary search costs ~20 per segment.
+    then the exact hashes): per row, a Bloom filter of two probes, a bitset indexed by a key's
+    top ``bits`` bits and by its bottom ``bits`` bits (band keys and exact hashes are mixed, so
+    their bits are uniform and independent), with 16-32 bits per record of ``capacity``. A key
+    no segment holds passes with probability (1 - exp(-2 / bits per record))^2, ~0.4-1.4 %
+    (one probe: 1 - exp(-1 / bits per record), ~3-6 %), one a segment holds always. Most keys
+    of a new record are in no segment, and two bit tests for the whole stack cost two memory
+    reads where a binary search costs ~20 per segment; every key that passes is searched in
+    every segment, so the false passes are what grows with the segments.
 
     Args:
         rows: key rows filtered (bands + 1).
@@ -62,22 +65,29 @@ class KeyFilter:
         for row in range(len(out.sets)):
             present[:] = False
             for keys in key_rows:
-                present[out._index(np.asarray(keys[row]))] = True
+                for index in out._indexes(np.asarray(keys[row])):
+                    present[index] = True
             out.sets[row] = np.packbits(present, bitorder="little")
         return out
 
     def add(self, key_rows: list[np.ndarray]) -> None:
         """Set the bits of one more segment's key rows (its records count against capacity)."""
         for row, keys in enumerate(key_rows):
-            index = self._index(np.asarray(keys))
-            np.bitwise_or.at(self.sets[row], index >> 3, np.left_shift(1, index & 7).astype(np.uint8))
+            for index in self._indexes(np.asarray(keys)):
+                np.bitwise_or.at(self.sets[row], index >> 3, np.left_shift(1, index & 7).astype(np.uint8))
 
     def may_hold(self, row: int, keys: np.ndarray) -> np.ndarray:
-        """(k,) int64 positions of the (m,) ``keys`` whose bit is set in ``row``."""
-        index = self._index(keys)
-        return np.flatnonzero((self.sets[row][index >> 3] >> (index & 7).astype(np.uint8)) & 1)
+        """(k,) int64 positions of the (m,) ``keys`` whose two bits are set in ``row``."""
+        bitset = self.sets[row]
+        top, bottom = self._indexes(keys)
+        hit = (bitset[top >> 3] >> (top & 7).astype(np.uint8)) & (
+            bitset[bottom >> 3] >> (bottom & 7).astype(np.uint8)
+        )
+        return np.flatnonzero(hit & 1)
 
-    def _index(self, keys: np.ndarray) -> np.ndarray:
-        """(m,) int64 bit index of each uint64 key: its top ``bits`` bits."""
-        shift = keys.dtype.itemsize * 8 - self.bits
-        return (keys >> keys.dtype.type(shift)).astype(np.int64)
+    def _indexes(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two (m,) int64 bit indexes of each unsigned integer key: its top ``bits`` bits and
+        its bottom ``bits`` bits."""
+        kind = keys.dtype.type
+        top = keys >> kind(keys.dtype.itemsize * 8 - self.bits)
+        return top.astype(np.int64), (keys & kind((1 << self.bits) - 1)).astype(np.int64)

@@ -318,7 +318,7 @@ class SegmentStack:
     keeps O(log n) segments. A stack of ``KeyFilter.MIN_RECORDS`` records or more builds one
     ``KeyFilter`` over all its segments at its first search (~1 s and 60-120 bytes a record:
     16-32 bits per band and per exact hash) and keeps it up to date as segments are appended,
-    so a key no segment holds costs one bit test however many segments there are."""
+    so a key no segment holds costs two bit tests however many segments there are."""
 
     def __init__(self, segments: list[Segment] | None = None, merge: bool = True):
         self.segments = list(segments or [])
