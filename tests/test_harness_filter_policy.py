@@ -131,8 +131,9 @@ def test_a_generation_redone_after_an_interruption_gives_the_same_result(tmp_pat
     assert (a == b).all() and info_a == info_b
 
 
+@pytest.mark.parametrize("train, head", [("true", "two_sided"), ("logistic/profile", "logistic")])
 def test_a_detector_fitted_each_generation_on_the_models_samples_flags_them(
-    tmp_path, stdlib_texts, tiny_lm, tiny_lm_dir
+    tmp_path, stdlib_texts, tiny_lm, tiny_lm_dir, train, head
 ):
     """``train=true``: the machine check uses a detector fitted (as ``guard detect train``) on
     fresh real texts and the current model's samples, its threshold at the conformal 5 % of
@@ -147,15 +148,16 @@ def test_a_detector_fitted_each_generation_on_the_models_samples_flags_them(
     config.write_text(
         "exact: {enabled: true}\nnear: {enabled: true}\nsemantic: {enabled: false}\n"
         f"machine: {{enabled: true, model: {tiny_lm_dir}, min_tokens: 16, max_tokens: 128, "
-        "watermark: {enabled: false}}\npolicy: {reject: [exact_duplicate, near_duplicate, machine_generated]}\n"
+        "watermark: {enabled: false}}\n"
+        "policy: {reject: [exact_duplicate, near_duplicate, machine_generated]}\n"
     )
     machine = tiny_samples(tiny_lm, [text[:40] for text in stdlib_texts[-80:]], new_tokens=160)
     family = SamplingFamily(stdlib_texts, machine)
     real_start = family.draw_real(N, None)
-    policy = _policy(f"filter(config={config}, real=0.8, train=true)", fit_size=40)
+    policy = _policy(f"filter(config={config}, real=0.8, train={train})", fit_size=40)
     records, info = policy.build(_generation(family, real_start, real_start, 1, tmp_path))
     saved = (tmp_path / "detector-g1" / "chain0" / CLASSIFIER_FILE).read_text(encoding="utf-8")
-    assert '"head": "two_sided"' in saved and "40 fresh real texts of generation 1" in saved
+    assert f'"head": "{head}"' in saved and "40 fresh real texts of generation 1" in saved
     # real draws after generation 0's 40: the detector's 40 human texts, then its 40 calibration ones
     detector = MachineTextClassifier.load(tmp_path / "detector-g1" / "chain0", policy._trained_scorer())
     calibration = detector.decision_function(family.texts(family.order[None, 80:120])[0])
@@ -172,10 +174,11 @@ def test_filter_conditions_are_parsed_and_checked():
         "config": "configs/guard/machine.yaml",
         "real": None,
         "refill": None,
-        "train": False,
+        "train": None,
     }
     assert parse_condition("filter(x.yaml, real=0.5)").arguments["real"] == 0.5
-    assert parse_condition("filter(x.yaml, train=true)").arguments["train"] is True
+    assert parse_condition("filter(x.yaml, train=true)").arguments["train"] == "two_sided/coherent"
+    assert parse_condition("filter(x.yaml, train=logistic/profile)").arguments["train"] == "logistic/profile"
     for bad in (
         "filter",
         "filter()",

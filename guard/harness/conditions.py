@@ -60,10 +60,26 @@ def _oracle_arguments(tpr, fpr, real=None, refill=None) -> dict:
     return {"tpr": _share(tpr, "tpr"), "fpr": _share(fpr, "fpr"), **_pool_arguments(real, refill)}
 
 
+def _detector_kind(value) -> str | None:
+    """``train=``: false (None), true (``guard detect train``'s defaults, two_sided/coherent) or
+    HEAD/FEATURES, e.g. logistic/profile."""
+    from guard.detect.classifier import FEATURE_SETS, HEADS
+
+    if value is False or value is True:
+        return "two_sided/coherent" if value else None
+    head, _, features = str(value).partition("/")
+    if head not in HEADS or features not in FEATURE_SETS:
+        raise ValueError(
+            f"train must be true, false or HEAD/FEATURES (heads: {', '.join(HEADS)}; "
+            f"features: {', '.join(FEATURE_SETS)}), got {value!r}"
+        )
+    return f"{head}/{features}"
+
+
 def _filter_arguments(config, real=None, refill=None, train=False) -> dict:
     if not isinstance(config, str) or not config:
         raise ValueError(f"config must be the path of a guard YAML, got {config!r}")
-    return {"config": config, **_pool_arguments(real, refill), "train": _flag(train, "train")}
+    return {"config": config, **_pool_arguments(real, refill), "train": _detector_kind(train)}
 
 
 def _weighted_arguments(real=None, beta=None) -> dict:

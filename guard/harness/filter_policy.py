@@ -13,11 +13,12 @@ are in it too.
 
 With ``train=true`` the machine check does not use the configured detector but one fitted
 every generation as a user who can sample their own model would fit it: ``guard detect train``'s
-defaults (the shipped kind: two-sided head, ``coherent`` features, 16 units, the configured
-scoring LM) on ``detector.fit_size`` fresh real texts (human) and as many samples of the current
-model (machine), its threshold then moved as ``guard detect calibrate --fpr F`` would move it, F =
-1 - ``detector.threshold``, on ``detector.fit_size`` other fresh real texts. It is saved in the
-chain's workspace (``detector-g<t>/chain<c>``) and named by the Guard config's
+defaults (the shipped kind: two-sided head, ``coherent`` features, 16 units; ``train=HEAD/FEATURES``
+for another head and feature set, as ``--head`` and ``--features`` choose), the configured
+scoring LM, on ``detector.fit_size`` fresh real texts (human) and as many samples of the current
+model (machine), its threshold then moved as ``guard detect calibrate --fpr F`` would move it,
+F = 1 - ``detector.threshold``, on ``detector.fit_size`` other fresh real texts. It is saved in
+the chain's workspace (``detector-g<t>/chain<c>``) and named by the Guard config's
 ``machine.classifier``.
 
 The stores live in the chain's workspace, one snapshot per generation (``g<t>/chain<c>``):
@@ -91,14 +92,14 @@ class Filtered:
         real_share: float,
         refill: bool,
         max_pool_factor: float,
-        training: tuple[int, float] | None = None,
+        training: tuple[str, int, float] | None = None,
     ):
         from guard.config import load_config
 
         self.name = name
         self.config = load_config(config_path)
         self.real_share, self.refill, self.max_pool_factor = real_share, refill, max_pool_factor
-        self.training = training  # (texts per class, target FPR) of the per-generation detector, or None
+        self.training = training  # ("head/features", texts per class, target FPR), or None
         if training is not None and not self.config.machine.enabled:
             raise GuardError(f"condition {name}: train=true needs a guard config with the machine check on")
         self._models: dict = {}
@@ -203,7 +204,8 @@ class Filtered:
         from guard.detect.calibrate import conformal_threshold
         from guard.detect.classifier import MachineTextClassifier
 
-        n, fpr = self.training
+        kind, n, fpr = self.training
+        head, features = kind.split("/")
         scorer = self._trained_scorer()
         folder = generation.workspace / f"detector-g{generation.index}"
         human, samples, held_out = (texts_of(records) for records in (
@@ -211,7 +213,7 @@ class Filtered:
         ))  # fmt: skip
         configs = []
         for chain in range(generation.real_start.shape[0]):
-            detector = MachineTextClassifier(scorer, features="coherent", head="two_sided", hidden=16)
+            detector = MachineTextClassifier(scorer, features=features, head=head, hidden=16)
             detector.fit(human[chain] + samples[chain], [0] * n + [1] * n)
             scores = detector.decision_function(held_out[chain])
             scores = scores[~np.isnan(scores)]

@@ -21,9 +21,10 @@ by ``guard.harness.conditions``):
 ``filter(config=PATH)``         the ingestion filter as a user runs it (``guard filter --config PATH``):
                                 the same pool through a ``Guard`` with a store that persists across
                                 generations, refilled (``guard.harness.filter_policy``); with
-                                ``train=true`` its machine check uses a detector fitted each
-                                generation as a user would (``guard detect train`` on fresh real
-                                texts and the current model's samples, then calibrated)
+                                ``train=true`` (or ``train=HEAD/FEATURES``) its machine check
+                                uses a detector fitted each generation as a user would (``guard
+                                detect train`` on fresh real texts and the current model's
+                                samples, then calibrated)
 ``weighted``                    Drayson et al.: a pool of ``pool_factor`` * n_train candidates is
                                 resampled to n_train with weight (1 - p_machine)^beta, each candidate
                                 used at most ``max_repeats`` times
@@ -297,7 +298,9 @@ def build_policy(condition: Condition, config, family: Family, detector=None) ->
     if kind == "filter":
         from guard.harness.filter_policy import Filtered
 
-        training = (config.detector.fit_size, 1.0 - config.detector.threshold) if arguments["train"] else None
+        training = None
+        if arguments["train"] is not None:
+            training = (arguments["train"], config.detector.fit_size, 1.0 - config.detector.threshold)
         return Filtered(name, arguments["config"], real, refill, config.pool.max_factor, training)
     threshold = config.detector.threshold
     if kind == "oracle":
