@@ -324,7 +324,7 @@ DIGITS |= dict.fromkeys(REJECTION_FIELDS, 0)  # counts
 def summarise_flywheel(runs, *, table: Table, figure: Figure) -> str:
     """Study 6: the shipped filter in the loop; the gap it closes and its measured rates."""
     config = load_experiment_config(HERE / "06_flywheel" / "filters.yaml")
-    names = ("replace", "filters", "references")
+    names = ("replace", "filters", "trained", "trained_logistic", "references")
     last = runs.last_generation("replace")
     machine = next(c for c in runs.conditions("filters") if "machine.yaml" in c)
     setup = (
@@ -342,10 +342,23 @@ def summarise_flywheel(runs, *, table: Table, figure: Figure) -> str:
         "reason; rejected: candidates per generation by reason)",
         _by_generation(runs, table, "filters", machine, FILTER_FIELDS),
         _by_generation(runs, table, "filters", machine, REJECTION_FIELDS),
+        *(
+            line
+            for name in ("trained", "trained_logistic")
+            for condition in runs.conditions(name)
+            for line in (
+                f"**`{condition}`: the same filter with a detector fitted every generation on the current "
+                "model's samples and fresh real blocks, as a user who can sample their own model would "
+                "(`guard detect train`, calibrated to 5 % FPR on other fresh real blocks)**",
+                _by_generation(runs, table, name, condition, FILTER_FIELDS),
+                _by_generation(runs, table, name, condition, REJECTION_FIELDS),
+            )
+        ),
     ]
     return "\n\n".join(
         [
-            f"**SmolLM2-135M fine-tuned** (`replace.yaml`, `filters.yaml`, `references.yaml`). {setup}",
+            "**SmolLM2-135M fine-tuned** (`replace.yaml`, `filters.yaml`, `trained.yaml`, "
+            f"`trained_logistic.yaml`, `references.yaml`). {setup}",
             *_perplexity_tables(runs, names, ("perplexity", "distinct_2", "self_bleu", "js_2"), table),
             *per_generation,
             *(
