@@ -213,6 +213,25 @@ def test_writer_leaves_nothing_after_an_exception(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["out.jsonl", "out.json", "out.csv", "out.parquet", "out_ds"])
+def test_an_interrupt_while_the_writer_opens_leaves_nothing(tmp_path, name, monkeypatch):
+    """SIGTERM unwinds as an interrupt; one that lands after the writer made its temporary file
+    but before it returned (no caller holds it to abort) must not leave the file behind."""
+    from guard.io.writers import writer_class
+
+    kind = writer_class(tmp_path / name)
+    opened = kind._open
+
+    def open_then_interrupt(self):
+        opened(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kind, "_open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        open_writer(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_writer_keeps_previous_output_until_closed(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_text('{"text": "old"}\n')

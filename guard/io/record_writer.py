@@ -1,6 +1,7 @@
 """The atomic writer every output format builds on: rows go to a temporary path next to the
 output, which replaces the output only when the writer is closed without an error."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -46,7 +47,13 @@ class RecordWriter:
         with os_errors_as_guard_errors(path, "write"):
             path.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(path)
-            self._open()
+            try:
+                self._open()
+            except BaseException:  # e.g. SIGTERM after a file was made: no caller can abort it
+                with contextlib.suppress(Exception):
+                    self._discard()
+                remove_path(self._temp)
+                raise
 
     def write(self, rows: list[dict]) -> None:
         """Append ``rows`` to the output."""
@@ -108,7 +115,7 @@ class RecordWriter:
         raise NotImplementedError
 
     def _discard(self) -> None:
-        """Close and delete every temporary file."""
+        """Close and delete every temporary file (also when ``_open`` stopped halfway)."""
         raise NotImplementedError
 
 

@@ -54,7 +54,8 @@ class _SpooledWriter(RecordWriter):
         self._spool_path.unlink()
 
     def _discard(self) -> None:
-        with contextlib.suppress(OSError):  # flushing what is thrown away fails again on a full disk
+        # flushing what is thrown away fails again on a full disk; no _spool when _open stopped halfway
+        with contextlib.suppress(OSError, AttributeError):
             self._spool.close()
         remove_path(self._spool_path)
         remove_path(self._temp)
