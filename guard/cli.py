@@ -61,7 +61,12 @@ def _filter(args) -> int:
         raise GuardError(f"--checkpoint-every {args.checkpoint_every}: give a number of records >= 1")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, also those of libraries (GGUF loading)
-    with Guard(config, store=args.store) as guard:
+    reference = None
+    if args.reference is not None:
+        from guard.io.readers import read_texts
+
+        reference = read_texts(args.reference, config.input.text_field)
+    with Guard(config, store=args.store, reference=reference) as guard:
         summary = guard.filter(
             args.inputs,
             args.out,
@@ -135,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     filt.add_argument("--rejected", required=True, metavar="REJECTED", help="where rejected records go")
     filt.add_argument("--store", metavar="DIR", help="check against, and add to, this store")
     filt.add_argument("--config", metavar="YAML", help="pipeline config (default: built-in defaults)")
+    filt.add_argument(
+        "--reference",
+        metavar="REF",
+        help="record file of real data for the reference check (reference: in the config)",
+    )
     filt.add_argument("--text-field", help="field holding the text (default: text)")
     filt.add_argument("--id-field", help="field holding the record id (default: id)")
     filt.add_argument("--batch-size", type=int, help="records checked together (default: 4000)")

@@ -23,6 +23,8 @@ NORMALIZER_VERSION = 1
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 DEDUP_REASONS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")
+# The reasons a policy may reject for (``empty`` and ``malformed`` always reject).
+REJECTABLE_REASONS = (*DEDUP_REASONS, "off_reference", "machine_generated", "watermarked")
 INPUT_REASONS = ("empty", "malformed")
 
 
@@ -128,9 +130,7 @@ class PolicyConfig(_Strict):
     ``empty`` and ``malformed`` records are always rejected. A kept record that the machine
     check scored gets ``guard_weight = (1 - p_machine) ** machine_weight_beta`` (beta 0: 1)."""
 
-    reject: list[
-        Literal["exact_duplicate", "near_duplicate", "semantic_duplicate", "machine_generated", "watermarked"]
-    ] = list(DEDUP_REASONS)
+    reject: list[Literal[REJECTABLE_REASONS]] = list(DEDUP_REASONS)
     machine_weight_beta: float = Field(0.0, ge=0.0, description="down-weighting exponent beta")
 
 
@@ -179,6 +179,20 @@ class MachineConfig(_Strict):
     watermark: WatermarkConfig = WatermarkConfig()
 
 
+class ReferenceConfig(_Strict):
+    """Records unlike a reference sample of real data (``guard.detect.reference``: a word-bigram
+    LM of the reference, a threshold at ``fpr`` of its own records, cross-fitted). The
+    reference is ``path`` (a record file), else the one a run is given (``guard filter
+    --reference``, ``guard cycle --reference``, the harness's real data). ``enabled: auto``: on
+    when there is a reference."""
+
+    enabled: bool | Literal["auto"] = False
+    path: str | None = Field(None, description="record file of real data; null = the run's --reference")
+    fpr: float = Field(0.01, gt=0.0, lt=1.0, description="share of the reference's own records flagged")
+    folds: int = Field(5, ge=2, description="cross-fitting folds for the threshold")
+    min_words: int = Field(16, ge=1, description="fewer words: no verdict")
+
+
 class StoreConfig(_Strict):
     max_segments: int = Field(8, ge=1, description="segments merged into one beyond this")
 
@@ -189,6 +203,7 @@ class GuardConfig(_Strict):
     near: NearConfig = NearConfig()
     semantic: SemanticConfig = SemanticConfig()
     machine: MachineConfig = MachineConfig()
+    reference: ReferenceConfig = ReferenceConfig()
     policy: PolicyConfig = PolicyConfig()
     store: StoreConfig = StoreConfig()
 

@@ -169,6 +169,34 @@ def test_a_detector_fitted_each_generation_on_the_models_samples_flags_them(
         _policy(f"filter(config={LEXICAL_CONFIG}, train=true)")
 
 
+def test_the_reference_check_is_given_the_generation_0_real_set_and_reported(tmp_path, stdlib_texts):
+    """A config with the reference check on (``auto``): the Guard of every chain compares the
+        candidates with the chain's generation-0 real training set. The model's samples are real
+        paragraphs with their words shuffled, which no duplicate check catches: the reference check
+        flags most of them, the ledger reports its TPR / FPR, and the training set's real share more
+    than doubles that of the lexical filter."""
+    config = tmp_path / "reference.yaml"
+    config.write_text(
+        "semantic: {enabled: false}\nreference: {enabled: auto, fpr: 0.05}\n"
+        "policy: {reject: [exact_duplicate, near_duplicate, off_reference]}\n"
+    )
+    rng = np.random.default_rng(1)
+    salad = [" ".join(rng.permutation(text.split())) for text in stdlib_texts[-200:]]
+    family = SamplingFamily(stdlib_texts[:-200], salad)
+    real_start = family.draw_real(4 * N, None)[:, :N]  # a reference of N records, then fresh draws
+    records, info = _policy(f"filter(config={config}, real=0.2)").build(
+        _generation(family, real_start, real_start, 1, tmp_path)
+    )
+    # a reference of 40 records: each threshold is its lowest cross-fitted value (fpr / 2 < 1 / 41)
+    assert info["reference_tpr"] >= 0.5 and info["reference_fpr"] <= 0.25
+    assert info["rejected_off_reference"] > 0 and np.isnan(info["detector_tpr"])
+    assert info["real_share"] >= 0.4 and records.shape == (1, N)
+    lexical = _policy(f"filter(config={LEXICAL_CONFIG}, real=0.2)").build(
+        _generation(family, real_start, real_start, 1, tmp_path / "lexical")
+    )[1]
+    assert np.isnan(lexical["reference_tpr"]) and lexical["real_share"] < 0.3
+
+
 def test_filter_conditions_are_parsed_and_checked():
     assert parse_condition("filter(config=configs/guard/machine.yaml)").arguments == {
         "config": "configs/guard/machine.yaml",

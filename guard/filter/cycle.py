@@ -47,8 +47,8 @@ def _run_cycle(args) -> int:
     from guard.config import load_config
     from guard.filter.pipeline import Guard
     from guard.io.durable import write_text_file
-    from guard.io.readers import detect_format
-    from guard.metrics.cli import exit_code, ledger_report, load_embedder, read_texts
+    from guard.io.readers import detect_format, read_texts
+    from guard.metrics.cli import exit_code, ledger_report, load_embedder
     from guard.metrics.compare import compare
     from guard.metrics.ledger import append_ledger
     from guard.metrics.tracker import worst_level
@@ -62,7 +62,7 @@ def _run_cycle(args) -> int:
     ledger = _read_existing(args.ledger)
     text_field = config.input.text_field
     reference_texts = read_texts(args.reference, text_field)
-    with Guard(config, store=args.store) as guard:
+    with Guard(config, store=args.store, reference=reference_texts) as guard:
         summary = guard.filter(args.inputs, args.out, args.rejected, progress=not args.quiet)
     print(summary.format())
     comparison = compare(

@@ -46,6 +46,8 @@ class Guard:
         embedder: an Embedder for the semantic check instead of the configured one.
         lm: a loaded ``guard.models.causal_lm.CausalLM`` for the machine check instead of loading
             ``machine.model`` (used only when the machine check is enabled).
+        reference: texts of real records for the reference check when ``reference.path`` is not
+            set (used only when the reference check is enabled; ``auto``: on when there are some).
 
     ``annotate(batch)`` works on column batches (``dict[str, list]``), so
     ``dataset.map(Guard(config).annotate, batched=True)`` works; state carries across calls of
@@ -58,9 +60,16 @@ class Guard:
             matched by no duplicate check, in seniority order; emptied by ``commit``.
     """
 
-    def __init__(self, config=None, store: str | Path | None = None, embedder=None, lm=None):
+    def __init__(
+        self,
+        config=None,
+        store: str | Path | None = None,
+        embedder=None,
+        lm=None,
+        reference: list[str] | None = None,
+    ):
         self.config: GuardConfig = load_config(config)
-        self.checks: list[Check] = build_checks(self.config, embedder, lm)
+        self.checks: list[Check] = build_checks(self.config, embedder, lm, reference)
         self.store = None
         if store is not None:
             semantic = self.check_named("semantic")
@@ -367,10 +376,13 @@ class Guard:
         self.close()
 
 
-def build_checks(config: GuardConfig, embedder=None, lm=None) -> list[Check]:
+def build_checks(
+    config: GuardConfig, embedder=None, lm=None, reference: list[str] | None = None
+) -> list[Check]:
     """The checks ``config`` turns on, in the order they run: records the store holds,
-    exact, near, semantic (also on when an ``embedder`` is given), machine. ``embedder`` and
-    ``lm``: as for ``Guard``."""
+    exact, near, semantic (also on when an ``embedder`` is given), reference (before the
+    machine check, which costs far more per record), machine. ``embedder``, ``lm`` and
+    ``reference``: as for ``Guard``."""
     from guard.dedup.exact import ExactDuplicateCheck, IngestedCheck
 
     checks: list[Check] = [IngestedCheck()]
@@ -384,11 +396,31 @@ def build_checks(config: GuardConfig, embedder=None, lm=None) -> list[Check]:
         from guard.dedup.semantic import SemanticDuplicateCheck
 
         checks.append(SemanticDuplicateCheck(config.semantic, embedder))
+    reference_texts = reference_records(config, reference)
+    if reference_texts is not None:
+        from guard.detect.reference import ReferenceCheck
+
+        checks.append(ReferenceCheck(config.reference, reference_texts))
     if config.machine.enabled:
         from guard.detect.machine import MachineCheck
 
         checks.append(MachineCheck(config.machine, lm))
     return checks
+
+
+def reference_records(config: GuardConfig, given: list[str] | None) -> list[str] | None:
+    """The texts of the reference check, or None when it is off: ``reference.path``'s records
+    when set, else ``given``; a GuardError when it is on (``enabled: true``) without either."""
+    settings = config.reference
+    if settings.enabled is False:
+        return None
+    if settings.path is not None:
+        from guard.io.readers import read_texts
+
+        return read_texts(settings.path, config.input.text_field)
+    if given is None and settings.enabled is True:
+        raise GuardError("reference.enabled: true needs reference.path or a run's --reference")
+    return given
 
 
 def _write_summary(summary: Summary, path) -> None:

@@ -3,10 +3,13 @@ as the data policy of a recursive-training loop.
 
 Every generation a pool of candidates (share ``real`` fresh real records, the rest model
 samples, as ``guarded``) goes through a ``Guard`` built from the guard YAML at PATH: its exact,
-near and semantic duplicate checks, its machine-text check and its reject policy, exactly as
-shipped. The Guard's store persists across the generations of a chain: generation t is checked
-against every record kept in generations < t (generation 0's real training set included), so
-a model that regurgitates its training text is caught. Candidates are drawn until n_train pass
+near and semantic duplicate checks, its reference check, its machine-text check and its reject
+policy, exactly as shipped. The reference check (when the config turns it on) is given the
+chain's generation-0 real training set, the real data a user starts the flywheel from.
+
+The Guard's store persists across the generations of a chain: generation t is checked against
+every record kept in generations < t (generation 0's real training set included), so a model
+that regurgitates its training text is caught. Candidates are drawn until n_train pass
 (``refill``), and the training set is the first n_train passing candidates in pool order.
 Everything that passed is committed to the store, so a refill's few extra passing candidates
 are in it too.
@@ -29,6 +32,7 @@ Ledger fields, besides ``real_share`` and ``pool_size`` (see ``guard.harness.pol
   ``detector_tpr`` / ``detector_fpr``  the machine check's flag rate on the synthetic / real
                           candidates it scored (candidates rejected as duplicates first are not
                           scored; NaN without a machine check)
+  ``reference_tpr`` / ``reference_fpr``  the same for the reference check (NaN without one)
   ``filter_tpr`` / ``filter_fpr``  the share of synthetic / real candidates the filter rejected
                           for any reason
   ``rejected_<reason>``   candidates per chain rejected with that reason (a candidate can have
@@ -44,22 +48,23 @@ from pathlib import Path
 
 import numpy as np
 
+from guard.config import REJECTABLE_REASONS
 from guard.errors import GuardError
 from guard.harness.detectors import Pool
 from guard.harness.policies import Generation, flag_rate, pool_info, refilled_pool, take_records
 from guard.metrics.tracker import SHOWN
 
-REASONS = (
-    "already_ingested",
-    "exact_duplicate",
-    "near_duplicate",
-    "semantic_duplicate",
-    "machine_generated",
-    "watermarked",
-    "empty",
-)
+REASONS = ("already_ingested", *REJECTABLE_REASONS, "empty")
 FILTER_DIRECTIONS = dict.fromkeys(
-    ("filter_tpr", "filter_fpr", "store_size", *(f"rejected_{reason}" for reason in REASONS)), SHOWN
+    (
+        "filter_tpr",
+        "filter_fpr",
+        "reference_tpr",
+        "reference_fpr",
+        "store_size",
+        *(f"rejected_{reason}" for reason in REASONS),
+    ),
+    SHOWN,
 )
 
 
@@ -70,13 +75,17 @@ class ChainVerdicts:
         self.keep: list[bool] = []
         self.reasons: list[list[str]] = []
         self.scored: list[bool] = []
+        self.reference_scored: list[bool] = []
 
     def add(self, columns: dict[str, list]) -> None:
         """Append the verdicts of one ``Guard.check`` call."""
         self.keep += columns["guard_keep"]
         self.reasons += columns["guard_reasons"]
-        scores = columns.get("guard_machine_score", [None] * len(columns["guard_keep"]))
-        self.scored += [score is not None for score in scores]
+        nothing = [None] * len(columns["guard_keep"])
+        self.scored += [score is not None for score in columns.get("guard_machine_score", nothing)]
+        self.reference_scored += [
+            score is not None for score in columns.get("guard_reference_log_p", nothing)
+        ]
 
     def raised(self, reason: str) -> np.ndarray:
         return np.array([reason in reasons for reasons in self.reasons], dtype=bool)
@@ -106,18 +115,28 @@ class Filtered:
 
     # -- the stores ----------------------------------------------------------------------
 
-    def _guard(self, store: Path, dedup_only: bool = False, config=None):
+    def _guard(self, store: Path, dedup_only: bool = False, config=None, reference: list[str] | None = None):
         """A Guard on ``store`` with the configured checks, or those of ``config`` (``dedup_only``:
-        the machine check off). Models are loaded once and shared with every later Guard."""
+        the reference and machine checks off), ``reference`` the texts of its reference check.
+        Models are loaded once and shared with every later Guard."""
         from guard.filter.pipeline import Guard
 
         config = config or self.config
         if dedup_only:
-            machine_off = config.machine.model_copy(update={"enabled": False})
-            config = config.model_copy(update={"machine": machine_off})
+            off = {"enabled": False}
+            config = config.model_copy(
+                update={
+                    "machine": config.machine.model_copy(update=off),
+                    "reference": config.reference.model_copy(update=off),
+                }
+            )
         models = self._models
         guard = Guard(
-            config, store=store, embedder=models.get("embedder"), lm=None if dedup_only else models.get("lm")
+            config,
+            store=store,
+            embedder=models.get("embedder"),
+            lm=None if dedup_only else models.get("lm"),
+            reference=reference,
         )
         semantic, machine = guard.check_named("semantic"), guard.check_named("machine")
         if semantic is not None:
@@ -170,7 +189,11 @@ class Filtered:
         configs = [self.config] * chains
         if self.training is not None:
             configs = self._trained_configs(generation, texts_of)
-        guards = [self._guard(stores / f"chain{chain}", config=configs[chain]) for chain in range(chains)]
+        real = texts_of(generation.real_start)
+        guards = [
+            self._guard(stores / f"chain{chain}", config=configs[chain], reference=real[chain])
+            for chain in range(chains)
+        ]
         verdicts = [ChainVerdicts() for _ in range(chains)]
         try:
 
@@ -251,6 +274,10 @@ def _ledger_fields(pool: Pool, passing: np.ndarray, chosen: np.ndarray, verdicts
         "filter_fpr": flag_rate(~passing, ~pool.is_synthetic),
         "store_size": store_size,
     }
+    flagged = np.stack([v.raised("off_reference") for v in verdicts])
+    judged = np.stack([np.array(v.reference_scored, dtype=bool) for v in verdicts])
+    fields["reference_tpr"] = flag_rate(flagged, judged & pool.is_synthetic)
+    fields["reference_fpr"] = flag_rate(flagged, judged & ~pool.is_synthetic)
     for reason in REASONS:
         fields[f"rejected_{reason}"] = float(np.mean([v.raised(reason).sum() for v in verdicts]))
     return fields

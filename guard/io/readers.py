@@ -96,6 +96,19 @@ def iter_record_batches(
     return batched(_count_blanks(read(path, build, batch_size), stats or ReadStats()), batch_size)
 
 
+def read_texts(path: str, text_field: str) -> list[str]:
+    """The usable texts of a record file (unusable records are skipped); GuardError if none."""
+    texts = [
+        record.text
+        for batch in iter_record_batches(path, text_field=text_field)
+        for record in batch
+        if record.reason is None
+    ]
+    if not texts:
+        raise GuardError(f"{path}: {text_field}: no usable text in any record")
+    return texts
+
+
 def _count_blanks(items: Iterable[InputRecord | None], stats: ReadStats) -> Iterator[InputRecord]:
     """The records of a reader, counting the ``BLANK`` lines between them in ``stats``."""
     for item in items:

@@ -103,22 +103,8 @@ def check_files(paths) -> None:
         detect_format(path)
 
 
-def read_texts(path: str, text_field: str) -> list[str]:
-    """The usable texts of a record file (unusable records are skipped); GuardError if none."""
-    from guard.io.readers import iter_record_batches
-
-    texts = [
-        record.text
-        for batch in iter_record_batches(path, text_field=text_field)
-        for record in batch
-        if record.reason is None
-    ]
-    if not texts:
-        raise GuardError(f"{path}: {text_field}: no usable text in any record")
-    return texts
-
-
 def _run_metrics(args) -> int:
+    from guard.io.readers import read_texts
     from guard.metrics.compare import compare
     from guard.metrics.tracker import ledger_row
 

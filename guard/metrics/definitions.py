@@ -91,6 +91,7 @@ DEFINITIONS: dict[str, str] = {
     "rejected_semantic_duplicate": "candidates rejected as embedding-space duplicates",
     "rejected_machine_generated": "candidates the machine-text check flagged",
     "rejected_watermarked": "candidates carrying the green-list watermark",
+    "rejected_off_reference": "candidates unlike the real data (the reference check's bigram LM)",
     "rejected_empty": "candidates with no text to check",
 }
 

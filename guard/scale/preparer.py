@@ -12,10 +12,12 @@ from guard.config import GuardConfig
 
 def preparing_config(config: GuardConfig) -> GuardConfig:
     """``config`` with only the checks whose ``prepare`` computes something (exact, near): the
-    semantic and machine checks embed and score in ``find``, so a worker needs no model."""
+    semantic, reference and machine checks embed and score in ``find``, so a worker needs no
+    model."""
     return config.model_copy(
         update={
             "semantic": config.semantic.model_copy(update={"enabled": False}),
+            "reference": config.reference.model_copy(update={"enabled": False}),
             "machine": config.machine.model_copy(update={"enabled": False}),
         }
     )
