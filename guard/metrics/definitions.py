@@ -77,13 +77,15 @@ DEFINITIONS: dict[str, str] = {
     "gini_simpson": "1 - sum q^2 of the model's sampling distribution: chance two draws differ",
     "entropy": "entropy of the model's sampling distribution (nats)",
     # harness run facts (shown, never judged)
-    "detector_tpr": "share of the pool's synthetic records that the policy's detector flagged",
-    "detector_fpr": "share of the pool's real records that the policy's detector flagged",
+    "detector_tpr": "share of the pool's synthetic records the detector (filter: its machine check) flagged",
+    "detector_fpr": "share of the pool's real records the detector (filter: its machine check) flagged",
     "real_share": "share of real records in the training set the policy built",
     "pool_size": "records in the pool the policy chose the training set from",
     # filter(config=...) run facts (guard.harness.filter_policy)
     "filter_tpr": "share of the pool's synthetic records the filter rejected, for any reason",
     "filter_fpr": "share of the pool's real records the filter rejected, for any reason",
+    "reference_tpr": "share of the synthetic records the reference check judged that it flagged",
+    "reference_fpr": "share of the real records the reference check judged that it flagged",
     "store_size": "records in the filter's store after the generation: everything kept so far",
     "rejected_already_ingested": "candidates rejected because the store already held them (same id and text)",
     "rejected_exact_duplicate": "candidates rejected as exact duplicates of a stored or earlier record",
