@@ -86,6 +86,23 @@ def test_ray_writes_what_the_in_process_filter_writes(tmp_path, ray_cluster, inp
     assert any(row["guard_id"].startswith("again") for row in rejected)  # copies across inputs
 
 
+def test_ray_with_the_reference_check_writes_what_the_in_process_filter_writes(
+    tmp_path, ray_cluster, inputs, stdlib_texts
+):
+    """The reference check judges on the driver, after the duplicate checks: same bytes."""
+    config = Guard({**CONFIG, "reference": {"enabled": "auto", "fpr": 0.05}}).config
+    config.policy.reject = [*config.policy.reject, "off_reference"]
+    reference = stdlib_texts[500:800]
+    written = []
+    for name, engine in (("process", None), ("ray", RayEngine(config, workers=2, range_bytes=20_000))):
+        out, rejected = tmp_path / f"kept-{name}.jsonl", tmp_path / f"rejected-{name}.jsonl"
+        with Guard(config, reference=reference) as guard:
+            guard.filter(inputs, out, rejected, progress=False, engine=engine)
+        written.append(out.read_bytes() + rejected.read_bytes())
+    assert written[0] == written[1]
+    assert b'"off_reference"' in written[0]
+
+
 def test_stores_written_by_one_engine_are_read_by_the_other(tmp_path, ray_cluster, inputs):
     first, second = inputs
     runs = {}
