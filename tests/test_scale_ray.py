@@ -101,6 +101,16 @@ def test_ray_with_the_reference_check_writes_what_the_in_process_filter_writes(
         written.append(out.read_bytes() + rejected.read_bytes())
     assert written[0] == written[1]
     assert b'"off_reference"' in written[0]
+    from guard.scale.dataset import filter_dataset
+
+    records = _records(inputs[0])
+    as_dict = {**CONFIG, "reference": {"enabled": "auto", "fpr": 0.05}}
+    expected = _annotated_in_process(records, as_dict, reference)
+    ds = ray.data.from_items(records, override_num_blocks=3)
+    result = filter_dataset(ds, as_dict, reference=reference).take_all()
+    columns = ("guard_keep", "guard_reasons", "guard_reference_log_p", "guard_reference_order")
+    assert [[row[k] for k in columns] for row in result] == [[row[k] for k in columns] for row in expected]
+    assert any("off_reference" in row["guard_reasons"] for row in expected)
 
 
 def test_stores_written_by_one_engine_are_read_by_the_other(tmp_path, ray_cluster, inputs):
@@ -278,8 +288,8 @@ def _records(path: Path) -> list[dict]:
     return [{"id": row.get("id"), "text": row.get("text")} for row in rows]
 
 
-def _annotated_in_process(records: list[dict], config: dict) -> list[dict]:
-    guard = Guard(config)
+def _annotated_in_process(records: list[dict], config: dict, reference: list[str] | None = None) -> list:
+    guard = Guard(config, reference=reference)
     size = guard.config.input.batch_size
     out = []
     for lo in range(0, len(records), size):

@@ -64,7 +64,7 @@ def _numpy_rows(column) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
-def filter_dataset(ds, config=None, store=None, *, workers: int = 2):
+def filter_dataset(ds, config=None, store=None, *, workers: int = 2, reference: list[str] | None = None):
     """``ds`` with the ``guard_*`` columns of ``Guard(config, store)`` (see the module doc).
 
     Args:
@@ -72,6 +72,7 @@ def filter_dataset(ds, config=None, store=None, *, workers: int = 2):
         config: as for ``Guard``.
         store: a store directory, checked against and committed to when the dataset is done.
         workers: Ray Data workers that prepare (one CPU each).
+        reference: texts of real records for the reference check, as for ``Guard``.
     Returns:
         a materialised ``ray.data.Dataset``: every row of ``ds`` once, in order, with the
         ``guard_*`` columns.
@@ -81,7 +82,7 @@ def filter_dataset(ds, config=None, store=None, *, workers: int = 2):
     config = load_config(config)
     text_field, id_field = config.input.text_field, config.input.id_field
     tables = []
-    with Guard(config, store=store) as guard:
+    with Guard(config, store=store, reference=reference) as guard:
         prepared_ds = ds.map_batches(
             _Prepare,
             fn_constructor_args=(config, store_segment_paths(guard)),
