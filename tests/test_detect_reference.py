@@ -145,3 +145,27 @@ def test_guard_filter_reads_its_reference_from_the_command_line_or_the_config(tm
         outputs.append(out.read_bytes() + rejected.read_bytes())
     assert outputs[0] == outputs[1]
     assert load_config(ROOT / "configs" / "guard" / "machine.yaml").reference.enabled == "auto"
+
+
+def test_a_retry_is_recognised_only_with_the_same_reference(tmp_path, stdlib_texts):
+    """The reference decides too, so it is part of the run's fingerprint: the same run with the
+    same reference replays the committed run (same bytes); with another reference it is a new
+    run, whose records the store already holds."""
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(
+        "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(stdlib_texts[300:340]))
+    )
+    store = tmp_path / "store"
+
+    def run(reference, tag):
+        out, rejected = tmp_path / f"{tag}-kept.jsonl", tmp_path / f"{tag}-rejected.jsonl"
+        with Guard(REFERENCE_ONLY, store=store, reference=reference) as guard:
+            summary = guard.filter([batch], out, rejected, progress=False)
+        return out.read_bytes() + rejected.read_bytes(), summary
+
+    first, summary = run(stdlib_texts[:300], "first")
+    assert "already_ingested" not in summary.reasons
+    # a replay decides against the store as it was before the committed run: the same bytes
+    assert run(stdlib_texts[:300], "again")[0] == first
+    _, other = run(stdlib_texts[400:700], "other")
+    assert other.reasons["already_ingested"] == summary.n_kept > 0

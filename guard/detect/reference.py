@@ -18,9 +18,11 @@ word salad); a model whose samples read like the reference passes it.
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
+import xxhash
 
 from guard.config import ReferenceConfig
 from guard.detect.calibrate import conformal_or_largest
@@ -134,6 +136,7 @@ class ReferenceCheck(CheckBase):
         conformal: False when the reference has too few records for a conformal quantile and
             a threshold is its lowest cross-fitted value instead.
         n_reference: records in the reference.
+        digest: 32 hex digits over the reference's texts (part of a run's fingerprint).
     """
 
     name = "reference"
@@ -156,6 +159,7 @@ class ReferenceCheck(CheckBase):
         self.conformal = all(conformal for _, conformal in found)
         self.model = BigramModel().fit(texts)
         self.n_reference = len(texts)
+        self.digest = xxhash.xxh3_128(json.dumps(texts).encode()).hexdigest()
 
     def find(self, batch: BatchContext, rows: np.ndarray) -> CheckResult:
         """``off_reference`` (True or None) and the record's two ``typicality`` values as

@@ -266,7 +266,8 @@ class Guard:
         summary.outputs = {"kept": str(out), "rejected": str(rejected)}
         checkpoints = None
         if self.store is not None and not self._rows_annotated:
-            fingerprint = run_fingerprint(inputs, self.config)
+            reference = self.check_named("reference")
+            fingerprint = run_fingerprint(inputs, self.config, reference.digest if reference else None)
             if checkpoint_every is not None:
                 engine_key = "process" if engine is None else engine.journal_key
                 checkpoints = Checkpoints(self, f"{fingerprint}/{engine_key}", checkpoint_every)
