@@ -20,8 +20,10 @@ from guard.metrics.tracker import WATCH_SIGMAS, Band, direction_of
 from guard.report.levels import NOT_JUDGED, Series
 
 LEVEL_COLOURS = {"ok": "#2e7d32", "watch": "#ef6c00", "alarm": "#c62828", NOT_JUDGED: "#757575"}
-# blue, purple, near-black, teal, pink, olive: far from every level colour (a test checks)
-CONDITION_COLOURS = ("#1565c0", "#8e24aa", "#212121", "#00838f", "#f06292", "#9e9d24")
+# blue, purple, near-black, olive, teal, pink: far from every level colour (a test checks); the
+# first four far from one another too (teal beside blue and pink beside purple were hard to tell
+# apart in a four-condition report)
+CONDITION_COLOURS = ("#1565c0", "#8e24aa", "#212121", "#9e9d24", "#00838f", "#f06292")
 LINE_STYLES = ("-", "--", ":")  # after every colour is used once, the colours again in these styles
 METRIC_PLOT_INCHES = (6.0, 3.2)
 PANEL_INCHES = (3.9, 3.0)
