@@ -40,7 +40,7 @@ def words(text: str) -> list[str]:
 
 class BigramModel:
     """A Witten-Bell word-bigram LM of a list of texts (sklearn style: ``fit``, then
-    ``log_probability``); the first word of a text is scored by the unigram model.
+    ``word_log_probabilities``); the first word of a text is scored by the unigram model.
 
     Attributes (after ``fit``):
         vocabulary_: word -> id (1..V; 0 is every other word).
