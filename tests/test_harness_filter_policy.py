@@ -276,7 +276,6 @@ def test_the_loop_runs_the_filter_and_resumes_to_the_same_ledger(tmp_path, wikit
     assert read_ledger(tmp_path / "run" / "ledger.jsonl") == rows
 
 
-@pytest.mark.slow
 def test_flywheel_quick_as_shipped_ends_closer_to_all_real_than_to_replace(tmp_path, monkeypatch):
     """configs/experiments/flywheel_quick.yaml: the shipped machine filter against replace and
     all real data (~2.5 minutes on one core since the reference check spares the machine check
