@@ -45,6 +45,7 @@ bench: install
 	$(PYTHON) bench/scale_bench.py --out bench/scale_results.json
 	$(PYTHON) bench/checkpoint_bench.py --out bench/checkpoint_results.json
 	$(PYTHON) bench/detect_bench.py --quick --out bench/detect_results.json > /dev/null
+	$(PYTHON) bench/reference_bench.py --out bench/reference_results.json
 
 lint: install
 	$(PYTHON) -m ruff check guard tests bench experiments

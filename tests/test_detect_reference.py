@@ -64,9 +64,10 @@ def test_cross_fitted_values_never_come_from_a_model_that_saw_the_text(stdlib_te
 
 
 def test_the_thresholds_hold_their_false_positive_rate_and_word_salad_is_flagged(wikitext_dir):
-    """Reference: 600 WikiText-2 validation paragraphs; new records: the test split's (other
-    articles). At most about ``fpr`` of them are flagged; the same paragraphs with their words
-    shuffled nearly all are (the order statistic: their vocabulary is a real paragraph's)."""
+    """Reference: the 522 WikiText-2 validation paragraphs of >= 40 words; new records: the test
+    split's (other articles). At most about ``fpr`` of them are flagged; the same paragraphs with
+    their words shuffled nearly all are (the order statistic: their vocabulary is a real
+    paragraph's)."""
     from guard.harness.families._textdata import read_texts
 
     def paragraphs(name):
