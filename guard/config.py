@@ -166,6 +166,9 @@ class MachineConfig(_Strict):
     device: str = "auto"
     threads: int | None = Field(None, ge=1, description="torch.set_num_threads (process-wide); null: leave")
     cache_dir: str | None = Field(None, description="score cache directory (sqlite per model and window)")
+    fused: bool = Field(
+        True, description="per-token statistics as compiled fused loops (torch.compile); false: eager"
+    )
     calibration: str | None = Field(
         None,
         description="T.json from `guard detect calibrate`; decides when set; null = the detector's threshold",

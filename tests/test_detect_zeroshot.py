@@ -273,3 +273,47 @@ def test_statistics_names_are_the_table_columns(tiny_lm):
     assert scores.table.shape == (1, len(FEATURES))
     for k, name in enumerate(STATISTICS):
         assert scores[name][0] == scores.table[0, k]
+
+
+def test_fused_statistics_equal_the_eager_ones(tiny_lm, tiny_observer, stdlib_texts):
+    # The compiled kernel is the default; it must give the eager statistics up to the order of
+    # its sums, with and without an observer, on padded batches.
+    import shutil
+
+    from guard.detect.zeroshot import FUSED_POSITION_STATISTICS
+
+    texts = _texts(stdlib_texts, 7)
+    for observer in (None, tiny_observer):
+        fused = ZeroShotScorer(tiny_lm, observer, batch_size=3, min_tokens=1).score(texts)
+        eager = ZeroShotScorer(tiny_lm, observer, batch_size=3, min_tokens=1, fused=False).score(texts)
+        np.testing.assert_allclose(fused.table, eager.table, atol=1e-4, rtol=1e-5)
+    if shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"):
+        assert FUSED_POSITION_STATISTICS.fused is True  # a compiler is here: it compiled
+
+
+def test_a_kernel_that_cannot_compile_runs_eagerly_with_one_warning(monkeypatch):
+    import warnings
+
+    from guard.models.fused import FusedOrEager
+
+    def no_compiler(function, **_):
+        def fails(*args):
+            raise RuntimeError("InductorError: no working C++ compiler found\ndetails")
+
+        return fails
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    calls = []
+
+    def double(x):
+        calls.append(1)
+        return 2 * x
+
+    kernel = FusedOrEager(double)
+    with pytest.warns(RuntimeWarning, match="no working C\\+\\+ compiler found"):
+        assert kernel(torch.tensor([1.0, 2.0])).tolist() == [2.0, 4.0]
+    assert kernel.fused is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        assert kernel(torch.tensor([3.0])).tolist() == [6.0]
+    assert len(calls) == 2  # eager from the failure on: never compiled again

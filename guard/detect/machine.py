@@ -59,6 +59,7 @@ def configured_scorer(config: MachineConfig, lm=None, progress: bool = False):
         ppl_from=config.ppl_from,
         cache_dir=config.cache_dir,
         progress=progress,
+        fused=config.fused,
     )
 
 

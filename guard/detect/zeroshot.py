@@ -41,6 +41,7 @@ import numpy as np
 from guard.detect.profile import PROFILE, token_profile, word_like_tokens
 from guard.errors import GuardError
 from guard.models.causal_lm import CausalLM
+from guard.models.fused import FusedOrEager
 from guard.text import clean
 
 STATISTICS = (
@@ -68,6 +69,7 @@ def token_statistics(
     observer_logits=None,
     ppl_from: PplFrom = "observer",
     word_tokens=None,
+    kernel=None,
 ):
     """The FEATURES of each text of a right-padded batch.
 
@@ -81,6 +83,8 @@ def token_statistics(
             reference code: "performer").
         word_tokens: (V,) bool tensor, True for word-like token ids (``word_like_tokens``),
             used by ``reused_word_share``; None counts every token as a word.
+        kernel: computes ``_position_statistics`` (``FUSED_POSITION_STATISTICS``, compiled);
+            None: eager.
     Returns:
         FEATURES name -> (batch,) float32 tensor, NaN for a text with no scored token.
     """
@@ -91,7 +95,8 @@ def token_statistics(
     text, position = scored.nonzero(as_tuple=True)  # (N,) each scored prediction
     flat = text * length + position  # its row in logits.reshape(-1, V)
     targets = input_ids[:, 1:][scored]  # (N,) the token it predicts
-    per_position = _scored_positions(logits, observer_logits, flat, targets)  # (N, 7)
+    kernel = _position_statistics if kernel is None else kernel
+    per_position = _scored_positions(logits, observer_logits, flat, targets, kernel)  # (N, 7)
     sums = torch.zeros((batch, 7), dtype=torch.float32, device=logits.device).index_add_(
         0, text, per_position
     )
@@ -119,9 +124,9 @@ def token_statistics(
     }
 
 
-def _scored_positions(logits, observer_logits, flat, targets):
-    """(N, 7) ``_position_statistics`` of the scored positions, worked on POSITIONS_PER_CHUNK
-    rows at a time.
+def _scored_positions(logits, observer_logits, flat, targets, kernel):
+    """(N, 7) ``_position_statistics`` of the scored positions, computed by ``kernel`` on
+    POSITIONS_PER_CHUNK rows at a time.
 
     Args:
         logits, observer_logits: (batch, L, V) or None for the observer.
@@ -137,11 +142,7 @@ def _scored_positions(logits, observer_logits, flat, targets):
     for lo in range(0, len(flat), POSITIONS_PER_CHUNK):
         chunk = flat[lo : lo + POSITIONS_PER_CHUNK]
         observer = None if observer_rows is None else observer_rows.index_select(0, chunk)
-        chunks.append(
-            _position_statistics(
-                rows.index_select(0, chunk), targets[lo : lo + POSITIONS_PER_CHUNK], observer
-            )
-        )
+        chunks.append(kernel(rows.index_select(0, chunk), targets[lo : lo + POSITIONS_PER_CHUNK], observer))
     return torch.cat(chunks)
 
 
@@ -171,6 +172,12 @@ def _position_statistics(logits, targets, observer_logits=None):
     var = (second_moment - mu.square()).clamp(min=0.0)
     top_ranked = (rank <= GLTR_TOP_RANK).float()
     return torch.stack([ll, rank.float().log(), top_ranked, entropy, mu, var, observer_ll], dim=1)
+
+
+# _position_statistics compiled into fused loops (guard.models.fused): one core computes it ~15x
+# faster than the ~10 eager passes over (positions, V) arrays. Shared by every scorer, so a
+# process compiles it once.
+FUSED_POSITION_STATISTICS = FusedOrEager(_position_statistics)
 
 
 @dataclass
@@ -207,6 +214,8 @@ class ZeroShotScorer:
         cache_dir: folder of an on-disk cache of scores per (models, ppl_from, max_tokens,
             cleaned text); None for no cache.
         progress: show a tqdm bar over texts.
+        fused: compute the per-position statistics with the compiled kernel
+            (``FUSED_POSITION_STATISTICS``; eager where it cannot compile); False: eager.
     """
 
     def __init__(
@@ -220,6 +229,7 @@ class ZeroShotScorer:
         ppl_from: PplFrom = "observer",
         cache_dir: str | os.PathLike | None = None,
         progress: bool = False,
+        fused: bool = True,
     ):
         if max_tokens < 2 or min_tokens < 1 or batch_size < 1:
             raise GuardError("the scorer needs max_tokens >= 2, min_tokens >= 1 and batch_size >= 1")
@@ -234,6 +244,7 @@ class ZeroShotScorer:
         self.batch_size = batch_size
         self.ppl_from = ppl_from
         self.progress = progress
+        self.kernel = FUSED_POSITION_STATISTICS if fused else None
         self.word_tokens = word_like_tokens(model.tokenizer)
         self.cache = None
         if cache_dir is not None:
@@ -326,7 +337,7 @@ class ZeroShotScorer:
                 input_ids=input_ids.to(device), attention_mask=attention.to(device)
             ).logits.to(logits.device)
         return token_statistics(
-            logits, input_ids, attention, observer_logits, self.ppl_from, self.word_tokens
+            logits, input_ids, attention, observer_logits, self.ppl_from, self.word_tokens, self.kernel
         )
 
     def pad(self, ids: list[list[int]]):
