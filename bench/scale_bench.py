@@ -151,10 +151,11 @@ def ray_costs(source: Path) -> dict:
     (the pickled prepare result, the encoded output lines), from ``RangeWorker`` run over every
     range of ``source`` in this process; and this process's peak RSS: a worker's."""
     from guard.config import load_config
+    from guard.scale.preparer import StoredPaths
     from guard.scale.ranges import input_ranges
     from guard.scale.ray_engine import RANGE_BYTES, RangeWorker
 
-    worker = RangeWorker(load_config(LEXICAL), keep_text=False, stored_paths=[])
+    worker = RangeWorker(load_config(LEXICAL), keep_text=False, stored=StoredPaths())
     sent = returned = records = 0
     for part in input_ranges([source], RANGE_BYTES):
         result = worker.prepare(part)

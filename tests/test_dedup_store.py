@@ -75,7 +75,7 @@ def test_manifest_records_versions_and_fingerprint(tmp_path):
         guard.commit()
         fingerprint = guard.store.fingerprint
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["format_version"] == 3
+    assert manifest["format_version"] == 4
     assert manifest["fingerprint"] == fingerprint
     assert manifest["settings"]["num_perm"] == 128
     assert manifest["n_records"] == 30
@@ -114,7 +114,7 @@ def _to_format_2(store) -> None:
 def test_a_store_with_32_bit_band_keys_is_read_and_upgraded_by_its_next_merge(tmp_path):
     """A format-2 store (32-bit band keys on disk) finds the same duplicates as the store this
     guard writes; its keys are recomputed when loaded, and a commit that merges its segments
-    writes 64-bit ones (format 3)."""
+    writes 64-bit ones (format 4, the current one)."""
     import shutil
 
     from guard.cli import main
@@ -142,7 +142,7 @@ def test_a_store_with_32_bit_band_keys_is_read_and_upgraded_by_its_next_merge(tm
     assert outputs["old"]["guard_near_duplicate_of"][:30] == [f"a{i}" for i in range(0, 300, 10)]
     manifest = json.loads((tmp_path / "old" / "manifest.json").read_text())
     (segment,) = manifest["segments"]
-    assert manifest["format_version"] == 3
+    assert manifest["format_version"] == 4
     assert np.load(tmp_path / "old" / "segments" / segment["name"] / "band_keys.npy").dtype == np.uint64
     assert main(["store", "check", str(tmp_path / "old")]) == 0
 
@@ -205,3 +205,44 @@ def test_merge_is_a_stable_sort_of_the_concatenated_keys():
     assert np.array_equal(merged.band_keys, np.sort(bands, axis=1))
     assert merged.ids() == [i for s in segments for i in s.ids()]
     assert merged.exact_rows.dtype == merged.band_rows.dtype == np.uint32
+
+
+def test_a_store_keeps_its_key_filter_and_opens_without_building_it(tmp_path, monkeypatch):
+    """From KeyFilter.MIN_RECORDS records on, a commit writes the filter of every stored key; a
+    run (and a Ray worker's Preparer) memory-maps it instead of building it, and decides every
+    record as a store without the filter does."""
+    from guard.config import load_config
+    from guard.dedup.band_search import KeyFilter
+    from guard.dedup.segments import key_rows
+    from guard.scale.preparer import Preparer, stored_paths
+
+    first, second = _texts(300, seed=21), _texts(300, seed=22)
+    queries = [first[5], first[40].replace("w", "W", 3), *second[:20], second[7]]
+    for name, from_records in (("filtered", 100), ("plain", 1 << 62)):
+        with monkeypatch.context() as patch:
+            patch.setattr(KeyFilter, "MIN_RECORDS", from_records)
+            for run, texts in enumerate((first, second)):
+                with Guard(LEXICAL, store=tmp_path / name) as guard:
+                    guard.annotate(_batch(texts, f"r{run}-"))
+                    guard.commit()
+    manifest = json.loads((tmp_path / "filtered" / "manifest.json").read_text())
+    assert manifest["key_filter"].startswith("keyfilter-") and manifest["n_records"] == 600
+    assert json.loads((tmp_path / "plain" / "manifest.json").read_text())["key_filter"] is None
+
+    def no_build(*args):
+        raise AssertionError("the key filter was built, not loaded")
+
+    monkeypatch.setattr(KeyFilter, "MIN_RECORDS", 100)
+    with Guard(LEXICAL, store=tmp_path / "plain") as guard:
+        expected = guard.annotate(_batch(queries, "q"))
+    monkeypatch.setattr(KeyFilter, "of", no_build)
+    with Guard(LEXICAL, store=tmp_path / "filtered") as guard:
+        stack = guard.store.stack
+        assert isinstance(stack.key_filter().sets, np.memmap)
+        assert all(stack.key_filter().holds_all(key_rows(s)) for s in stack.segments)
+        assert guard.annotate(_batch(queries, "q")) == expected
+        paths = stored_paths(guard)
+        assert paths.key_filter == str(tmp_path / "filtered" / manifest["key_filter"])
+        worker = Preparer(load_config(LEXICAL), paths)
+        assert isinstance(worker.stored.key_filter().sets, np.memmap)
+    assert expected["guard_exact_duplicate_of"][0] == "r0-5" and expected["guard_keep"].count(False) >= 3

@@ -57,22 +57,43 @@ class _FailOnCall:
         return call
 
 
-def test_a_commit_stopped_at_any_step_leaves_a_store_that_a_retry_completes(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "filter_from, max_segments, n_new",
+    [
+        (None, 2, 80),  # no key filter (the store is under KeyFilter.MIN_RECORDS); a merge
+        (16, 2, 80),  # a key filter, rebuilt from the merged segment
+        (16, 8, 28),  # bits set in place: 128 records fit the filter sized for 100
+        (16, 8, 80),  # beyond its capacity: a bigger filter under a new name
+    ],
+)
+def test_a_commit_stopped_at_any_step_leaves_a_store_that_a_retry_completes(
+    tmp_path, monkeypatch, filter_from, max_segments, n_new
+):
+    from guard.dedup.band_search import KeyFilter
+
+    if filter_from is not None:
+        monkeypatch.setattr(KeyFilter, "MIN_RECORDS", filter_from)
+    config = {**LEXICAL, "store": {"max_segments": max_segments}}
     start = tmp_path / "start"
     _store_of_two_runs(start)
-    new = _batch(80, "n-", 9)
+    new = _batch(n_new, "n-", 9)
     shutil.copytree(start, tmp_path / "reference")
-    with Guard(LEXICAL, store=tmp_path / "reference") as guard:
+    with Guard(config, store=tmp_path / "reference") as guard:
         guard.annotate(new)
         guard.commit()  # merges: three segments would exceed max_segments 2
     reference = _files(tmp_path / "reference")
+    filters = [json.loads(_files(d)["manifest.json"])["key_filter"] for d in (start, tmp_path / "reference")]
+    if filter_from is None:
+        assert filters == [None, None]
+    else:  # set in place (same file) exactly when the new records fit its capacity
+        assert None not in filters and (filters[0] == filters[1]) == (n_new == 28), filters
     n = 0
     while True:
         n += 1
         store = tmp_path / f"try{n}"
         shutil.copytree(start, store)
         failure = _FailOnCall(n)
-        with Guard(LEXICAL, store=store) as guard:
+        with Guard(config, store=store) as guard:
             guard.annotate(new)
             with monkeypatch.context() as patch:
                 patch.setattr(os, "replace", failure.wrap(os.replace))
@@ -83,7 +104,7 @@ def test_a_commit_stopped_at_any_step_leaves_a_store_that_a_retry_completes(tmp_
                     assert "cannot commit to the store (injected failure); run again" in str(error)
         if failure.calls < n:  # the commit ran through: every step has been failed once
             break
-        with Guard(LEXICAL, store=store) as guard:  # the retry
+        with Guard(config, store=store) as guard:  # the retry
             guard.annotate(new)
             guard.commit()
         assert _files(store) == reference, f"failure at call {n}"
@@ -217,3 +238,33 @@ def test_after_a_replayed_run_the_next_run_of_the_same_guard_commits(tmp_path):
                            "committed_by_an_earlier_attempt": False}  # fmt: skip
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["n_records"] == 50 and manifest["last_run"]["before"]["n_records"] == 20
+
+
+def test_store_check_finds_a_damaged_key_filter_and_repair_drops_it(tmp_path, capsys, monkeypatch):
+    from guard.dedup.band_search import KeyFilter
+
+    monkeypatch.setattr(KeyFilter, "MIN_RECORDS", 16)
+    store = tmp_path / "s"
+    _store_of_two_runs(store)
+    assert main(["store", "check", str(store)]) == 0
+    name = json.loads((store / "manifest.json").read_text())["key_filter"]
+    assert main(["store", "info", str(store)]) == 0
+    assert f"key filter     {name}" in capsys.readouterr().out
+    key_filter = KeyFilter.load(store / name, writable=True)
+    key_filter.sets[:] = 0  # every bit lost: keys of the segments would be skipped
+    key_filter.sets.flush()
+    assert main(["store", "check", str(store)]) == 1
+    assert f"key filter {name}: misses keys of segment" in capsys.readouterr().err
+    assert main(["store", "repair", str(store)]) == 0
+    assert f"dropped key filter {name} (the next commit builds it again)" in capsys.readouterr().out
+    assert main(["store", "check", str(store)]) == 0
+    with Guard(LEXICAL, store=store) as guard:  # searched through a filter built in memory
+        out = guard.annotate(_batch(50, "again-", 1))
+        assert out["guard_exact_duplicate_of"] == [f"e1-{i}" for i in range(50)]
+        guard.commit()  # nothing new: no commit, no filter
+    (store / name).write_bytes(b"not an array")
+    with Guard(LEXICAL, store=store) as guard:
+        guard.annotate(_batch(20, "new-", 7))
+        guard.commit()
+    assert json.loads((store / "manifest.json").read_text())["key_filter"] not in (None, name)
+    assert main(["store", "check", str(store)]) == 0

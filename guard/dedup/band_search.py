@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
+
+_THREE, _SEVEN, _ONE = np.uint64(3), np.uint64(7), np.uint64(1)  # unsigned: numba keeps uint64 math
 
 
 @dataclass(frozen=True)
@@ -52,42 +55,78 @@ class KeyFilter:
     MIN_RECORDS = 1 << 16  # smaller stacks are searched without a filter
 
     def __init__(self, rows: int, records: int):
-        self.bits = max(int(records * 16 - 1).bit_length(), 3)
+        self._take(np.zeros((rows, 1 << (max(int(records * 16 - 1).bit_length(), 3) - 3)), dtype=np.uint8))
+
+    def _take(self, sets: np.ndarray) -> None:
+        self.sets = sets
+        self.bits = int(sets.shape[1] * 8).bit_length() - 1
         self.capacity = (1 << self.bits) // 16
-        self.sets = np.zeros((rows, 1 << (self.bits - 3)), dtype=np.uint8)
+
+    @classmethod
+    def load(cls, path, writable: bool = False) -> KeyFilter:
+        """A filter saved by ``save``, memory-mapped (pages shared by every process that maps
+        it; ``writable``: ``add`` writes through to the file); ValueError when the file is not
+        one."""
+        sets = np.load(path, mmap_mode="r+" if writable else "r")
+        width = sets.shape[1] if sets.ndim == 2 else 0
+        if sets.dtype != np.uint8 or width < 1 or width & (width - 1):
+            raise ValueError(f"{path}: not a key filter ({sets.dtype}, shape {sets.shape})")
+        out = cls.__new__(cls)
+        out._take(sets)
+        return out
+
+    def save(self, file) -> None:
+        """Write the filter as one .npy array to the open binary ``file``."""
+        np.lib.format.write_array(file, np.ascontiguousarray(self.sets), allow_pickle=False)
+
+    def holds_all(self, key_rows: list[np.ndarray]) -> bool:
+        """Whether every key of ``key_rows`` (one (n,) array per row, as ``add`` takes) passes."""
+        rows = enumerate(key_rows)
+        return all(len(self.may_hold(row, np.asarray(keys))) == len(keys) for row, keys in rows)
 
     @classmethod
     def of(cls, key_rows: list[list[np.ndarray]], records: int) -> KeyFilter:
         """From the key rows of each segment (each a list of (n_i,) uint64 arrays,
         one per row) holding ``records`` in all."""
         out = cls(len(key_rows[0]), records)
-        present = np.empty(1 << out.bits, dtype=bool)
-        for row in range(len(out.sets)):
-            present[:] = False
-            for keys in key_rows:
-                for index in out._indexes(np.asarray(keys[row])):
-                    present[index] = True
-            out.sets[row] = np.packbits(present, bitorder="little")
+        for segment_rows in key_rows:
+            out.add(segment_rows)
         return out
 
     def add(self, key_rows: list[np.ndarray]) -> None:
         """Set the bits of one more segment's key rows (its records count against capacity)."""
         for row, keys in enumerate(key_rows):
-            for index in self._indexes(np.asarray(keys)):
-                np.bitwise_or.at(self.sets[row], index >> 3, np.left_shift(1, index & 7).astype(np.uint8))
+            _set_bits(np.asarray(self.sets[row]), *self._probes(np.asarray(keys)))
 
     def may_hold(self, row: int, keys: np.ndarray) -> np.ndarray:
         """(k,) int64 positions of the (m,) ``keys`` whose two bits are set in ``row``."""
-        bitset = self.sets[row]
-        top, bottom = self._indexes(keys)
-        hit = (bitset[top >> 3] >> (top & 7).astype(np.uint8)) & (
-            bitset[bottom >> 3] >> (bottom & 7).astype(np.uint8)
-        )
-        return np.flatnonzero(hit & 1)
+        return _passing(np.asarray(self.sets[row]), *self._probes(keys))
 
-    def _indexes(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Two (m,) int64 bit indexes of each unsigned integer key: its top ``bits`` bits and
-        its bottom ``bits`` bits."""
-        kind = keys.dtype.type
-        top = keys >> kind(keys.dtype.itemsize * 8 - self.bits)
-        return top.astype(np.int64), (keys & kind((1 << self.bits) - 1)).astype(np.int64)
+    def _probes(self, keys: np.ndarray) -> tuple[np.ndarray, np.uint64, np.uint64]:
+        """(keys as uint64, shift, mask) for the kernels: a key's two bit indexes are its top
+        ``bits`` bits (``key >> shift``, as an unsigned integer of the keys' own width) and its
+        bottom ``bits`` bits (``key & mask``)."""
+        shift = np.uint64(keys.dtype.itemsize * 8 - self.bits)
+        return keys.astype(np.uint64, copy=False), shift, np.uint64((1 << self.bits) - 1)
+
+
+@njit(cache=True, nogil=True)
+def _set_bits(bitset, keys, shift, mask):  # pragma: no cover (compiled)
+    """Set each of the (m,) uint64 ``keys``' two bits (``KeyFilter._probes``) in the uint8
+    ``bitset`` (bit i: byte i >> 3, bit i & 7)."""
+    for i in range(keys.shape[0]):
+        for bit in (keys[i] >> shift, keys[i] & mask):
+            bitset[bit >> _THREE] |= np.uint8(_ONE << (bit & _SEVEN))
+
+
+@njit(cache=True, nogil=True)
+def _passing(bitset, keys, shift, mask):  # pragma: no cover (compiled)
+    """(k,) int64 positions of the (m,) uint64 ``keys`` whose two bits are both set."""
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    n = 0
+    for i in range(keys.shape[0]):
+        top, bottom = keys[i] >> shift, keys[i] & mask
+        if (bitset[top >> _THREE] >> (top & _SEVEN)) & (bitset[bottom >> _THREE] >> (bottom & _SEVEN)) & _ONE:
+            out[n] = i
+            n += 1
+    return out[:n]

@@ -308,8 +308,8 @@ class Segment:
         for lo in range(0, self.n, RECOMPUTE_ROWS):
             block = self.signatures.take(np.arange(lo, min(lo + RECOMPUTE_ROWS, self.n)))
             bands[lo : lo + len(block)] = band_keys(block, bands.shape[1], rows)
-        keys, key_rows = _sorted_bands(bands)
-        return replace(self, band_keys=keys, band_rows=key_rows)
+        keys, rows_of_keys = _sorted_bands(bands)
+        return replace(self, band_keys=keys, band_rows=rows_of_keys)
 
 
 class SegmentStack:
@@ -318,12 +318,16 @@ class SegmentStack:
     keeps O(log n) segments. A stack of ``KeyFilter.MIN_RECORDS`` records or more builds one
     ``KeyFilter`` over all its segments at its first search (~1 s and 60-120 bytes a record:
     16-32 bits per band and per exact hash) and keeps it up to date as segments are appended,
-    so a key no segment holds costs two bit tests however many segments there are."""
+    so a key no segment holds costs two bit tests however many segments there are. A store
+    hands its stack the filter it keeps on disk (``key_filter``), so that opening a store of
+    any size builds nothing."""
 
-    def __init__(self, segments: list[Segment] | None = None, merge: bool = True):
+    def __init__(
+        self, segments: list[Segment] | None = None, merge: bool = True, key_filter: KeyFilter | None = None
+    ):
         self.segments = list(segments or [])
         self.merge = merge
-        self._filter: KeyFilter | None = None
+        self._filter = key_filter if key_filter is not None and len(self) <= key_filter.capacity else None
 
     def __len__(self) -> int:
         return sum(s.n for s in self.segments)
@@ -336,7 +340,7 @@ class SegmentStack:
             last = self.segments.pop()
             self.segments[-1] = Segment.merge([self.segments[-1], last])
         if self._filter is not None and len(self) <= self._filter.capacity:
-            self._filter.add(_key_rows(segment))
+            self._filter.add(key_rows(segment))
         else:  # over capacity: rebuilt, bigger, at the next search
             self._filter = None
 
@@ -344,7 +348,7 @@ class SegmentStack:
         """The filter of every segment's band keys and exact hashes (rows: bands, then exact),
         or None for a stack under ``KeyFilter.MIN_RECORDS`` records."""
         if self._filter is None and len(self) >= KeyFilter.MIN_RECORDS:
-            self._filter = KeyFilter.of([_key_rows(s) for s in self.segments], len(self))
+            self._filter = KeyFilter.of([key_rows(s) for s in self.segments], len(self))
         return self._filter
 
     def id_at(self, row: int) -> str:
@@ -416,7 +420,7 @@ class SegmentStack:
         return [self.id_at(row) if row >= 0 else None for row in rows.tolist()]
 
 
-def _key_rows(segment: Segment) -> list[np.ndarray]:
+def key_rows(segment: Segment) -> list[np.ndarray]:
     """The rows a stack's ``KeyFilter`` holds of ``segment``: each band's keys, then its exact hashes."""
     return [*segment.band_keys, segment.exact_hashes]
 

@@ -8,6 +8,9 @@ A store directory holds
     commits and the digest names the content, so a name is never reused for other content;
   * ``vectors-NNNNNN-DIGEST.faiss`` (+ ``.sketches.npy``) -- the kept records' embeddings, when
     the semantic check is on;
+  * ``keyfilter-NNNNNN.npy`` -- the ``KeyFilter`` of every segment's band keys and exact hashes
+    (from ``KeyFilter.MIN_RECORDS`` records on), memory-mapped by every process that searches
+    the store, so that opening it builds nothing whatever its size;
   * ``.lock`` -- held (flock) by the run using the store.
 
 A commit writes the new segment and vector index under names no manifest uses yet, each file
@@ -16,6 +19,14 @@ of the folder): that rename is the commit. Anything the manifest does not name -
 index of a commit that never happened, a merged-away segment, a ``.staging-*`` folder, a
 temporary manifest -- is ignored, and deleted when the store is next opened. A new store is
 created with its (empty) manifest in one rename.
+
+The key filter is the one file a commit changes in place: while the records fit its capacity
+(twice the records it was sized for at most), a commit sets the bits of the new segment's keys
+in it, flushed to the disk before the manifest is replaced; beyond, it writes a bigger one under
+a new name. A filter may say a key is present that no segment holds (that is what a filter
+does: the key is then searched and not found), never the reverse, so bits set by a commit that
+never happened, or by a later commit when a retry searches the state before it, change no
+decision; and setting a bit twice changes nothing, so a retried commit writes the same bytes.
 
 Retries: a run that opens the store with the fingerprint of the last committing run (a retry
 after a failure that came after the commit) sees the store as it was before that run and does
@@ -34,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from guard import __version__
-from guard.dedup.segments import Segment, SegmentStack
+from guard.dedup.band_search import KeyFilter
+from guard.dedup.segments import Segment, SegmentStack, key_rows
 from guard.dedup.vector_index import sketch_path
 from guard.errors import GuardError
 from guard.io.durable import (
@@ -47,11 +59,13 @@ from guard.io.durable import (
 )
 
 STORE_FORMAT = "collapse-guard-store"
-STORE_FORMAT_VERSION = 3
-# Read and upgraded at the next commit: version 1 (no last run, timestamps) and version 2, whose
+STORE_FORMAT_VERSION = 4
+# Read and upgraded at the next commit: version 1 (no last run, timestamps), version 2, whose
 # segments hold 32-bit band keys (recomputed from the signatures when they are loaded, rewritten
-# as 64-bit keys when a commit merges them). Version 3 segments may hold either.
-READABLE_FORMAT_VERSIONS = (1, 2, 3)
+# as 64-bit keys when a commit merges them; later segments may hold either), and version 3 (no
+# key filter file). Version 4 names the key filter, which a guard that reads only 1-3 would leave
+# without the keys of its own commits: so those guards refuse it.
+READABLE_FORMAT_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 SEGMENTS = "segments"
 LOCK = ".lock"
@@ -66,16 +80,17 @@ def empty_manifest(settings: dict) -> dict:
     return {
         "format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION, "guard_version": __version__,
         "fingerprint": fingerprint(settings), "settings": settings,
-        "segments": [], "n_records": 0, "vector_index": None, "last_run": None,
+        "segments": [], "n_records": 0, "vector_index": None, "key_filter": None, "last_run": None,
     }  # fmt: skip
 
 
 def state_of(manifest: dict) -> dict:
-    """The store state a manifest names: its segments, record count and vector index."""
+    """The store state a manifest names: its segments, record count, vector index and key filter."""
     return {
         "segments": manifest["segments"],
         "n_records": manifest["n_records"],
         "vector_index": manifest.get("vector_index"),
+        "key_filter": manifest.get("key_filter"),
     }
 
 
@@ -90,6 +105,8 @@ def named_files(manifest: dict) -> tuple[set[str], set[str]]:
     for state in states:
         if state["vector_index"]:
             files |= {state["vector_index"], sketch_path(Path(state["vector_index"])).name}
+        if state.get("key_filter"):
+            files.add(state["key_filter"])
     return segments, files
 
 
@@ -125,6 +142,7 @@ def read_manifest(directory: Path) -> dict:
             f"{STORE_FORMAT_VERSION}); use the guard version that wrote it ({manifest.get('guard_version')})"
         )
     manifest.setdefault("vector_index", None)
+    manifest.setdefault("key_filter", None)
     manifest.setdefault("last_run", None)
     return manifest
 
@@ -140,7 +158,7 @@ def only_guard_files(directory: Path) -> bool:
     indexes, staging folders, temporary files): a store whose first manifest was never written."""
     return all(
         path.name in (SEGMENTS, LOCK, JOURNAL)
-        or path.name.startswith((".staging-", f".{MANIFEST}.", "vectors-"))
+        or path.name.startswith((".staging-", f".{MANIFEST}.", "vectors-", "keyfilter-"))
         for path in directory.iterdir()
     )
 
@@ -211,6 +229,7 @@ class Store:
         stack: the segments searched by this run (the store's, or before a replayed run).
         searched_state: the ``state_of`` a manifest those segments come from.
         segment_paths: their folders, in order (workers load them: ``guard.scale``).
+        key_filter_path: the file of their key filter, or None (searches build one in memory).
         vectors: the matching ``VectorIndex``, or None without embeddings.
         replaying: True when ``begin_run`` found this run already committed.
     """
@@ -256,11 +275,35 @@ class Store:
         """Search ``state``'s segments and vectors from now on."""
         self.searched_state = state
         self.segment_paths = [self.directory / SEGMENTS / entry["name"] for entry in state["segments"]]
-        self.stack = SegmentStack([self._load_segment(entry) for entry in state["segments"]], merge=False)
+        self.key_filter_path = self.directory / state["key_filter"] if state.get("key_filter") else None
+        self.stack = self._stack(state)
         self.state_records = state["n_records"]
         self.vectors = None
         if self.settings.get("embedding_model"):
             self.vectors = self._load_vectors(state["vector_index"])
+
+    def _stack(self, state: dict) -> SegmentStack:
+        """The segments of ``state``, searched through its key filter when it has one."""
+        segments = [self._load_segment(entry) for entry in state["segments"]]
+        key_filter = None
+        if state.get("key_filter"):
+            key_filter = self._load_key_filter(self.directory / state["key_filter"], state["n_records"])
+        return SegmentStack(segments, merge=False, key_filter=key_filter)
+
+    def _load_key_filter(self, path: Path, records: int, writable: bool = False) -> KeyFilter:
+        try:
+            key_filter = KeyFilter.load(path, writable)
+        except (OSError, ValueError) as exc:
+            raise GuardError(
+                f"{path}: key filter named by the manifest is unreadable ({exc}); run `guard store "
+                f"repair {self.directory}` (it drops the filter; the next commit builds it again)"
+            ) from None
+        if key_filter.capacity < records:
+            raise GuardError(
+                f"{path}: key filter for {key_filter.capacity:,} records, the store holds {records:,}; "
+                f"run `guard store repair {self.directory}`"
+            )
+        return key_filter
 
     def _load_segment(self, entry: dict) -> Segment:
         path = self.directory / SEGMENTS / entry["name"]
@@ -348,7 +391,7 @@ class Store:
         for path in unnamed_paths(self.directory, manifest):
             remove_path(path)
         remove_path(self.directory / JOURNAL)  # a run's progress is only valid on the state it began on
-        self.stack = SegmentStack([self._load_segment(e) for e in manifest["segments"]], merge=False)
+        self.stack = self._stack(state_of(manifest))
         self.state_records = manifest["n_records"]  # self.vectors already holds the new rows
 
     def _write_commit(self, segment: Segment, vectors, sketches) -> dict:
@@ -360,14 +403,18 @@ class Store:
         if len(entries) + 1 > self.max_segments:
             segment = Segment.merge([*self.stack.segments, segment])
             entries = []
-        name = f"{self._next_number():06d}-{segment.digest()[:16]}"
+        number = self._next_number()
+        name = f"{number:06d}-{segment.digest()[:16]}"
         self._save_segment(segment, name)
         entries.append({"name": name, "n_records": segment.n})
+        n_records = sum(e["n_records"] for e in entries)
+        added = segment if entries[0]["name"] != name else None  # None: merged, every key is new here
         last_run = {"fingerprint": self.run_fingerprint, "before": before} if self.run_fingerprint else None
         manifest = {
             **{k: v for k, v in self.manifest.items() if k not in ("created", "updated")},
             "format_version": STORE_FORMAT_VERSION, "guard_version": __version__,
-            "segments": entries, "n_records": sum(e["n_records"] for e in entries), "vector_index": None,
+            "segments": entries, "n_records": n_records, "vector_index": None,
+            "key_filter": self._commit_key_filter(before, added, segment, n_records, number),
             "last_run": last_run,
         }  # fmt: skip
         if self.vectors is not None:
@@ -376,6 +423,30 @@ class Store:
             self.vectors.save(self.directory / manifest["vector_index"])
         write_manifest(self.directory, manifest)
         return manifest
+
+    def _commit_key_filter(
+        self, before: dict, added: Segment | None, segment: Segment, n_records: int, number: int
+    ) -> str | None:
+        """The key filter file of the state after this commit (None under
+        ``KeyFilter.MIN_RECORDS`` records): the state's own, with the bits of ``added`` (the new
+        segment) set in place, while it holds ``n_records``; else a new one of every segment's
+        keys (the stack's and ``segment``'s; ``added`` None: ``segment`` merged them all)."""
+        if n_records < KeyFilter.MIN_RECORDS:
+            return None
+        current = before.get("key_filter")
+        if current and added is not None:
+            key_filter = self._load_key_filter(self.directory / current, before["n_records"], writable=True)
+            if n_records <= key_filter.capacity:
+                key_filter.add(key_rows(added))
+                key_filter.sets.flush()
+                fsync_path(self.directory / current)
+                return current
+        sources = [segment] if added is None else [*self.stack.segments, segment]
+        key_filter = KeyFilter.of([key_rows(s) for s in sources], n_records)
+        name = f"keyfilter-{number:06d}.npy"
+        with atomic_path(self.directory / name) as temp, open(temp, "xb") as file:
+            key_filter.save(file)
+        return name
 
     def _save_segment(self, segment: Segment, name: str) -> None:
         """Write ``segment`` under ``segments/NAME``, durably, in one rename."""

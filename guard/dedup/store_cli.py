@@ -80,6 +80,30 @@ def _vector_problem(directory: Path, state: dict, settings: dict) -> str | None:
     return None
 
 
+def _key_filter_problem(directory: Path, state: dict, settings: dict) -> str | None:
+    """Why the key filter of ``state`` is unusable (unreadable, too small, or missing a key of
+    one of its segments), or None (also None without one)."""
+    from guard.dedup.band_search import KeyFilter
+    from guard.dedup.segments import key_rows
+
+    name = state.get("key_filter")
+    if not name:
+        return None
+    try:
+        key_filter = KeyFilter.load(directory / name)
+    except (OSError, ValueError) as exc:
+        return f"key filter {name}: unreadable ({exc})"
+    if key_filter.capacity < state["n_records"]:
+        held = state["n_records"]
+        return f"key filter {name}: sized for {key_filter.capacity:,} records, the state holds {held:,}"
+    for entry in state["segments"]:
+        if _segment_problem(directory, entry, settings) is None:
+            segment = Segment.load(directory / SEGMENTS / entry["name"], settings["rows"])
+            if not key_filter.holds_all(key_rows(segment)):
+                return f"key filter {name}: misses keys of segment {entry['name']}"
+    return None
+
+
 def _manifest_or_explain(directory: Path) -> dict:
     """The manifest; when there is none, a GuardError that says what the folder is."""
     if not (directory / MANIFEST).exists() and only_guard_files(directory):
@@ -101,6 +125,7 @@ def store_info(directory: Path) -> int:
         f"  settings       fingerprint {manifest['fingerprint']}: {settings}",
         *(f"  segment        {e['name']}: {e['n_records']:,} records" for e in manifest["segments"]),
         f"  vector index   {manifest['vector_index'] or 'none'}",
+        f"  key filter     {manifest['key_filter'] or 'none'}",
     ]
     last_run = manifest["last_run"]
     if last_run:
@@ -145,6 +170,7 @@ def _problems(directory: Path, manifest: dict) -> list[str]:
     entries = {entry["name"]: entry for state in states for entry in state["segments"]}
     problems = [_segment_problem(directory, entry, settings) for entry in entries.values()]
     problems += [_vector_problem(directory, state, settings) for state in states]
+    problems += [_key_filter_problem(directory, state, settings) for state in states]
     if manifest["n_records"] != sum(e["n_records"] for e in manifest["segments"]):
         problems.append("n_records differs from the sum over the segments")
     return list(dict.fromkeys(p for p in problems if p))
@@ -213,6 +239,11 @@ def _drop_damaged(directory: Path, manifest: dict) -> list[str]:
             f"{directory}: damaged segments or vectors in a store that keeps embeddings cannot be "
             "repaired in place; build a new store from your kept data (guard filter KEPT --store NEW)"
         )
+    for state in (manifest, before) if before else (manifest,):
+        problem = _key_filter_problem(directory, state, settings)
+        if problem:  # searches build the filter again; so does the next commit
+            state["key_filter"] = None
+            dropped.append(f"{problem.split(':')[0]} (the next commit builds it again)")
     if damaged:
         manifest["segments"] = [e for e in manifest["segments"] if e not in damaged]
         manifest["n_records"] = sum(e["n_records"] for e in manifest["segments"])

@@ -15,7 +15,7 @@ import numpy as np
 from guard.config import GuardConfig, load_config
 from guard.filter.columns import append_arrow_columns, row_problems
 from guard.filter.pipeline import Guard
-from guard.scale.preparer import Preparer, store_segment_paths
+from guard.scale.preparer import Preparer, StoredPaths, stored_paths
 
 # Columns the workers add and the driver removes.
 _PREFIX = "_guard_prepared_"
@@ -26,8 +26,8 @@ class _Prepare:
     """The Ray Data worker: each row's (reason, problem) and ``Guard.prepare`` of the usable rows
     (zero rows elsewhere) as extra columns of the batch (a ``pyarrow.Table``)."""
 
-    def __init__(self, config: GuardConfig, stored_paths: list[str]):
-        self.preparer = Preparer(config, stored_paths)
+    def __init__(self, config: GuardConfig, stored: StoredPaths):
+        self.preparer = Preparer(config, stored)
         self.text_field = config.input.text_field
 
     def __call__(self, table):
@@ -85,7 +85,7 @@ def filter_dataset(ds, config=None, store=None, *, workers: int = 2, reference: 
     with Guard(config, store=store, reference=reference) as guard:
         prepared_ds = ds.map_batches(
             _Prepare,
-            fn_constructor_args=(config, store_segment_paths(guard)),
+            fn_constructor_args=(config, stored_paths(guard)),
             batch_format="pyarrow",
             concurrency=workers,
             num_cpus=1,

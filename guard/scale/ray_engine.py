@@ -35,7 +35,7 @@ from guard.errors import GuardError
 from guard.io.readers import ReadStats
 from guard.io.record_writer import append_output
 from guard.io.records import InputRecord
-from guard.scale.preparer import Preparer, store_segment_paths
+from guard.scale.preparer import Preparer, StoredPaths, stored_paths
 from guard.scale.ranges import InputRange, input_ranges, read_range
 
 # Bytes of input per range: big enough that a range's overhead (a task, its result) is small,
@@ -49,12 +49,12 @@ class RangeWorker:
     Args:
         config: the run's config (its preparing checks are built once per worker).
         keep_text: send the texts to the driver (a check there reads them: semantic, machine).
-        stored_paths: the folders of the store's segments the run searches (memory-mapped here:
-            the workers find the matches in the store).
+        stored: the store's segments and key filter the run searches (``StoredPaths``,
+            memory-mapped here: the workers find the matches in the store).
     """
 
-    def __init__(self, config: GuardConfig, keep_text: bool, stored_paths: list[str]):
-        self.preparer = Preparer(config, stored_paths)
+    def __init__(self, config: GuardConfig, keep_text: bool, stored: StoredPaths):
+        self.preparer = Preparer(config, stored)
         self.input = config.input
         self.keep_text = keep_text
         self._read: dict[InputRange, list[InputRecord]] = {}  # prepared, not yet encoded
@@ -177,7 +177,7 @@ class RayEngine:
         check of ``guard`` reads them; ``checkpoints``: the run's ``guard.filter.journal.Checkpoints``."""
         return partial(
             self.run,
-            stored_paths=store_segment_paths(guard),
+            stored=stored_paths(guard),
             keep_text=guard.reads_text(),
             checkpoints=checkpoints,
         )
@@ -196,7 +196,7 @@ class RayEngine:
         on_file_done=None,
         skip_batches: int = 0,
         on_skipped=None,
-        stored_paths: list[str] = (),
+        stored: StoredPaths | None = None,
         keep_text: bool = False,
         checkpoints=None,
     ) -> None:
@@ -204,7 +204,7 @@ class RayEngine:
         (``on_batch`` after a wave's rows are handed to the workers to encode) and output bytes.
         ``annotate(records, prepared)`` decides a wave; ``kept`` and ``rejected`` are record
         writers (``guard.io.writers``); ``skip_batches`` and ``on_skipped`` as for
-        ``run_file_loop``; ``stored_paths`` and ``keep_text``: as for ``RangeWorker``
+        ``run_file_loop``; ``stored`` and ``keep_text``: as for ``RangeWorker``
         (``loop_for`` sets them). With ``checkpoints``, a checkpoint first writes every range
         decided in full and keeps the guard columns of the range decided in part, which a
         resumed run takes back (``_Pending``)."""
@@ -215,7 +215,7 @@ class RayEngine:
                      include_dashboard=False, log_to_driver=False)  # fmt: skip
         worker_class = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(RangeWorker)
         actors = [
-            worker_class.remote(self.config, keep_text, list(stored_paths)) for _ in range(self.workers)
+            worker_class.remote(self.config, keep_text, stored or StoredPaths()) for _ in range(self.workers)
         ]
         inputs = list(inputs)
         ranges = input_ranges(inputs, self.range_bytes)
