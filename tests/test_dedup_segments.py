@@ -162,3 +162,32 @@ def test_the_stack_key_filter_changes_no_match(monkeypatch):
         assert (plain[0] >= 0).sum() >= 600 and (plain[2] >= 0).sum() >= 600
         for a, b in zip(filtered, plain):
             assert np.array_equal(a, b), step
+
+
+def test_band_matches_are_every_pair_sharing_a_band_key_once():
+    """Against the definition, brute force: (query, row) such that some band holds the same key
+    for both, each pair once, sorted; with few distinct keys (big buckets), uint32 and uint64
+    keys, and with only the positions a key filter passes searched (no pair is lost)."""
+    from guard.dedup.band_search import KeyFilter, QueryKeys
+    from guard.dedup.segments import Segment
+
+    rng = np.random.default_rng(7)
+    for dtype, distinct in ((np.uint64, 40), (np.uint32, 40), (np.uint64, 2**63)):
+        n, m, bands = 300, 120, 6
+        keys = rng.integers(0, distinct, size=(n, bands)).astype(dtype)
+        segment = Segment.build(
+            [str(i) for i in range(n)], rng.integers(0, 2**63, size=n, dtype=np.uint64),
+            rng.integers(0, 2**32, size=(n, 8), dtype=np.uint32), keys,
+        )  # fmt: skip
+        queries = rng.integers(0, distinct, size=(m, bands)).astype(dtype)
+        queries[::4] = keys[rng.integers(0, n, size=len(queries[::4]))]  # whole records shared
+        shared = (queries[:, None, :] == keys[None, :, :]).any(axis=2)  # (m, n)
+        expected = np.nonzero(shared)  # row-major: sorted by query, then row
+        query_keys = QueryKeys.of(queries)
+        key_filter = KeyFilter.of([list(segment.band_keys)], n)
+        passing = [key_filter.may_hold(b, query_keys.sorted[:, b]) for b in range(bands)]
+        for searched in (None, passing):
+            found = segment.band_matches(query_keys, searched)
+            np.testing.assert_array_equal(found[0], expected[0])
+            np.testing.assert_array_equal(found[1], expected[1])
+        assert len(expected[0]) >= m // 4

@@ -130,3 +130,67 @@ def _passing(bitset, keys, shift, mask):  # pragma: no cover (compiled)
             out[n] = i
             n += 1
     return out[:n]
+
+
+def band_pairs(band_keys, band_rows, query_keys: QueryKeys, searched=None) -> tuple[np.ndarray, np.ndarray]:
+    """(query, row) for every query key found among a segment's sorted band keys, band by band;
+    a pair appears once per band the two share (``Segment.band_matches`` makes them unique).
+
+    Args:
+        band_keys: (bands, n) sorted keys of a segment; band_rows: (bands, n) the row of each.
+        query_keys: the queries' keys, each band's column sorted.
+        searched: per band, the (k_b,) int64 ascending positions in ``query_keys.sorted[:, band]``
+            worth searching for (those a ``KeyFilter`` may hold); None: all.
+    Returns:
+        two (p,) int64 arrays.
+    """
+    m, bands = query_keys.sorted.shape
+    if searched is None:
+        searched = [np.arange(m, dtype=np.int64)] * bands
+    offsets = np.zeros(bands + 1, dtype=np.int64)
+    np.cumsum([len(positions) for positions in searched], out=offsets[1:])
+    positions = np.concatenate(searched).astype(np.int64, copy=False) if bands else np.empty(0, np.int64)
+    return _band_pairs(
+        np.asarray(band_keys), np.asarray(band_rows), query_keys.sorted, query_keys.order, positions, offsets
+    )
+
+
+@njit(cache=True, nogil=True)
+def _band_pairs(keys, rows, wanted, order, positions, offsets):  # pragma: no cover (compiled)
+    """``band_pairs`` on arrays: ``positions[offsets[b]:offsets[b + 1]]`` are band b's searched
+    positions, ascending, so each binary search starts where the one before ended."""
+    capacity = max(16, 2 * positions.shape[0])
+    queries = np.empty(capacity, dtype=np.int64)
+    found_rows = np.empty(capacity, dtype=np.int64)
+    count = 0
+    n = keys.shape[1]
+    for band in range(keys.shape[0]):
+        low = 0
+        for k in range(offsets[band], offsets[band + 1]):
+            position = positions[k]
+            key = wanted[position, band]
+            high = n
+            while low < high:  # the first entry >= key
+                middle = (low + high) // 2
+                if keys[band, middle] < key:
+                    low = middle + 1
+                else:
+                    high = middle
+            entry = low
+            while entry < n and keys[band, entry] == key:
+                if count == capacity:
+                    capacity *= 2
+                    queries = _grown(queries, capacity)
+                    found_rows = _grown(found_rows, capacity)
+                queries[count] = order[position, band]
+                found_rows[count] = rows[band, entry]
+                count += 1
+                entry += 1
+    return queries[:count], found_rows[:count]
+
+
+@njit(cache=True, nogil=True)
+def _grown(values, capacity):  # pragma: no cover (compiled)
+    out = np.empty(capacity, dtype=values.dtype)
+    out[: values.shape[0]] = values
+    return out

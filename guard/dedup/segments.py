@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from guard.dedup.band_search import KeyFilter, QueryKeys
+from guard.dedup.band_search import KeyFilter, QueryKeys, band_pairs
 from guard.dedup.keep import most_senior, senior_source_first_rows
 from guard.io.durable import fsync_path
 
@@ -208,26 +208,10 @@ class Segment:
             searched: per band, the (k_b,) int64 positions in ``query_keys.sorted[:, band]``
                 of the keys worth searching for (those a ``KeyFilter`` may hold); None: all.
         """
-        queries, rows = [], []
-        for band in range(self.band_keys.shape[0]):
-            sorted_keys = self.band_keys[band]
-            wanted = query_keys.sorted[:, band]
-            found = np.arange(len(wanted)) if searched is None else searched[band]
-            left = np.searchsorted(sorted_keys, wanted[found], side="left")
-            inside = left < self.n
-            found, left = found[inside], left[inside]
-            equal = sorted_keys[left] == wanted[found]
-            found = found[equal]
-            if not found.size:
-                continue
-            left = left[equal]
-            counts = np.searchsorted(sorted_keys, wanted[found], side="right") - left
-            position = np.repeat(left - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            queries.append(np.repeat(query_keys.order[found, band], counts))
-            rows.append(self.band_rows[band][position].astype(np.int64))
-        if not queries:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        pair_keys = np.unique(np.concatenate(queries) * self.n + np.concatenate(rows))
+        queries, rows = band_pairs(self.band_keys, self.band_rows, query_keys, searched)
+        if not len(queries):
+            return queries, rows
+        pair_keys = np.unique(queries * self.n + rows)
         return pair_keys // self.n, pair_keys % self.n
 
     def digest(self) -> str:
