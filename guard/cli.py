@@ -65,6 +65,12 @@ def _filter(args) -> int:
     if args.reference is not None:
         from guard.io.readers import read_texts
 
+        if config.reference.enabled is False:
+            raise GuardError(
+                f"--reference {args.reference}: the config's reference check is off; set "
+                "reference.enabled: auto (or true) to use it, or leave --reference out"
+            )
+
         reference = read_texts(args.reference, config.input.text_field)
     with Guard(config, store=args.store, reference=reference) as guard:
         summary = guard.filter(

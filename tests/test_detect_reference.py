@@ -170,3 +170,26 @@ def test_a_retry_is_recognised_only_with_the_same_reference(tmp_path, stdlib_tex
     assert run(stdlib_texts[:300], "again")[0] == first
     _, other = run(stdlib_texts[400:700], "other")
     assert other.reasons["already_ingested"] == summary.n_kept > 0
+
+
+def test_a_reference_named_twice_or_for_a_check_that_is_off_is_refused(tmp_path, stdlib_texts, capsys):
+    from guard.cli import main
+
+    reference = tmp_path / "real.jsonl"
+    reference.write_text("".join(json.dumps({"text": t}) + "\n" for t in stdlib_texts[:300]))
+    both = {**REFERENCE_ONLY, "reference": {"enabled": True, "path": str(reference)}}
+    with pytest.raises(GuardError, match=r"reference.path \(.*real.jsonl\) and a run's --reference both"):
+        Guard(both, reference=stdlib_texts[:300])
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(json.dumps({"text": stdlib_texts[400]}) + "\n")
+    configs = {"both": both, "off": {**REFERENCE_ONLY, "reference": {"enabled": False}}}
+    expected = {"both": "both name a reference; give one", "off": "the config's reference check is off"}
+    for name, config in configs.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(json.dumps(config))
+        out = tmp_path / f"{name}-kept.jsonl"
+        argv = ["filter", str(batch), "--config", str(path), "--reference", str(reference), "--quiet"]
+        assert main([*argv, "--out", str(out), "--rejected", str(tmp_path / f"{name}-rej.jsonl")]) == 2
+        err = capsys.readouterr().err
+        assert expected[name] in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()

@@ -62,7 +62,8 @@ def _run_cycle(args) -> int:
     ledger = _read_existing(args.ledger)
     text_field = config.input.text_field
     reference_texts = read_texts(args.reference, text_field)
-    with Guard(config, store=args.store, reference=reference_texts) as guard:
+    check_reference = None if config.reference.path else reference_texts  # the config's own wins
+    with Guard(config, store=args.store, reference=check_reference) as guard:
         summary = guard.filter(args.inputs, args.out, args.rejected, progress=not args.quiet)
     print(summary.format())
     comparison = compare(

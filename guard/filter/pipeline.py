@@ -411,10 +411,15 @@ def build_checks(
 
 def reference_records(config: GuardConfig, given: list[str] | None) -> list[str] | None:
     """The texts of the reference check, or None when it is off: ``reference.path``'s records
-    when set, else ``given``; a GuardError when it is on (``enabled: true``) without either."""
+    when set, else ``given``; a GuardError when it is on (``enabled: true``) without either, or
+    when both name a reference (which one was meant is not for us to guess)."""
     settings = config.reference
     if settings.enabled is False:
         return None
+    if settings.path is not None and given is not None:
+        raise GuardError(
+            f"reference.path ({settings.path}) and a run's --reference both name a reference; give one"
+        )
     if settings.path is not None:
         from guard.io.readers import read_texts
 
