@@ -2,6 +2,8 @@
 
     python bench/kill_bench.py [--kills 100] [--records 20000] [--seed 0] [--out bench/kill_results.json]
     python bench/kill_bench.py --checkpoint-every 2000 --out bench/kill_checkpoint_results.json
+    python bench/kill_bench.py --earlier-records 40000 --max-segments 8 \
+        --out bench/kill_keyfilter_results.json
 
 Each trial starts from the same store (two earlier runs, ``store.max_segments: 2``, so every
 commit merges) and no outputs, runs ``guard filter`` as a subprocess, kills it (SIGKILL) at a
@@ -19,6 +21,11 @@ commit (store unchanged), during it (new store files, the manifest not yet repla
 replaced, and every trial's last run says after how many batches it resumed; the reference is
 still the uninterrupted run *without* checkpoints, so identical also means that checkpoints and
 resuming change no output byte and no store file.
+
+``--earlier-records N --max-segments K``: earlier runs of N records each (default a quarter of
+``--records``) and a store that merges only beyond K segments; with 40,000 and 8 the store holds
+~80,000 records, so it has a key filter file, and the run under test sets its keys' bits in that
+file in place (``guard.dedup.store``) instead of merging.
 
 ``tests/test_filter_crash_safety.py`` runs a few trials through ``trial``. Records are synthetic: random
 words, every tenth record followed by an upper-cased exact copy and every seventh by a near copy,
@@ -81,17 +88,26 @@ def child_env(folder: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(folder / "code"), "OMP_NUM_THREADS": "1", "GUARD_DEBUG": "1"}
 
 
-def prepare(folder: Path, n_records: int, seed: int, batch_size: int | None = None) -> Path:
+def prepare(
+    folder: Path,
+    n_records: int,
+    seed: int,
+    batch_size: int | None = None,
+    earlier_records: int | None = None,
+    max_segments: int = 2,
+) -> Path:
     """A snapshot of the code, inputs, config (batches of ``batch_size`` records, default the
-    config's) and a store of two earlier runs under ``folder``; returns the store."""
+    config's; ``store.max_segments``) and a store of two earlier runs of ``earlier_records``
+    records each (default ``n_records // 4``) under ``folder``; returns the store."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "guard", folder / "code" / "guard", ignore=shutil.ignore_patterns("__pycache__"))
     batches = f"input:\n  batch_size: {batch_size}\n" if batch_size else ""
-    (folder / "config.yaml").write_text(CONFIG + batches, encoding="utf-8")
+    config = CONFIG.replace("max_segments: 2", f"max_segments: {max_segments}")
+    (folder / "config.yaml").write_text(config + batches, encoding="utf-8")
     store = folder / "store-start"
     for run in range(2):
         batch = folder / f"earlier{run}.jsonl"
-        write_records(batch, n_records // 4, f"e{run}-", seed + 100 + run)
+        write_records(batch, earlier_records or n_records // 4, f"e{run}-", seed + 100 + run)
         command = [
             sys.executable, "-m", "guard.cli", "filter", str(batch), "--out", str(folder / "e-kept.jsonl"),
             "--rejected", str(folder / "e-rejected.jsonl"), "--store", str(store),
@@ -288,12 +304,18 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench" / "kill_results.json"))
     parser.add_argument("--checkpoint-every", type=int, help="the runs make checkpoints every N records")
     parser.add_argument("--batch-size", type=int, help="records per batch (default: the config's, 4,000)")
+    parser.add_argument("--earlier-records", type=int, help="records of each earlier run (records/4)")
+    parser.add_argument("--max-segments", type=int, default=2, help="store.max_segments (2: all merge)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        start_store = prepare(folder, args.records, args.seed, args.batch_size)
+        start_store = prepare(
+            folder, args.records, args.seed, args.batch_size, args.earlier_records, args.max_segments
+        )
         reference, timeline = reference_run(folder, start_store)
+        start_filter = json.loads((start_store / "manifest.json").read_text()).get("key_filter")
+        final_filter = json.loads((folder / "store" / "manifest.json").read_text()).get("key_filter")
         trials = []
         while sum(r["killed"] for t in trials for r in t["runs"]) < args.kills:
             trials.append(trial(folder, start_store, reference, timeline, rng, args.checkpoint_every))
@@ -309,6 +331,10 @@ def main() -> None:
         "records": args.records,
         "checkpoint_every": args.checkpoint_every,
         "batch_size": args.batch_size or 4000,
+        "earlier_records": args.earlier_records or args.records // 4,
+        "max_segments": args.max_segments,
+        "start_store_key_filter": start_filter,
+        "uninterrupted_run_key_filter": final_filter,  # the same name: its bits were set in place
         "uninterrupted_timeline_s": timeline,
         "n_trials": len(trials),
         "kills": len(kills),
