@@ -95,3 +95,21 @@ def test_a_check_that_sees_unmatched_records_skips_matches_and_copies():
     batch.add(CheckBase(), CheckResult({"exact_duplicate": [None, "s", "a", None]}))
     assert batch.unmatched().tolist() == [0, 3]
     assert batch.matched.tolist() == [False, True, True, False]
+
+
+def test_the_policy_lists_every_reason_in_order_and_rejects_by_the_config():
+    from guard.filter.policy import decide
+
+    policy = PolicyConfig(reject=["exact_duplicate"], machine_weight_beta=2.0)
+    flags = {
+        "exact_duplicate": [None, "a", None, None, "b"],
+        "near_duplicate": [None, "a", "c", None, None],
+        "machine_generated": [None, None, True, None, None],
+    }
+    inputs, p_machine = [None, None, None, "malformed", None], [0.5, 0.9, None, None, 0.1]
+    keep, reasons, weights = decide(policy, inputs, flags, p_machine)
+    assert keep == [True, False, True, False, False]
+    assert reasons == [[], ["exact_duplicate", "near_duplicate"], ["near_duplicate", "machine_generated"],
+                       ["malformed"], ["exact_duplicate"]]  # fmt: skip
+    assert weights == [0.25, 0.0, 1.0, 0.0, 0.0]  # kept: (1 - p) ** beta, or 1 without a p
+    assert decide(policy, [None, "empty"], {}, None) == ([True, False], [[], ["empty"]], [1.0, 0.0])

@@ -24,13 +24,17 @@ def decide(policy: PolicyConfig, input_reasons: list, flags: dict[str, list], p_
     """
     reject = {*policy.reject, ALWAYS_REJECTED}
     beta = policy.machine_weight_beta
-    keep, reasons, weights = [], [], []
-    for i, input_reason in enumerate(input_reasons):
-        raised = [input_reason] if input_reason else []
-        raised += [reason for reason, of in flags.items() if of[i] is not None]
-        kept = input_reason is None and not reject.intersection(raised)
-        keep.append(kept)
-        reasons.append(raised)
-        scored = kept and p_machine is not None and p_machine[i] is not None
-        weights.append((1.0 - p_machine[i]) ** beta if scored else float(kept))
+    keep = [reason is None for reason in input_reasons]
+    reasons = [[reason] if reason else [] for reason in input_reasons]
+    for reason, of in flags.items():  # each reason's raised records, in the order of ``flags``
+        rejects = reason in reject
+        for i in [i for i, matched in enumerate(of) if matched is not None]:
+            reasons[i].append(reason)
+            if rejects:
+                keep[i] = False
+    if p_machine is None:
+        return keep, reasons, [float(kept) for kept in keep]
+    weights = [
+        (1.0 - p) ** beta if kept and p is not None else float(kept) for kept, p in zip(keep, p_machine)
+    ]
     return keep, reasons, weights
