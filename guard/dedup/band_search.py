@@ -67,7 +67,10 @@ class KeyFilter:
         """A filter saved by ``save``, memory-mapped (pages shared by every process that maps
         it; ``writable``: ``add`` writes through to the file); ValueError when the file is not
         one."""
-        sets = np.load(path, mmap_mode="r+" if writable else "r")
+        try:
+            sets = np.load(path, mmap_mode="r+" if writable else "r", allow_pickle=False)
+        except ValueError:  # numpy's words for a file that is no .npy array speak of pickles
+            raise ValueError(f"{path}: not a key filter (no .npy array)") from None
         width = sets.shape[1] if sets.ndim == 2 else 0
         if sets.dtype != np.uint8 or width < 1 or width & (width - 1):
             raise ValueError(f"{path}: not a key filter ({sets.dtype}, shape {sets.shape})")

@@ -120,6 +120,15 @@ def unnamed_paths(directory: Path, manifest: dict) -> list[Path]:
     return sorted(unnamed)
 
 
+def load_key_filter(path: Path, records: int, writable: bool = False) -> KeyFilter:
+    """The key filter file ``path`` of a state of ``records`` records (``KeyFilter.load``);
+    OSError, or ValueError saying what is wrong (not a filter, too small for the records)."""
+    key_filter = KeyFilter.load(path, writable)
+    if key_filter.capacity < records:
+        raise ValueError(f"sized for {key_filter.capacity:,} records, the state holds {records:,}")
+    return key_filter
+
+
 def read_manifest(directory: Path) -> dict:
     """The manifest of the store ``directory``; GuardError when it is missing, unreadable or
     of a format this guard does not read."""
@@ -292,18 +301,12 @@ class Store:
 
     def _load_key_filter(self, path: Path, records: int, writable: bool = False) -> KeyFilter:
         try:
-            key_filter = KeyFilter.load(path, writable)
+            return load_key_filter(path, records, writable)
         except (OSError, ValueError) as exc:
             raise GuardError(
-                f"{path}: key filter named by the manifest is unreadable ({exc}); run `guard store "
+                f"{path}: key filter named by the manifest is unusable ({exc}); run `guard store "
                 f"repair {self.directory}` (it drops the filter; the next commit builds it again)"
             ) from None
-        if key_filter.capacity < records:
-            raise GuardError(
-                f"{path}: key filter for {key_filter.capacity:,} records, the store holds {records:,}; "
-                f"run `guard store repair {self.directory}`"
-            )
-        return key_filter
 
     def _load_segment(self, entry: dict) -> Segment:
         path = self.directory / SEGMENTS / entry["name"]

@@ -16,6 +16,7 @@ from guard.dedup.store import (
     JOURNAL_FILE,
     MANIFEST,
     SEGMENTS,
+    load_key_filter,
     lock_store,
     only_guard_files,
     read_manifest,
@@ -83,19 +84,15 @@ def _vector_problem(directory: Path, state: dict, settings: dict) -> str | None:
 def _key_filter_problem(directory: Path, state: dict, settings: dict) -> str | None:
     """Why the key filter of ``state`` is unusable (unreadable, too small, or missing a key of
     one of its segments), or None (also None without one)."""
-    from guard.dedup.band_search import KeyFilter
     from guard.dedup.segments import key_rows
 
     name = state.get("key_filter")
     if not name:
         return None
     try:
-        key_filter = KeyFilter.load(directory / name)
+        key_filter = load_key_filter(directory / name, state["n_records"])
     except (OSError, ValueError) as exc:
-        return f"key filter {name}: unreadable ({exc})"
-    if key_filter.capacity < state["n_records"]:
-        held = state["n_records"]
-        return f"key filter {name}: sized for {key_filter.capacity:,} records, the state holds {held:,}"
+        return f"key filter {name}: unusable ({exc})"
     for entry in state["segments"]:
         if _segment_problem(directory, entry, settings) is None:
             segment = Segment.load(directory / SEGMENTS / entry["name"], settings["rows"])
