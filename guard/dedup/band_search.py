@@ -70,10 +70,10 @@ class KeyFilter:
         try:
             sets = np.load(path, mmap_mode="r+" if writable else "r", allow_pickle=False)
         except ValueError:  # numpy's words for a file that is no .npy array speak of pickles
-            raise ValueError(f"{path}: not a key filter (no .npy array)") from None
+            raise ValueError("not a key filter (no .npy array)") from None
         width = sets.shape[1] if sets.ndim == 2 else 0
         if sets.dtype != np.uint8 or width < 1 or width & (width - 1):
-            raise ValueError(f"{path}: not a key filter ({sets.dtype}, shape {sets.shape})")
+            raise ValueError(f"not a key filter ({sets.dtype}, shape {sets.shape})")
         out = cls.__new__(cls)
         out._take(sets)
         return out
