@@ -50,6 +50,30 @@ def test_a_merged_segment_is_the_segment_built_at_once(tmp_path):
     assert np.array_equal(loaded.signatures.take(np.arange(loaded.n)), signatures)
 
 
+def test_equal_keys_across_segments_keep_the_older_rows_first():
+    """Records repeated in later segments (same signature and hash, so every key equal): the
+    merge orders equal keys by segment, as a stable sort of all rows at once does."""
+    rng = np.random.default_rng(4)
+    first = rng.integers(0, 2**32, size=(300, NUM_PERM), dtype=np.uint32)
+    hashes = rng.integers(0, 2**63, size=300, dtype=np.uint64)
+    picks = [rng.integers(0, 300, size=n) for n in (120, 1, 300)]
+    signatures = [first, *(first[p] for p in picks)]
+    exact = [hashes, *(hashes[p] for p in picks)]
+    parts = [
+        Segment.build([f"{i}-{r}" for r in range(len(s))], e, s, band_keys(s, BANDS, ROWS))
+        for i, (s, e) in enumerate(zip(signatures, exact))
+    ]
+    merged = Segment.merge(parts)
+    all_signatures = np.concatenate(signatures)
+    at_once = Segment.build(
+        merged.ids(), np.concatenate(exact), all_signatures, band_keys(all_signatures, BANDS, ROWS)
+    )
+    assert merged.digest() == at_once.digest()
+    assert np.array_equal(merged.band_rows, at_once.band_rows) and np.array_equal(
+        merged.exact_rows, at_once.exact_rows
+    )
+
+
 def test_a_merge_allocates_no_signatures():
     rng = np.random.default_rng(2)
     parts = [_segment(rng, 3000, f"{i}-") for i in range(3)]  # blocks of 1.5 MB: shared, not joined

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import xxhash
+from numba import njit
 
 from guard.dedup.band_search import KeyFilter, QueryKeys, band_pairs
 from guard.dedup.keep import most_senior, senior_source_first_rows
@@ -169,8 +170,11 @@ class Segment:
         band_keys = np.empty((bands, n), dtype=np.uint64)
         band_rows = np.empty((bands, n), dtype=np.uint32)
         for band in range(bands):
-            band_keys[band], band_rows[band] = _merge_runs(
-                [s.band_keys[band] for s in segments], [s.band_rows[band] for s in segments], offsets
+            _merge_runs(
+                [s.band_keys[band] for s in segments],
+                [s.band_rows[band] for s in segments],
+                offsets,
+                out=(band_keys[band], band_rows[band]),
             )
         blob_starts = np.cumsum([0] + [len(s.id_blob) for s in segments[:-1]])
         id_offsets = np.concatenate([[0]] + [s.id_offsets[1:] + b for s, b in zip(segments, blob_starts)])
@@ -432,19 +436,52 @@ def _concatenated(chunks: list[np.ndarray]) -> list[np.ndarray]:
     return [np.concatenate(chunks)] if len(chunks) > 1 else chunks
 
 
-def _merge_runs(keys: list[np.ndarray], rows: list[np.ndarray], offsets: np.ndarray):
+def _merge_runs(keys: list[np.ndarray], rows: list[np.ndarray], offsets: np.ndarray, out=None):
     """Merge sorted key runs, each with the (uint32) row of every key in its segment, into one
     sorted run with rows renumbered by ``offsets`` (the first row of each segment); equal keys
-    keep the earlier run's entries first, as a stable sort of the concatenation would."""
+    keep the earlier run's entries first, as a stable sort of the concatenation would. Runs are
+    merged two at a time, each merge one linear pass; the last one writes into ``out`` (keys,
+    rows) when given.
+
+    Returns:
+        (keys, rows): the merged (sum of lengths,) keys and uint32 rows.
+    """
     merged_keys, merged_rows = np.asarray(keys[0]), np.asarray(rows[0], dtype=np.uint32)
-    for run_keys, run_rows, offset in zip(keys[1:], rows[1:], offsets[1:]):
-        run_keys = np.asarray(run_keys)
-        at = np.searchsorted(merged_keys, run_keys, side="right") + np.arange(len(run_keys))
-        from_merged = np.ones(len(merged_keys) + len(run_keys), dtype=bool)
-        from_merged[at] = False
-        out_keys = np.empty(len(from_merged), dtype=merged_keys.dtype)
-        out_rows = np.empty(len(from_merged), dtype=np.uint32)
-        out_keys[at], out_keys[from_merged] = run_keys, merged_keys
-        out_rows[at], out_rows[from_merged] = np.asarray(run_rows, dtype=np.uint32) + offset, merged_rows
+    for index in range(1, len(keys)):
+        run_keys, run_rows = np.asarray(keys[index]), np.asarray(rows[index], dtype=np.uint32)
+        total = len(merged_keys) + len(run_keys)
+        if index == len(keys) - 1 and out is not None:
+            out_keys, out_rows = out
+        else:
+            out_keys, out_rows = np.empty(total, dtype=merged_keys.dtype), np.empty(total, dtype=np.uint32)
+        _merge_two(merged_keys, merged_rows, run_keys, run_rows, int(offsets[index]), out_keys, out_rows)
         merged_keys, merged_rows = out_keys, out_rows
     return merged_keys, merged_rows
+
+
+@njit(cache=True, nogil=True)
+def _merge_two(keys, rows, run_keys, run_rows, offset, out_keys, out_rows):  # pragma: no cover (compiled)
+    """Merge the sorted ``run_keys`` (their rows plus ``offset``) after equal ``keys`` into
+    ``out_keys`` / ``out_rows``, each of the two lengths summed."""
+    i = j = k = 0
+    n, m = keys.shape[0], run_keys.shape[0]
+    while i < n and j < m:
+        if run_keys[j] < keys[i]:
+            out_keys[k] = run_keys[j]
+            out_rows[k] = run_rows[j] + offset
+            j += 1
+        else:
+            out_keys[k] = keys[i]
+            out_rows[k] = rows[i]
+            i += 1
+        k += 1
+    while i < n:
+        out_keys[k] = keys[i]
+        out_rows[k] = rows[i]
+        i += 1
+        k += 1
+    while j < m:
+        out_keys[k] = run_keys[j]
+        out_rows[k] = run_rows[j] + offset
+        j += 1
+        k += 1
