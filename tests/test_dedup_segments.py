@@ -4,6 +4,7 @@ import tracemalloc
 
 import numpy as np
 
+from guard.dedup.band_search import QueryKeys
 from guard.dedup.hashing import band_keys
 from guard.dedup.segments import MIN_CHUNK_BYTES, ChunkedRows, Segment, SegmentStack
 
@@ -166,7 +167,7 @@ def test_the_stack_key_filter_changes_no_match(monkeypatch):
         return keys, signatures, hashes
 
     def results(stack, keys, signatures, hashes):
-        rows, jaccard = stack.near_match_rows(signatures, keys, 0.5)
+        rows, jaccard = stack.near_match_rows(signatures, QueryKeys.of(keys), 0.5)
         return rows, np.nan_to_num(jaccard, nan=-1), stack.find_exact_rows(hashes)
 
     def unfiltered(keys, signatures, hashes):
@@ -215,3 +216,19 @@ def test_band_matches_are_every_pair_sharing_a_band_key_once():
             np.testing.assert_array_equal(found[0], expected[0])
             np.testing.assert_array_equal(found[1], expected[1])
         assert len(expected[0]) >= m // 4
+
+
+def test_a_subset_of_sorted_query_keys_is_the_sort_of_the_subset():
+    """QueryKeys.subset (one pass) equals sorting the chosen queries' keys anew, ties included."""
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 50, size=(400, BANDS), dtype=np.uint64)  # many equal keys per band
+    whole = QueryKeys.of(keys)
+    for queries in (
+        np.arange(400),
+        np.sort(rng.choice(400, size=137, replace=False)),
+        np.array([3]),
+        np.empty(0),
+    ):
+        part = whole.subset(queries)
+        fresh = QueryKeys.of(keys[queries.astype(np.int64)])
+        assert np.array_equal(part.sorted, fresh.sorted) and np.array_equal(part.order, fresh.order)

@@ -30,6 +30,12 @@ class QueryKeys:
         order = np.argsort(keys, axis=0, kind="stable")
         return cls(np.take_along_axis(keys, order, axis=0), order)
 
+    def subset(self, queries: np.ndarray) -> QueryKeys:
+        """The QueryKeys of the (k,) int64 ``queries`` (ascending), numbered 0..k-1 in that
+        order: what ``QueryKeys.of(keys[queries])`` gives, in one pass over these instead of a
+        sort (equal keys stay in query order, as the stable sort leaves them)."""
+        return QueryKeys(*_subset(self.sorted, self.order, np.asarray(queries, dtype=np.int64)))
+
 
 class KeyFilter:
     """Which keys a stack of segments may hold, one row of keys at a time (each band's keys,
@@ -133,6 +139,28 @@ def _passing(bitset, keys, shift, mask):  # pragma: no cover (compiled)
             out[n] = i
             n += 1
     return out[:n]
+
+
+@njit(cache=True, nogil=True)
+def _subset(sorted_keys, order, queries):  # pragma: no cover (compiled)
+    """``QueryKeys.subset`` on arrays: the entries of each band whose query is one of
+    ``queries``, in their sorted order, with the query renumbered."""
+    m, bands = sorted_keys.shape
+    k = queries.shape[0]
+    number = np.full(m, -1, dtype=np.int64)
+    for i in range(k):
+        number[queries[i]] = i
+    out_sorted = np.empty((k, bands), dtype=sorted_keys.dtype)
+    out_order = np.empty((k, bands), dtype=np.int64)
+    filled = np.zeros(bands, dtype=np.int64)
+    for entry in range(m):
+        for band in range(bands):
+            i = number[order[entry, band]]
+            if i >= 0:
+                out_sorted[filled[band], band] = sorted_keys[entry, band]
+                out_order[filled[band], band] = i
+                filled[band] += 1
+    return out_sorted, out_order
 
 
 def band_pairs(band_keys, band_rows, query_keys: QueryKeys, searched=None) -> tuple[np.ndarray, np.ndarray]:

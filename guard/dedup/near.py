@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from guard.config import NearConfig
+from guard.dedup.band_search import QueryKeys
 from guard.dedup.hashing import MinHasher, band_keys, estimated_jaccard, text_signatures
 from guard.dedup.keep import resolve_in_order, senior_source_first
 from guard.dedup.segments import SegmentStack
@@ -41,7 +42,7 @@ class NearDuplicateCheck(CheckBase):
         ``stored_near_jaccard`` (m,) float64."""
         signatures = self.signatures(normalized)
         keys = self.band_keys(signatures)
-        rows, jaccard = stored.near_match_rows(signatures, keys, self.config.threshold)
+        rows, jaccard = stored.near_match_rows(signatures, QueryKeys.of(keys), self.config.threshold)
         return {
             "signatures": signatures,
             "band_keys": keys,
@@ -64,25 +65,36 @@ class NearDuplicateCheck(CheckBase):
         ]
         pending = np.flatnonzero(stored < 0)
         in_run, run_jaccard = batch.run.near_matches(
-            signatures[rows[pending]], keys[rows[pending]], self.config.threshold
+            signatures[rows[pending]], batch.band_keys_of(rows[pending]), self.config.threshold
         )
         senior_source_first(duplicate_of, jaccard, pending, in_run, run_jaccard)
-        self.match_within(signatures[rows], keys[rows], [batch.ids[r] for r in rows], duplicate_of, jaccard)
+        unmatched = np.array([i for i, m in enumerate(duplicate_of) if m is None], dtype=np.int64)
+        self.match_within(
+            signatures[rows],
+            unmatched,
+            batch.band_keys_of(rows[unmatched]),
+            [batch.ids[r] for r in rows],
+            duplicate_of,
+            jaccard,
+        )
         return matched(
             self, duplicate_of, jaccard, rows, len(batch.ids), {"signatures": signatures, "band_keys": keys}
         )
 
-    def match_within(self, signatures, keys, ids: list[str], duplicate_of: list, jaccard: list) -> None:
+    def match_within(
+        self, signatures, unmatched, query_keys: QueryKeys, ids: list[str], duplicate_of: list, jaccard: list
+    ) -> None:
         """Match the records that nothing earlier matched (None in ``duplicate_of``) against
         earlier records of the batch that were not themselves matched; ``duplicate_of`` and
         ``jaccard`` are filled in place.
 
         Args:
-            signatures: (n, num_perm) uint32; keys: (n, bands) uint64; ids: n record ids.
+            signatures: (n, num_perm) uint32; ids: n record ids.
+            unmatched: (k,) int64, ascending, the positions where ``duplicate_of`` is None.
+            query_keys: the band keys of those k records, each band sorted.
             duplicate_of, jaccard: lists of length n, the matches found before this batch.
         """
-        unmatched = np.array([i for i, m in enumerate(duplicate_of) if m is None], dtype=np.int64)
-        earlier, later = bucket_pairs(keys[unmatched], self.config.max_pairs_per_bucket)
+        earlier, later = bucket_pairs(query_keys, self.config.max_pairs_per_bucket)
         earlier, later = unmatched[earlier], unmatched[later]
         sims = estimated_jaccard(signatures[earlier], signatures[later])
         hit = sims >= self.config.threshold
@@ -91,15 +103,15 @@ class NearDuplicateCheck(CheckBase):
             duplicate_of[record], jaccard[record] = ids[match], float(sim)
 
 
-def bucket_pairs(keys: np.ndarray, max_pairs_per_bucket: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (earlier, later) of rows of ``keys`` ((m, bands) uint64) that share a band key,
-    each once, earlier < later. In a bucket of many equal keys a row is paired only with the
-    first ``max_pairs_per_bucket`` rows of the bucket, which bounds the work on boilerplate."""
-    m, n_bands = keys.shape
+def bucket_pairs(query_keys: QueryKeys, max_pairs_per_bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (earlier, later) of the m queries of ``query_keys`` that share a band key, each
+    once, earlier < later. In a bucket of many equal keys a query is paired only with the first
+    ``max_pairs_per_bucket`` queries of the bucket, which bounds the work on boilerplate."""
+    m, n_bands = query_keys.sorted.shape
     pair_keys = []
     for band in range(n_bands):
-        order = np.argsort(keys[:, band], kind="stable")
-        sorted_keys = keys[order, band]
+        order = query_keys.order[:, band]
+        sorted_keys = query_keys.sorted[:, band]
         starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
         sizes = np.diff(np.append(starts, m))
         position = np.arange(m) - np.repeat(starts, sizes)  # rank inside the bucket

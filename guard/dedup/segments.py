@@ -127,20 +127,24 @@ class Segment:
         return len(self.id_blob) + sum(getattr(self, name).nbytes for name in _ARRAYS)
 
     @classmethod
-    def build(cls, ids: list[str], exact: np.ndarray, signatures: np.ndarray, bands: np.ndarray):
+    def build(cls, ids: list[str], exact: np.ndarray, signatures: np.ndarray, bands: np.ndarray | QueryKeys):
         """A segment from rows in seniority order.
 
         Args:
             ids: n record ids.
             exact: (n,) uint64 exact hashes.
             signatures: (n, num_perm) uint32.
-            bands: (n, n_bands) uint64 band keys.
+            bands: (n, n_bands) uint64 band keys, or their ``QueryKeys`` (each band sorted
+                already: a batch sorts its keys once for all its searches).
         """
         encoded = [i.encode("utf-8") for i in ids]
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=offsets[1:])
         exact_rows = np.argsort(exact, kind="stable").astype(np.uint32)
-        band_keys, band_rows = _sorted_bands(bands)
+        if isinstance(bands, QueryKeys):
+            band_keys, band_rows = np.ascontiguousarray(bands.sorted.T), bands.order.T.astype(np.uint32)
+        else:
+            band_keys, band_rows = _sorted_bands(bands)
         return cls(
             id_blob=b"".join(encoded),
             id_offsets=offsets,
@@ -366,32 +370,30 @@ class SegmentStack:
             offset += segment.n
         return found
 
-    def near_matches(self, signatures, keys, threshold):
+    def near_matches(self, signatures, query_keys: QueryKeys, threshold):
         """For each query, the most senior record whose estimated Jaccard is >= threshold.
 
         Args:
             signatures: (m, num_perm) uint32 query signatures.
-            keys: (m, n_bands) uint64 query band keys.
+            query_keys: the m queries' band keys, each band sorted.
         Returns:
             (ids, similarities): lists of length m, None where nothing matched.
         """
-        rows, jaccard = self.near_match_rows(signatures, keys, threshold)
+        rows, jaccard = self.near_match_rows(signatures, query_keys, threshold)
         return self.ids_at(rows), [float(j) if row >= 0 else None for row, j in zip(rows, jaccard)]
 
-    def near_match_rows(self, signatures, keys, threshold) -> tuple[np.ndarray, np.ndarray]:
+    def near_match_rows(self, signatures, query_keys: QueryKeys, threshold) -> tuple[np.ndarray, np.ndarray]:
         """``near_matches`` as (m,) int64 rows in seniority order across the stack (-1 where
         nothing matched) and (m,) float64 estimated Jaccard (NaN there)."""
         from guard.dedup.hashing import estimated_jaccard
 
         found = np.full(len(signatures), -1, dtype=np.int64)
         similarity = np.full(len(signatures), np.nan)
-        query_keys = QueryKeys.of(keys)
         key_filter = self.key_filter()
         searched = None
         if key_filter is not None:
-            searched = [
-                key_filter.may_hold(band, query_keys.sorted[:, band]) for band in range(keys.shape[1])
-            ]
+            bands = query_keys.sorted.shape[1]
+            searched = [key_filter.may_hold(band, query_keys.sorted[:, band]) for band in range(bands)]
         offset = 0
         for segment in self.segments:
             queries, rows = segment.band_matches(query_keys, searched)

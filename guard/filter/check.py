@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from guard.config import PolicyConfig
+from guard.dedup.band_search import QueryKeys
 from guard.dedup.segments import SegmentStack
 from guard.filter.policy import decide
 from guard.text import NormalizedBatch
@@ -90,6 +91,8 @@ class BatchContext:
         first: (m,) int64 first position with the same normalised text; each record its own
             until the exact check has run.
         matched: (m,) bool, matched by a duplicate check so far.
+        sorted_band_keys: the prepared ``band_keys`` of the m records (near check), each band
+            sorted, once per batch (``band_keys_of``); None until asked for.
     """
 
     ids: list[str]
@@ -102,6 +105,7 @@ class BatchContext:
     keys: dict[str, np.ndarray] = field(default_factory=dict)
     first: np.ndarray | None = None
     matched: np.ndarray | None = None
+    sorted_band_keys: QueryKeys | None = None
 
     def __post_init__(self):
         m = len(self.ids)
@@ -112,6 +116,15 @@ class BatchContext:
     def hashes(self) -> np.ndarray:
         """(m,) uint64 exact hashes of the normalised texts (prepared)."""
         return self.prepared["hashes"]
+
+    def band_keys_of(self, rows: np.ndarray) -> QueryKeys:
+        """The prepared band keys of the records at the (k,) ascending ``rows``, each band
+        sorted (k x 0 keys without the near check): taken from one sort of the batch's keys, shared by
+        the search of the run, the search within the batch and the run's new segment."""
+        if self.sorted_band_keys is None:
+            keys = self.prepared.get("band_keys", np.zeros((len(self.ids), 0), dtype=np.uint64))
+            self.sorted_band_keys = QueryKeys.of(keys)
+        return self.sorted_band_keys.subset(rows)
 
     def stored_ids(self, rows: np.ndarray) -> list[str | None]:
         """The ids of the store's records at (k,) stack ``rows`` (-1: None)."""

@@ -213,11 +213,11 @@ class Guard:
         the near check's keys; zero-width signatures without it), and each check's run state."""
         if not len(rows):
             return
-        no_keys = np.zeros((len(batch.ids), 0), dtype=np.uint64)
-        signatures = batch.keys.get("signatures", no_keys)
-        band_keys = batch.keys.get("band_keys", no_keys)
+        signatures = batch.keys.get("signatures", np.zeros((len(batch.ids), 0), dtype=np.uint32))
         self.run.append(
-            Segment.build([batch.ids[k] for k in rows], batch.hashes[rows], signatures[rows], band_keys[rows])
+            Segment.build(
+                [batch.ids[k] for k in rows], batch.hashes[rows], signatures[rows], batch.band_keys_of(rows)
+            )
         )
         for check in self.checks:
             check.remember(batch, rows)
