@@ -167,7 +167,7 @@ def test_the_stack_key_filter_changes_no_match(monkeypatch):
         return keys, signatures, hashes
 
     def results(stack, keys, signatures, hashes):
-        rows, jaccard = stack.near_match_rows(signatures, QueryKeys.of(keys), 0.5)
+        rows, jaccard = stack.near_match_rows(signatures, keys, 0.5)
         return rows, np.nan_to_num(jaccard, nan=-1), stack.find_exact_rows(hashes)
 
     def unfiltered(keys, signatures, hashes):

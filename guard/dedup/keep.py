@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from guard.arrays import distinct
+
 
 def most_senior(queries: np.ndarray, rows: np.ndarray, similarity: np.ndarray):
     """For each query with at least one matching reference row, the most senior (lowest) row.
@@ -54,7 +56,7 @@ def resolve_in_order(earlier: np.ndarray, later: np.ndarray, similarity: np.ndar
         return later, earlier, similarity
     starts = np.flatnonzero(np.concatenate(([True], later[1:] != later[:-1])))
     ends = np.append(starts[1:], len(later))
-    involved = np.unique(np.concatenate((earlier, later)))
+    involved = distinct(np.concatenate((earlier, later)))
     alive = dict(zip(involved.tolist(), kept[involved].tolist()))  # O(pairs), not O(n)
     candidates = earlier.tolist()
     taken = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from guard.arrays import distinct
 from guard.config import NearConfig
 from guard.dedup.band_search import QueryKeys
 from guard.dedup.hashing import MinHasher, band_keys, estimated_jaccard, text_signatures
@@ -42,7 +43,7 @@ class NearDuplicateCheck(CheckBase):
         ``stored_near_jaccard`` (m,) float64."""
         signatures = self.signatures(normalized)
         keys = self.band_keys(signatures)
-        rows, jaccard = stored.near_match_rows(signatures, QueryKeys.of(keys), self.config.threshold)
+        rows, jaccard = stored.near_match_rows(signatures, keys, self.config.threshold)
         return {
             "signatures": signatures,
             "band_keys": keys,
@@ -65,7 +66,10 @@ class NearDuplicateCheck(CheckBase):
         ]
         pending = np.flatnonzero(stored < 0)
         in_run, run_jaccard = batch.run.near_matches(
-            signatures[rows[pending]], batch.band_keys_of(rows[pending]), self.config.threshold
+            signatures[rows[pending]],
+            keys[rows[pending]],
+            self.config.threshold,
+            batch.band_keys_of(rows[pending]),
         )
         senior_source_first(duplicate_of, jaccard, pending, in_run, run_jaccard)
         unmatched = np.array([i for i, m in enumerate(duplicate_of) if m is None], dtype=np.int64)
@@ -126,5 +130,5 @@ def bucket_pairs(query_keys: QueryKeys, max_pairs_per_bucket: int) -> tuple[np.n
     if not pair_keys:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
-    unique = np.unique(np.concatenate(pair_keys))
+    unique = distinct(np.concatenate(pair_keys))
     return unique // m, unique % m

@@ -22,6 +22,7 @@ import numpy as np
 import xxhash
 from numba import njit
 
+from guard.arrays import distinct
 from guard.dedup.band_search import KeyFilter, QueryKeys, band_pairs
 from guard.dedup.keep import most_senior, senior_source_first_rows
 from guard.io.durable import fsync_path
@@ -219,7 +220,7 @@ class Segment:
         queries, rows = band_pairs(self.band_keys, self.band_rows, query_keys, searched)
         if not len(queries):
             return queries, rows
-        pair_keys = np.unique(queries * self.n + rows)
+        pair_keys = distinct(queries * self.n + rows)
         return pair_keys // self.n, pair_keys % self.n
 
     def digest(self) -> str:
@@ -370,25 +371,32 @@ class SegmentStack:
             offset += segment.n
         return found
 
-    def near_matches(self, signatures, query_keys: QueryKeys, threshold):
+    def near_matches(self, signatures, keys, threshold, query_keys: QueryKeys | None = None):
         """For each query, the most senior record whose estimated Jaccard is >= threshold.
 
         Args:
             signatures: (m, num_perm) uint32 query signatures.
-            query_keys: the m queries' band keys, each band sorted.
+            keys: (m, n_bands) uint64 query band keys.
+            query_keys: ``QueryKeys.of(keys)`` when the caller has it; else made here, only
+                when there is a segment to search.
         Returns:
             (ids, similarities): lists of length m, None where nothing matched.
         """
-        rows, jaccard = self.near_match_rows(signatures, query_keys, threshold)
+        rows, jaccard = self.near_match_rows(signatures, keys, threshold, query_keys)
         return self.ids_at(rows), [float(j) if row >= 0 else None for row, j in zip(rows, jaccard)]
 
-    def near_match_rows(self, signatures, query_keys: QueryKeys, threshold) -> tuple[np.ndarray, np.ndarray]:
+    def near_match_rows(
+        self, signatures, keys, threshold, query_keys: QueryKeys | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``near_matches`` as (m,) int64 rows in seniority order across the stack (-1 where
         nothing matched) and (m,) float64 estimated Jaccard (NaN there)."""
         from guard.dedup.hashing import estimated_jaccard
 
         found = np.full(len(signatures), -1, dtype=np.int64)
         similarity = np.full(len(signatures), np.nan)
+        if not self.segments:
+            return found, similarity
+        query_keys = QueryKeys.of(keys) if query_keys is None else query_keys
         key_filter = self.key_filter()
         searched = None
         if key_filter is not None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xxhash
 
+from guard.arrays import distinct
 from guard.errors import GuardError
 
 
@@ -199,4 +200,4 @@ class IdTally:
 
     def n_repeated(self) -> int:
         hashes = np.concatenate(self._hashes) if self._hashes else np.empty(0, np.uint64)
-        return len(hashes) - len(np.unique(hashes))
+        return len(hashes) - len(distinct(hashes))
