@@ -232,3 +232,19 @@ def test_a_subset_of_sorted_query_keys_is_the_sort_of_the_subset():
         part = whole.subset(queries)
         fresh = QueryKeys.of(keys[queries.astype(np.int64)])
         assert np.array_equal(part.sorted, fresh.sorted) and np.array_equal(part.order, fresh.order)
+
+
+def test_sorted_rows_is_a_stable_argsort():
+    """The unstable sort with its ties put in order equals a stable argsort, with runs of equal
+    keys short and long (a bucket of 3,000 equal keys) and at both ends of a row."""
+    from guard.dedup.band_search import sorted_rows
+
+    rng = np.random.default_rng(6)
+    keys = rng.integers(0, 2**64, size=(5, 4000), dtype=np.uint64)
+    keys[1] = rng.integers(0, 40, size=4000)
+    keys[2, rng.choice(4000, size=3000, replace=False)] = 7
+    keys[3, :5] = keys[3, -5:] = 0
+    sorted_keys, order = sorted_rows(keys)
+    stable = np.argsort(keys, axis=1, kind="stable")
+    assert np.array_equal(order, stable)
+    assert np.array_equal(sorted_keys, np.take_along_axis(keys, stable, axis=1))

@@ -27,14 +27,40 @@ class QueryKeys:
     @classmethod
     def of(cls, keys: np.ndarray) -> QueryKeys:
         """From (m, n_bands) uint64 band keys."""
-        order = np.argsort(keys, axis=0, kind="stable")
-        return cls(np.take_along_axis(keys, order, axis=0), order)
+        sorted_keys, order = sorted_rows(np.ascontiguousarray(keys.T))
+        return cls(sorted_keys.T, order.T)
 
     def subset(self, queries: np.ndarray) -> QueryKeys:
         """The QueryKeys of the (k,) int64 ``queries`` (ascending), numbered 0..k-1 in that
         order: what ``QueryKeys.of(keys[queries])`` gives, in one pass over these instead of a
         sort (equal keys stay in query order, as the stable sort leaves them)."""
         return QueryKeys(*_subset(self.sorted, self.order, np.asarray(queries, dtype=np.int64)))
+
+
+def sorted_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of the (b, m) ``keys`` sorted ascending, and the (b, m) int64 position each
+    entry came from, equal keys in position order: what a stable argsort gives, from NumPy's
+    default (unstable, vectorised) sort with the runs of equal keys put in order afterwards,
+    ~5x faster than ``kind="stable"`` for 30 x 4,000 uint64 keys here."""
+    order = np.argsort(keys, axis=1)
+    sorted_keys = np.take_along_axis(keys, order, axis=1)
+    _order_ties(sorted_keys, order)
+    return sorted_keys, order
+
+
+@njit(cache=True, nogil=True)
+def _order_ties(sorted_keys, order):  # pragma: no cover (compiled)
+    """Sort ``order`` ascending within each run of equal keys of each row of ``sorted_keys``."""
+    rows, m = sorted_keys.shape
+    for row in range(rows):
+        start = 0
+        while start < m:
+            end = start + 1
+            while end < m and sorted_keys[row, end] == sorted_keys[row, start]:
+                end += 1
+            if end - start > 1:
+                order[row, start:end].sort()
+            start = end
 
 
 class KeyFilter:

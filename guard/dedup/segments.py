@@ -23,7 +23,7 @@ import xxhash
 from numba import njit
 
 from guard.arrays import distinct
-from guard.dedup.band_search import KeyFilter, QueryKeys, band_pairs
+from guard.dedup.band_search import KeyFilter, QueryKeys, band_pairs, sorted_rows
 from guard.dedup.keep import most_senior, senior_source_first_rows
 from guard.io.durable import fsync_path
 
@@ -426,8 +426,8 @@ def key_rows(segment: Segment) -> list[np.ndarray]:
 def _sorted_bands(bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(band_keys, band_rows), each (n_bands, n): every band's keys of the (n, n_bands)
     ``bands`` sorted ascending (stable), and the uint32 row each came from."""
-    band_rows = np.argsort(bands.T, axis=1, kind="stable").astype(np.uint32)
-    return np.take_along_axis(bands.T, band_rows.astype(np.int64), axis=1), band_rows
+    band_keys, band_rows = sorted_rows(np.ascontiguousarray(bands.T))
+    return band_keys, band_rows.astype(np.uint32)
 
 
 def _write_durably(path: Path, pieces: list) -> None:
