@@ -81,9 +81,17 @@ def _vector_problem(directory: Path, state: dict, settings: dict) -> str | None:
     return None
 
 
-def _key_filter_problem(directory: Path, state: dict, settings: dict) -> str | None:
+def _segment_problems(directory: Path, states: list[dict], settings: dict) -> dict[str, str | None]:
+    """Segment name -> its problem (``_segment_problem``) or None, for every segment of ``states``,
+    each read once."""
+    entries = {entry["name"]: entry for state in states for entry in state["segments"]}
+    return {name: _segment_problem(directory, entry, settings) for name, entry in entries.items()}
+
+
+def _key_filter_problem(directory: Path, state: dict, settings: dict, segment_problems: dict) -> str | None:
     """Why the key filter of ``state`` is unusable (unreadable, too small, or missing a key of
-    one of its segments), or None (also None without one)."""
+    one of its sound segments: those whose ``segment_problems`` entry is None), or None (also
+    None without one)."""
     from guard.dedup.segments import key_rows
 
     name = state.get("key_filter")
@@ -94,7 +102,7 @@ def _key_filter_problem(directory: Path, state: dict, settings: dict) -> str | N
     except (OSError, ValueError) as exc:
         return f"key filter {name}: unusable ({exc})"
     for entry in state["segments"]:
-        if _segment_problem(directory, entry, settings) is None:
+        if segment_problems[entry["name"]] is None:
             segment = Segment.load(directory / SEGMENTS / entry["name"], settings["rows"])
             if not key_filter.holds_all(key_rows(segment)):
                 return f"key filter {name}: misses keys of segment {entry['name']}"
@@ -164,10 +172,10 @@ def _problems(directory: Path, manifest: dict) -> list[str]:
     """Every problem of the files the manifest names, current state and the one before the last run."""
     settings = manifest["settings"]
     states = [state_of(manifest)] + ([manifest["last_run"]["before"]] if manifest["last_run"] else [])
-    entries = {entry["name"]: entry for state in states for entry in state["segments"]}
-    problems = [_segment_problem(directory, entry, settings) for entry in entries.values()]
+    segment_problems = _segment_problems(directory, states, settings)
+    problems = list(segment_problems.values())
     problems += [_vector_problem(directory, state, settings) for state in states]
-    problems += [_key_filter_problem(directory, state, settings) for state in states]
+    problems += [_key_filter_problem(directory, state, settings, segment_problems) for state in states]
     if manifest["n_records"] != sum(e["n_records"] for e in manifest["segments"]):
         problems.append("n_records differs from the sum over the segments")
     return list(dict.fromkeys(p for p in problems if p))
@@ -227,17 +235,22 @@ def _drop_damaged(directory: Path, manifest: dict) -> list[str]:
     settings = manifest["settings"]
     dropped = []
     before = manifest["last_run"]["before"] if manifest["last_run"] else None
-    if before and _state_damaged(directory, before, settings):
+    segment_problems = _segment_problems(
+        directory, [state_of(manifest), *([before] if before else [])], settings
+    )
+    if before and _state_damaged(directory, before, settings, segment_problems):
         manifest["last_run"] = None
         dropped.append("the state before the last run (a retry of that run counts as a new run)")
-    damaged = [e for e in manifest["segments"] if _segment_problem(directory, e, settings)]
-    if settings.get("embedding_model") and _state_damaged(directory, state_of(manifest), settings):
+    damaged = [e for e in manifest["segments"] if segment_problems[e["name"]]]
+    if settings.get("embedding_model") and _state_damaged(
+        directory, state_of(manifest), settings, segment_problems
+    ):
         raise GuardError(
             f"{directory}: damaged segments or vectors in a store that keeps embeddings cannot be "
             "repaired in place; build a new store from your kept data (guard filter KEPT --store NEW)"
         )
     for state in (manifest, before) if before else (manifest,):
-        problem = _key_filter_problem(directory, state, settings)
+        problem = _key_filter_problem(directory, state, settings, segment_problems)
         if problem:  # searches build the filter again; so does the next commit
             state["key_filter"] = None
             dropped.append(f"{problem.split(':')[0]} (the next commit builds it again)")
@@ -252,9 +265,9 @@ def _drop_damaged(directory: Path, manifest: dict) -> list[str]:
     return dropped
 
 
-def _state_damaged(directory: Path, state: dict, settings: dict) -> bool:
-    """Whether a segment or the vector index of ``state`` is unusable."""
+def _state_damaged(directory: Path, state: dict, settings: dict, segment_problems: dict) -> bool:
+    """Whether a segment (by ``segment_problems``) or the vector index of ``state`` is unusable."""
     return bool(
-        any(_segment_problem(directory, e, settings) for e in state["segments"])
+        any(segment_problems[e["name"]] for e in state["segments"])
         or _vector_problem(directory, state, settings)
     )
