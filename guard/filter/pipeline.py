@@ -251,7 +251,7 @@ class Guard:
         commit and published after it, and a retry of a run whose commit happened sees the store
         as it was before that run (``Store.begin_run``), so it writes the same outputs and
         leaves the store as it is."""
-        from guard.filter.gc_tuning import batch_collections
+        from guard.filter.memory_settings import run_settings
         from guard.filter.progress import filter_bar, stage
         from guard.filter.run_fingerprint import run_fingerprint
         from guard.io.file_loop import run_file_loop
@@ -280,7 +280,7 @@ class Guard:
         cfg = self.config.input
         ids = IdTally()
         with (
-            batch_collections(),
+            run_settings(),
             open_writer(out, shard_size=shard_size) as kept_writer,
             open_writer(rejected, shard_size=shard_size) as rejected_writer,
             filter_bar(inputs, progress) as bar,

@@ -32,7 +32,7 @@ import numpy as np
 
 from guard.config import GuardConfig
 from guard.errors import GuardError
-from guard.filter.gc_tuning import raise_first_threshold
+from guard.filter.memory_settings import apply_run_settings
 from guard.io.readers import ReadStats
 from guard.io.record_writer import append_output
 from guard.io.records import InputRecord
@@ -55,7 +55,7 @@ class RangeWorker:
     """
 
     def __init__(self, config: GuardConfig, keep_text: bool, stored: StoredPaths):
-        raise_first_threshold()  # the actor's own process: it holds whole ranges of records
+        apply_run_settings()  # the actor's own process: it holds whole ranges of records
         self.preparer = Preparer(config, stored)
         self.input = config.input
         self.keep_text = keep_text
