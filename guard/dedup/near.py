@@ -66,10 +66,7 @@ class NearDuplicateCheck(CheckBase):
         ]
         pending = np.flatnonzero(stored < 0)
         in_run, run_jaccard = batch.run.near_matches(
-            signatures[rows[pending]],
-            keys[rows[pending]],
-            self.config.threshold,
-            batch.band_keys_of(rows[pending]),
+            signatures[rows[pending]], batch.band_keys_of(rows[pending]), self.config.threshold
         )
         senior_source_first(duplicate_of, jaccard, pending, in_run, run_jaccard)
         unmatched = np.array([i for i, m in enumerate(duplicate_of) if m is None], dtype=np.int64)

@@ -23,7 +23,7 @@ import xxhash
 from numba import njit
 
 from guard.arrays import distinct
-from guard.dedup.band_search import KeyFilter, QueryKeys, band_pairs, sorted_rows
+from guard.dedup.band_search import KeyFilter, QueryKeys, band_pairs
 from guard.dedup.keep import most_senior, senior_source_first_rows
 from guard.io.durable import fsync_path
 
@@ -142,10 +142,7 @@ class Segment:
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=offsets[1:])
         exact_rows = np.argsort(exact, kind="stable").astype(np.uint32)
-        if isinstance(bands, QueryKeys):
-            band_keys, band_rows = np.ascontiguousarray(bands.sorted.T), bands.order.T.astype(np.uint32)
-        else:
-            band_keys, band_rows = _sorted_bands(bands)
+        band_keys, band_rows = _sorted_bands(bands)
         return cls(
             id_blob=b"".join(encoded),
             id_offsets=offsets,
@@ -371,22 +368,22 @@ class SegmentStack:
             offset += segment.n
         return found
 
-    def near_matches(self, signatures, keys, threshold, query_keys: QueryKeys | None = None):
+    def near_matches(self, signatures, keys: np.ndarray | QueryKeys, threshold):
         """For each query, the most senior record whose estimated Jaccard is >= threshold.
 
         Args:
             signatures: (m, num_perm) uint32 query signatures.
-            keys: (m, n_bands) uint64 query band keys.
-            query_keys: ``QueryKeys.of(keys)`` when the caller has it; else made here, only
-                when there is a segment to search.
+            keys: (m, n_bands) uint64 query band keys, or their ``QueryKeys`` when the caller
+                has them sorted already (else they are sorted here, only when there is a
+                segment to search).
         Returns:
             (ids, similarities): lists of length m, None where nothing matched.
         """
-        rows, jaccard = self.near_match_rows(signatures, keys, threshold, query_keys)
+        rows, jaccard = self.near_match_rows(signatures, keys, threshold)
         return self.ids_at(rows), [float(j) if row >= 0 else None for row, j in zip(rows, jaccard)]
 
     def near_match_rows(
-        self, signatures, keys, threshold, query_keys: QueryKeys | None = None
+        self, signatures, keys: np.ndarray | QueryKeys, threshold
     ) -> tuple[np.ndarray, np.ndarray]:
         """``near_matches`` as (m,) int64 rows in seniority order across the stack (-1 where
         nothing matched) and (m,) float64 estimated Jaccard (NaN there)."""
@@ -396,7 +393,7 @@ class SegmentStack:
         similarity = np.full(len(signatures), np.nan)
         if not self.segments:
             return found, similarity
-        query_keys = QueryKeys.of(keys) if query_keys is None else query_keys
+        query_keys = keys if isinstance(keys, QueryKeys) else QueryKeys.of(keys)
         key_filter = self.key_filter()
         searched = None
         if key_filter is not None:
@@ -423,11 +420,12 @@ def key_rows(segment: Segment) -> list[np.ndarray]:
     return [*segment.band_keys, segment.exact_hashes]
 
 
-def _sorted_bands(bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_bands(bands: np.ndarray | QueryKeys) -> tuple[np.ndarray, np.ndarray]:
     """(band_keys, band_rows), each (n_bands, n): every band's keys of the (n, n_bands)
-    ``bands`` sorted ascending (stable), and the uint32 row each came from."""
-    band_keys, band_rows = sorted_rows(np.ascontiguousarray(bands.T))
-    return band_keys, band_rows.astype(np.uint32)
+    ``bands`` (or of their ``QueryKeys``) sorted ascending (stable), and the uint32 row each
+    came from."""
+    query_keys = bands if isinstance(bands, QueryKeys) else QueryKeys.of(bands)
+    return np.ascontiguousarray(query_keys.sorted.T), query_keys.order.T.astype(np.uint32)
 
 
 def _write_durably(path: Path, pieces: list) -> None:
