@@ -75,6 +75,13 @@ CANDIDATES = {
     "two_sided16/coherent": {"head": "two_sided", "features": "coherent", "C": 1.0, "hidden": 16},
     "two_sided8/drift": {"head": "two_sided", "features": "drift", "C": 1.0, "hidden": 8},
     "two_sided16/drift": {"head": "two_sided", "features": "drift", "C": 1.0, "hidden": 16},
+    "two_sided16/coherent_length": {
+        "head": "two_sided",
+        "features": "coherent_length",
+        "C": 1.0,
+        "hidden": 16,
+    },
+    "two_sided8/drift_length": {"head": "two_sided", "features": "drift_length", "C": 1.0, "hidden": 8},
 }
 # The machine text the two-sided head's drift side learns: samples of small models (SmolLM2 at
 # every decoding, the word-trigram model). The chat and completion text of the GPT files is left

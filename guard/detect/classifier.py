@@ -7,8 +7,10 @@ Ghostbuster-style detectors use), ``profile`` (the statistics and the profile of
 is surprising: normalised-surprise quantiles, rank and entropy bands, repeats, trends; no
 length), ``compact`` (six of them, ``COMPACT``), ``coherent`` (``COMPACT`` and how the text holds
 together) — the ``*_semantic`` sets, which add the semantic coherence of the text's halves
-(``guard.detect.coherence``, from a sentence embedder), and ``drift`` (``coherent`` and the
-semantic coherence of its quarters); optionally followed by the text's whole sentence embedding
+(``guard.detect.coherence``, from a sentence embedder), ``drift`` (``coherent`` and the
+semantic coherence of its quarters), and ``coherent_length`` / ``drift_length`` (those and the
+length: the two-sided head then judges each text against the human band for its length, and
+its drift MLP does not see the length); optionally followed by the text's whole sentence embedding
 (``embedding_vectors``; MiniLM by default). A head turns them into log-odds of machine:
 ``logistic`` (a standardising scaler and logistic regression, one direction per feature),
 ``mlp`` (the scaler and one hidden layer of ReLU units: a decision that can flag both tails of a
@@ -66,6 +68,8 @@ FEATURE_SETS = {
     "compact_semantic": [*COMPACT, COHERENCE_FEATURE],
     "coherent_semantic": [*COHERENT, COHERENCE_FEATURE],
     "drift": DRIFT,
+    "coherent_length": [*COHERENT, LENGTH_FEATURE],
+    "drift_length": [*DRIFT, LENGTH_FEATURE],
 }
 
 
@@ -161,7 +165,9 @@ class MachineTextClassifier:
         """
         settings = {"C": self.C, "hidden": self.hidden, "max_iter": self.max_iter}
         if self.head == TwoSidedHead.kind:
-            self.model_ = TwoSidedHead(self._predictable_columns(), **settings).fit(
+            names = self.feature_names()
+            length = names.index(LENGTH_FEATURE) if LENGTH_FEATURE in names else None
+            self.model_ = TwoSidedHead(self._predictable_columns(), length=length, **settings).fit(
                 table, labels, sample_weight, drift_rows
             )
             self.threshold_, self.threshold_note_ = self._human_band_threshold(table, labels)

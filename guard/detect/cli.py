@@ -302,6 +302,8 @@ def _detector_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_detect_command(commands) -> None:
     """Add ``guard detect`` and its sub-commands to the ``guard`` sub-parsers."""
+    from guard.detect.classifier import FEATURE_SETS
+
     detect = commands.add_parser(
         "detect",
         help="machine-text detection: calibrate thresholds, evaluate, train, score, build a training pool",
@@ -373,16 +375,15 @@ def add_detect_command(commands) -> None:
     tr.add_argument("--out", required=True, metavar="DIR")
     tr.add_argument(
         "--features",
-        choices=(
-            *("statistics", "profile", "compact", "coherent"),
-            *("compact_semantic", "coherent_semantic", "drift"),
-        ),
-        default="coherent",
+        choices=tuple(FEATURE_SETS),
+        default="coherent_length",
         help="statistics: the zero-shot statistics and the length; profile: the statistics and how the "
         "text is surprising (normalised-surprise quantiles, rank and entropy bands, repeats, trends); "
-        "compact: six of those that carried over best to unseen generators; coherent (default, as "
-        "shipped): compact and how the text holds together; *_semantic: and the semantic coherence "
-        "of its halves (MiniLM); drift: coherent and the semantic coherence of its quarters (MiniLM)",
+        "compact: six of those that carried over best to unseen generators; coherent: compact and how "
+        "the text holds together; *_semantic: and the semantic coherence of its halves (MiniLM); drift: "
+        "coherent and the semantic coherence of its quarters (MiniLM); coherent_length (default, as "
+        "shipped) and drift_length: those and the length, which the two-sided head judges each text's "
+        "band by",
     )
     tr.add_argument(
         "--head",

@@ -61,8 +61,8 @@ def _oracle_arguments(tpr, fpr, real=None, refill=None) -> dict:
 
 
 def _detector_kind(value) -> str | None:
-    """``train=``: false (None), true (``guard detect train``'s defaults, two_sided/coherent) or
-    HEAD/FEATURES, e.g. logistic/profile."""
+    """``train=``: false (None), true (two_sided/coherent, the studies' per-generation detector)
+    or HEAD/FEATURES, e.g. logistic/profile."""
     from guard.detect.classifier import FEATURE_SETS, HEADS
 
     if value is False or value is True:

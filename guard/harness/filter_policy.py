@@ -15,9 +15,10 @@ Everything that passed is committed to the store, so a refill's few extra passin
 are in it too.
 
 With ``train=true`` the machine check does not use the configured detector but one fitted
-every generation as a user who can sample their own model would fit it: ``guard detect train``'s
-defaults (the shipped kind: two-sided head, ``coherent`` features, 16 units; ``train=HEAD/FEATURES``
-for another head and feature set, as ``--head`` and ``--features`` choose), the configured
+every generation as a user who can sample their own model would fit it: a two-sided head on the
+``coherent`` features, 16 units (the studies' detector; the shipped kind also judges the length,
+``train=two_sided/coherent_length``; ``train=HEAD/FEATURES`` for any head and feature set, as
+``guard detect train``'s ``--head`` and ``--features`` choose), the configured
 scoring LM, on ``detector.fit_size`` fresh real texts (human) and as many samples of the current
 model (machine), its threshold then moved as ``guard detect calibrate --fpr F`` would move it,
 F = 1 - ``detector.threshold``, on ``detector.fit_size`` other fresh real texts. It is saved in
