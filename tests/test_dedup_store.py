@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import fmix32_reference
 
-from guard.dedup.segments import Segment, SegmentStack
+from guard.dedup.segments import Segment, SegmentStack, merge_start
 from guard.errors import GuardError
 from guard.filter.pipeline import Guard
 
@@ -162,6 +162,47 @@ def test_segments_merge_beyond_the_limit_and_keep_seniority(tmp_path):
     with Guard(config, store=tmp_path / "s") as guard:
         out = guard.annotate(_batch([all_texts[0][4], all_texts[3][9]], "q"))
     assert out["guard_exact_duplicate_of"] == ["r0-4", "r3-9"]
+
+
+def test_a_commit_merges_the_newest_segments_of_similar_size():
+    assert merge_start([5, 1, 1], 3) is None  # within the limit: no merge
+    assert merge_start([5, 1, 1], 2) == 1  # the newest two; 5 records stay where they are
+    assert merge_start([1, 1, 1], 2) == 0
+    assert merge_start([4, 1, 1, 1], 3) == 1 and merge_start([3, 1, 1, 1], 3) == 0
+    assert merge_start([7, 2], 1) == 0  # one segment at most: everything
+    # 300 equal commits into at most 8 segments: each record is rewritten ~3 times, where
+    # merging everything at every overflow rewrites it ~19 times
+    sizes, rewritten = [], 0
+    for _ in range(300):
+        sizes.append(1)
+        start = merge_start(sizes, 8)
+        if start is not None:
+            rewritten += sum(sizes[start:])
+            sizes = sizes[:start] + [sum(sizes[start:])]
+        assert len(sizes) <= 8
+    assert sum(sizes) == 300 and rewritten / 300 < 3.5
+
+
+def test_a_store_merge_leaves_an_older_big_segment_as_it_was(tmp_path):
+    from guard.cli import main
+
+    config = {**LEXICAL, "store": {"max_segments": 2}}
+    runs = [_texts(120, seed=30), _texts(10, seed=31), _texts(10, seed=32)]
+    for run, texts in enumerate(runs):
+        with Guard(config, store=tmp_path / "s") as guard:
+            guard.annotate(_batch(texts, f"r{run}-"))
+            guard.commit()
+        if run == 0:
+            (big,) = json.loads((tmp_path / "s" / "manifest.json").read_text())["segments"]
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["segments"][0] == big and [e["n_records"] for e in manifest["segments"]] == [120, 20]
+    assert sorted(p.name for p in (tmp_path / "s" / "segments").iterdir()) == [
+        e["name"] for e in manifest["segments"]
+    ]
+    with Guard(config, store=tmp_path / "s") as guard:
+        out = guard.annotate(_batch([runs[0][7], runs[1][3], runs[2][9]], "q"))
+    assert out["guard_exact_duplicate_of"] == ["r0-7", "r1-3", "r2-9"]
+    assert main(["store", "check", str(tmp_path / "s")]) == 0
 
 
 def test_segment_stack_merges_small_segments_logarithmically():

@@ -61,7 +61,7 @@ class _FailOnCall:
     "filter_from, max_segments, n_new",
     [
         (None, 2, 80),  # no key filter (the store is under KeyFilter.MIN_RECORDS); a merge
-        (16, 2, 80),  # a key filter, rebuilt from the merged segment
+        (16, 2, 80),  # a key filter and a merge; beyond its capacity: a bigger filter, new name
         (16, 8, 28),  # bits set in place: 128 records fit the filter sized for 100
         (16, 8, 80),  # beyond its capacity: a bigger filter under a new name
     ],

@@ -302,6 +302,22 @@ class Segment:
         return replace(self, band_keys=keys, band_rows=rows_of_keys)
 
 
+def merge_start(sizes: list[int], max_segments: int) -> int | None:
+    """Where a store's commit starts merging, given the records of its segments, oldest first,
+    with the new segment last: None while they number at most ``max_segments``; else the index
+    from which the segments are merged into one: the newest two, and each older one whose
+    records are no more than those merged so far (a size-tiered merge: a record is rewritten
+    about log(commits) times, not at every ``max_segments``-th commit as with a full merge)."""
+    if len(sizes) <= max_segments:
+        return None
+    start = len(sizes) - 2
+    merged = sizes[start] + sizes[start + 1]
+    while start > 0 and sizes[start - 1] <= merged:
+        start -= 1
+        merged += sizes[start]
+    return start
+
+
 class SegmentStack:
     """Segments searched as one, oldest first. ``append`` merges the newest segments while
     the last is at least half the size of the one before, so a run of many small batches

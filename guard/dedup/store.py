@@ -46,7 +46,7 @@ import numpy as np
 
 from guard import __version__
 from guard.dedup.band_search import KeyFilter
-from guard.dedup.segments import Segment, SegmentStack, key_rows
+from guard.dedup.segments import Segment, SegmentStack, key_rows, merge_start
 from guard.dedup.vector_index import sketch_path
 from guard.errors import GuardError
 from guard.io.durable import (
@@ -230,7 +230,8 @@ class Store:
         settings: the dedup settings (``GuardConfig.store_settings``); an existing store must
             have been built with the same ones. Recorded in the manifest with their
             fingerprint, and named in the refusal message.
-        max_segments: segments merged into one when a commit would exceed this.
+        max_segments: at most this many segments; a commit that would exceed it merges the
+            newest segments of similar size into one (``segments.merge_start``).
         vector_options: ``VectorIndex`` options (exact_max, nprobe) for the embeddings of
             kept records, kept when ``settings["embedding_model"]`` is set.
 
@@ -375,10 +376,10 @@ class Store:
     ) -> None:
         """Add ``segment`` (the run's kept records) and, when the store keeps embeddings,
         their (segment.n, dim) ``vectors`` and the (segment.n, width) ``sketches`` that go with
-        them (see ``VectorIndex``). Segments are merged into one when there would be more than
-        ``max_segments``. Nothing happens when replaying a committed run or when ``segment``
-        is empty. A commit deletes the journal of a run under way (``guard.filter.journal``),
-        which holds decisions made against the state before it."""
+        them (see ``VectorIndex``). When there would be more than ``max_segments`` segments,
+        the newest ones of similar size are merged into one. Nothing happens when replaying a
+        committed run or when ``segment`` is empty. A commit deletes the journal of a run under
+        way (``guard.filter.journal``), which holds decisions made against the state before it."""
         if self.replaying or segment.n == 0:
             return
         if (self.vectors is None) != (vectors is None) or (vectors is not None and len(vectors) != segment.n):
@@ -403,21 +404,22 @@ class Store:
         store as it was, plus files no manifest names."""
         before = state_of(self.manifest)
         entries = list(before["segments"])
-        if len(entries) + 1 > self.max_segments:
-            segment = Segment.merge([*self.stack.segments, segment])
-            entries = []
+        added = segment
+        start = merge_start([e["n_records"] for e in entries] + [segment.n], self.max_segments)
+        if start is not None:
+            segment = Segment.merge([*self.stack.segments[start:], segment])
+            entries = entries[:start]
         number = self._next_number()
         name = f"{number:06d}-{segment.digest()[:16]}"
         self._save_segment(segment, name)
         entries.append({"name": name, "n_records": segment.n})
         n_records = sum(e["n_records"] for e in entries)
-        added = segment if entries[0]["name"] != name else None  # None: merged, every key is new here
         last_run = {"fingerprint": self.run_fingerprint, "before": before} if self.run_fingerprint else None
         manifest = {
             **{k: v for k, v in self.manifest.items() if k not in ("created", "updated")},
             "format_version": STORE_FORMAT_VERSION, "guard_version": __version__,
             "segments": entries, "n_records": n_records, "vector_index": None,
-            "key_filter": self._commit_key_filter(before, added, segment, n_records, number),
+            "key_filter": self._commit_key_filter(before, added, n_records, number),
             "last_run": last_run,
         }  # fmt: skip
         if self.vectors is not None:
@@ -427,25 +429,22 @@ class Store:
         write_manifest(self.directory, manifest)
         return manifest
 
-    def _commit_key_filter(
-        self, before: dict, added: Segment | None, segment: Segment, n_records: int, number: int
-    ) -> str | None:
+    def _commit_key_filter(self, before: dict, added: Segment, n_records: int, number: int) -> str | None:
         """The key filter file of the state after this commit (None under
-        ``KeyFilter.MIN_RECORDS`` records): the state's own, with the bits of ``added`` (the new
-        segment) set in place, while it holds ``n_records``; else a new one of every segment's
-        keys (the stack's and ``segment``'s; ``added`` None: ``segment`` merged them all)."""
+        ``KeyFilter.MIN_RECORDS`` records): the state's own, with the bits of ``added`` (the
+        committed records, merged or not) set in place, while it holds ``n_records``; else a new
+        one of every segment's keys (the stack's and ``added``'s)."""
         if n_records < KeyFilter.MIN_RECORDS:
             return None
         current = before.get("key_filter")
-        if current and added is not None:
+        if current:
             key_filter = self._load_key_filter(self.directory / current, before["n_records"], writable=True)
             if n_records <= key_filter.capacity:
                 key_filter.add(key_rows(added))
                 key_filter.sets.flush()
                 fsync_path(self.directory / current)
                 return current
-        sources = [segment] if added is None else [*self.stack.segments, segment]
-        key_filter = KeyFilter.of([key_rows(s) for s in sources], n_records)
+        key_filter = KeyFilter.of([key_rows(s) for s in [*self.stack.segments, added]], n_records)
         name = f"keyfilter-{number:06d}.npy"
         with atomic_path(self.directory / name) as temp, open(temp, "xb") as file:
             key_filter.save(file)
