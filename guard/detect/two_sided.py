@@ -54,7 +54,7 @@ class TwoSidedHead:
 
     Attributes (after ``fit`` or ``from_state``):
         band_mean_: (p, k + 1) coefficients of the human mean of the k predictable columns and
-            of the drift MLP's log-odds over ``band_design``'s p mean terms (p = 1: flat).
+            of the drift MLP's log-odds over the p terms of ``_design`` (p = 1: flat).
         band_variance_: (p, k + 1) the same for the human variance.
         variance_floor_: (k + 1,) the least variance the band gives.
         drift_: the fitted drift ``LogOddsHead``.
